@@ -1,0 +1,1 @@
+"""inferq services: the REST API, the worker pools and the code they share."""

@@ -1,0 +1,1 @@
+"""Code the API and the workers share: settings, Redis keys, task records, telemetry."""

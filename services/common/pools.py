@@ -1,0 +1,37 @@
+"""Worker pools and their queues: the one place that names them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """Defaults of one worker pool; each pool consumes the Celery queue of its own name."""
+
+    name: str
+    soft_time_limit: float
+    hard_time_limit: float
+
+    @property
+    def queue(self) -> str:
+        return self.name
+
+    @property
+    def default_visibility_timeout(self) -> float:
+        # Above the hard limit, so a live task is never handed to a second worker.
+        return self.hard_time_limit + 60
+
+
+INFERENCE = PoolSpec("inference", soft_time_limit=50, hard_time_limit=60)
+BATCH = PoolSpec("batch", soft_time_limit=1740, hard_time_limit=1800)
+TRAINING = PoolSpec("training", soft_time_limit=10740, hard_time_limit=10800)
+
+POOLS: dict[str, PoolSpec] = {p.name: p for p in (INFERENCE, BATCH, TRAINING)}
+
+
+def get_pool(name: str) -> PoolSpec:
+    try:
+        return POOLS[name]
+    except KeyError:
+        raise ValueError(f"unknown pool {name!r}; known pools: {', '.join(POOLS)}") from None
