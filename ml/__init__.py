@@ -1,0 +1,1 @@
+"""Models: the versioned store, training of the demo models, and prediction."""

@@ -1,0 +1,17 @@
+"""Errors of the model layer; the worker turns each into a failed task's readable error."""
+
+
+class ModelError(Exception):
+    """Base of every error the model layer raises on purpose."""
+
+
+class ModelNotFoundError(ModelError):
+    pass
+
+
+class IntegrityError(ModelError):
+    """An artifact's bytes do not match the sha256 recorded in its metadata."""
+
+
+class ImportModelError(ModelError):
+    """A file given to ``inferq models import`` is not a usable estimator."""

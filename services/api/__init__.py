@@ -1,0 +1,1 @@
+"""The REST API: validates requests against model metadata and enqueues tasks by name."""

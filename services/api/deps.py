@@ -1,0 +1,64 @@
+"""The API's shared state and the dependencies that hand it to routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import redis.asyncio as aioredis
+from fastapi import Depends, Query, Request
+
+from services.api.errors import InvalidParameter, ModelNotFound, VersionNotFound
+from services.api.metrics import BacklogExporter
+from services.api.task_service import TaskService
+from services.api.waiter import TaskWaiter
+from services.common.catalog import Catalog, ModelMetadata
+from services.common.settings import Settings
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    redis: aioredis.Redis
+    catalog: Catalog
+    waiter: TaskWaiter
+    tasks: TaskService
+    backlog: BacklogExporter
+
+
+def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.inferq
+    return state
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]
+
+
+def wait_seconds(
+    state: StateDep, wait: Annotated[float, Query(description="seconds to wait (0-30)")] = 0
+) -> float:
+    if not 0 <= wait <= state.settings.max_wait_seconds:
+        raise InvalidParameter(
+            f"wait must be between 0 and {state.settings.max_wait_seconds:g} seconds",
+            {"parameter": "wait", "value": wait},
+        )
+    return wait
+
+
+WaitDep = Annotated[float, Depends(wait_seconds)]
+
+
+def resolve_model(state: ApiState, name: str, version: int | None) -> ModelMetadata:
+    """The metadata of ``name`` at ``version`` (latest when None), or a 404 that says which."""
+    metadata = state.catalog.get(name, version)
+    if metadata is not None:
+        return metadata
+    versions = state.catalog.versions(name)
+    if not versions:
+        raise ModelNotFound(
+            f"no model named {name!r}; GET /v1/models lists the models", {"model": name}
+        )
+    raise VersionNotFound(
+        f"model {name!r} has no version {version}; it has {', '.join(map(str, versions))}",
+        {"model": name, "version": version, "versions": versions},
+    )

@@ -1,0 +1,86 @@
+"""The API's errors: each class maps to one HTTP status and one error code, here only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class InputError(ApiError):
+    """A request refused for its input; counted in ``inferq_input_rejected_total``."""
+
+    status = 400
+
+
+class MalformedBody(InputError):
+    code = "malformed_body"
+
+
+class InvalidParameter(InputError):
+    code = "invalid_parameter"
+
+
+class PayloadTooLarge(InputError):
+    status = 413
+    code = "payload_too_large"
+
+
+class TooManyRows(InputError):
+    status = 413
+    code = "too_many_rows"
+
+
+class InvalidRows(InputError):
+    status = 422
+    code = "invalid_rows"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class VersionNotFound(NotFound):
+    code = "version_not_found"
+
+
+class TaskNotFound(NotFound):
+    code = "task_not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class TaskNotCancellable(ApiError):
+    status = 409
+    code = "task_not_cancellable"
+
+
+class RedisUnavailable(ApiError):
+    status = 503
+    code = "redis_unavailable"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
+def error_body(error: ApiError) -> dict[str, Any]:
+    return {"error": {"code": error.code, "message": error.message, "details": error.details}}

@@ -1,0 +1,126 @@
+"""Assembling the FastAPI application: state, routers, error handlers, middleware."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, ORJSONResponse
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException
+
+from services.api.deps import ApiState
+from services.api.errors import (
+    ApiError,
+    InputError,
+    InvalidParameter,
+    MethodNotAllowed,
+    NotFound,
+    RedisUnavailable,
+    error_body,
+)
+from services.api.metrics import BacklogExporter, HttpMetricsMiddleware
+from services.api.routes import health, models, tasks
+from services.api.task_service import TaskService
+from services.api.waiter import TaskWaiter
+from services.common.catalog import Catalog
+from services.common.metrics import INPUT_REJECTED
+from services.common.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def _error_response(error: ApiError) -> JSONResponse:
+    if isinstance(error, InputError):
+        INPUT_REJECTED.labels(error.code).inc()
+    return JSONResponse(error_body(error), status_code=error.status, headers=error.headers())
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return _error_response(exc)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path"))
+    return _error_response(
+        InvalidParameter(
+            f"{where or 'request'}: {first.get('msg', 'invalid value')}", {"parameter": where}
+        )
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return _error_response(MethodNotAllowed("this method is not allowed on this path"))
+    return _error_response(NotFound("no such endpoint; the API lives under /v1"))
+
+
+async def _redis_error(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("redis unavailable", extra={"error": repr(exc)})
+    return _error_response(RedisUnavailable("Redis is unreachable; retry in a moment"))
+
+
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=exc)
+    return _error_response(ApiError("an unexpected error occurred; it has been logged"))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = aioredis.Redis.from_url(
+            settings.broker_url,
+            socket_timeout=settings.redis_socket_timeout,
+            socket_connect_timeout=settings.redis_socket_timeout,
+            health_check_interval=10,
+        )
+        waiter = TaskWaiter(client)
+        backlog = BacklogExporter(client)
+        app.state.inferq = ApiState(
+            settings=settings,
+            redis=client,
+            catalog=Catalog(settings.model_store),
+            waiter=waiter,
+            tasks=TaskService(client, settings, waiter),
+            backlog=backlog,
+        )
+        waiter.start()
+        backlog.start()
+        log.info(
+            "api ready",
+            extra={"redis": settings.redis_url_redacted, "model_store": str(settings.model_store)},
+        )
+        try:
+            yield
+        finally:
+            await backlog.stop()
+            await waiter.stop()
+            await client.aclose()
+
+    app = FastAPI(
+        title="inferq",
+        version="1",
+        description="Asynchronous ML inference: submit rows, get a task, read its result.",
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+    app.add_middleware(HttpMetricsMiddleware)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RedisError, _redis_error)
+    app.add_exception_handler(ConnectionError, _redis_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    for module in (health, models, tasks):
+        app.include_router(module.router)
+    return app

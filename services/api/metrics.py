@@ -1,0 +1,97 @@
+"""The API's metrics: HTTP requests by route template, and the backlog of every queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.common import keys
+from services.common.metrics import (
+    HTTP_REQUEST_SECONDS,
+    HTTP_REQUESTS,
+    QUEUE_INFLIGHT,
+    QUEUE_WAITING,
+    REDIS_UP,
+)
+from services.common.pools import POOLS
+
+log = logging.getLogger(__name__)
+
+
+class HttpMetricsMiddleware:
+    """Counts and times every request under its route template, not its raw path."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope["method"]
+            HTTP_REQUESTS.labels(method, template, str(status)).inc()
+            HTTP_REQUEST_SECONDS.labels(method, template).observe(time.perf_counter() - started)
+
+
+async def read_backlog(client: aioredis.Redis) -> dict[str, tuple[int, int]]:
+    """(waiting, in flight) of every pool's queue, in one round trip."""
+    async with client.pipeline(transaction=False) as pipe:
+        for pool in POOLS.values():
+            pipe.llen(keys.queue_key(pool.queue))
+            pipe.hlen(keys.unacked_key(pool.queue))
+        counts = await pipe.execute()
+    return {pool.queue: (counts[2 * i], counts[2 * i + 1]) for i, pool in enumerate(POOLS.values())}
+
+
+class BacklogExporter:
+    """Refreshes the queue gauges every ``interval`` s, workers or not."""
+
+    def __init__(self, client: aioredis.Redis, interval: float = 5.0) -> None:
+        self._client = client
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="inferq-backlog-exporter")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def refresh(self) -> None:
+        try:
+            backlog = await read_backlog(self._client)
+        except (RedisError, OSError):
+            REDIS_UP.set(0)
+            return
+        REDIS_UP.set(1)
+        for queue, (waiting, inflight) in backlog.items():
+            QUEUE_WAITING.labels(queue).set(waiting)
+            QUEUE_INFLIGHT.labels(queue).set(inflight)
+
+    async def _run(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self._interval)

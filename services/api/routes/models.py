@@ -1,0 +1,53 @@
+"""Models: listing, metadata, and submitting predictions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from services.api.body import read_body
+from services.api.deps import StateDep, WaitDep, resolve_model
+from services.api.validation import check_rows, parse_predict_body
+from services.common.metrics import TASKS_SUBMITTED
+from services.common.pools import INFERENCE
+from services.common.records import TERMINAL
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+@router.get("")
+async def list_models(state: StateDep) -> dict[str, Any]:
+    models = []
+    for name, versions in state.catalog.models().items():
+        latest = state.catalog.get(name)
+        models.append(
+            {
+                "name": name,
+                "versions": versions,
+                "latest": versions[-1],
+                "task": latest.task if latest else None,
+            }
+        )
+    return {"models": models}
+
+
+@router.get("/{model}")
+async def get_model(
+    state: StateDep, model: str, version: Annotated[int | None, Query(ge=1)] = None
+) -> dict[str, Any]:
+    return resolve_model(state, model, version).model_dump(mode="json")
+
+
+@router.post("/{model}/predict", status_code=202)
+async def predict(request: Request, state: StateDep, model: str, wait: WaitDep) -> Response:
+    raw = await read_body(request, state.settings.max_body_bytes)
+    body = parse_predict_body(raw, state.settings.max_rows)
+    metadata = resolve_model(state, model, body.version)
+    rows = check_rows(body.instances, metadata)
+    task = await state.tasks.submit_prediction(metadata, rows, body.return_probabilities, wait)
+    TASKS_SUBMITTED.labels(metadata.name, INFERENCE.queue).inc()
+    location = f"/v1/tasks/{task['task_id']}"
+    status = 200 if task["status"] in TERMINAL else 202
+    return JSONResponse(task, status_code=status, headers={"Location": location})

@@ -1,0 +1,46 @@
+"""Tasks: reading (and waiting for) one, and cancelling one that has not started."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from services.api.deps import StateDep, WaitDep
+from services.api.errors import TaskNotCancellable, TaskNotFound
+from services.common.metrics import TASKS_FINISHED
+from services.common.pools import INFERENCE
+from services.common.records import Status
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+
+def _not_found(task_id: str) -> TaskNotFound:
+    return TaskNotFound(
+        f"no task {task_id!r}: it was never submitted or its record expired", {"task_id": task_id}
+    )
+
+
+@router.get("/{task_id}")
+async def get_task(state: StateDep, task_id: str, wait: WaitDep) -> dict[str, Any]:
+    task = await state.tasks.get(task_id, wait)
+    if task is None:
+        raise _not_found(task_id)
+    return task
+
+
+@router.delete("/{task_id}")
+async def cancel_task(state: StateDep, task_id: str) -> dict[str, Any]:
+    outcome = await state.tasks.cancel(task_id)
+    if outcome == "missing":
+        raise _not_found(task_id)
+    if outcome != Status.CANCELLED:
+        raise TaskNotCancellable(
+            f"task {task_id} is {outcome}; only a queued task can be cancelled",
+            {"task_id": task_id, "status": outcome},
+        )
+    task = await state.tasks.get(task_id)
+    if task is None:
+        raise _not_found(task_id)
+    TASKS_FINISHED.labels(task["model"], INFERENCE.queue, Status.CANCELLED.value).inc()
+    return task

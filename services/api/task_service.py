@@ -1,0 +1,102 @@
+"""Submitting, reading, waiting for and cancelling tasks in Redis, asynchronously."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from services.api.waiter import TaskWaiter
+from services.common import keys
+from services.common.catalog import ModelMetadata
+from services.common.messages import PREDICT_TASK, build_message
+from services.common.pools import INFERENCE
+from services.common.records import CANCEL_SCRIPT, TERMINAL, new_record, to_public
+from services.common.settings import Settings
+
+
+class TaskService:
+    def __init__(self, client: aioredis.Redis, settings: Settings, waiter: TaskWaiter) -> None:
+        self._client = client
+        self._ttl = settings.task_ttl_seconds
+        self._waiter = waiter
+        self._cancel = client.register_script(CANCEL_SCRIPT)
+
+    async def submit_prediction(
+        self,
+        metadata: ModelMetadata,
+        rows: list[list[Any]],
+        return_probabilities: bool,
+        wait: float,
+        trace_headers: dict[str, str] | None = None,
+        trace_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Record and enqueue in one round trip; wait up to ``wait`` s for the result."""
+        task_id = str(uuid.uuid4())
+        now = time.time()
+        queue = INFERENCE.queue
+        record = new_record(
+            model=metadata.name,
+            version=metadata.version,
+            queue=queue,
+            rows=len(rows),
+            trace_id=trace_id,
+            now=now,
+        )
+        message = build_message(
+            PREDICT_TASK,
+            task_id,
+            queue,
+            {
+                "task_id": task_id,
+                "model": metadata.name,
+                "version": metadata.version,
+                "rows": rows,
+                "return_probabilities": return_probabilities,
+                "submitted_at": now,
+            },
+            trace_headers,
+        )
+        key = keys.task_key(task_id)
+        with self._waiter.watch(task_id) as finished:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=record)
+                pipe.expire(key, self._ttl)
+                pipe.lpush(keys.queue_key(queue), message)
+                await pipe.execute()
+            if wait > 0 and await _woken(finished, wait):
+                return await self.get(task_id) or to_public(task_id, record)
+        return to_public(task_id, record)
+
+    async def get(self, task_id: str, wait: float = 0) -> dict[str, Any] | None:
+        """The task, waiting up to ``wait`` s for a terminal state; None when unknown."""
+        key = keys.task_key(task_id)
+        with self._waiter.watch(task_id) as finished:
+            raw = await self._client.hgetall(key)
+            if not raw or wait <= 0 or _status(raw) in TERMINAL:
+                return to_public(task_id, raw) if raw else None
+            if not await _woken(finished, wait):
+                return to_public(task_id, raw)
+        raw = await self._client.hgetall(key)
+        return to_public(task_id, raw) if raw else None
+
+    async def cancel(self, task_id: str) -> str:
+        """The status after the attempt: ``cancelled``, ``missing`` or the one that stays."""
+        reply = await self._cancel(
+            keys=[keys.task_key(task_id)],
+            args=[repr(time.time()), self._ttl, keys.TASK_EVENTS_CHANNEL, task_id],
+        )
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+async def _woken(future: asyncio.Future[None], timeout: float) -> bool:
+    """Sleep until ``future`` resolves or ``timeout`` passes; True when it resolved."""
+    done, _ = await asyncio.wait({future}, timeout=timeout)
+    return bool(done)
+
+
+def _status(raw: dict[Any, Any]) -> str:
+    return str(raw[b"status"].decode())

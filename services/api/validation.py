@@ -1,0 +1,103 @@
+"""Reading a predict request: its body's shape first, then its rows against the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from services.api.errors import InvalidRows, MalformedBody, TooManyRows
+from services.common.catalog import NUMERIC_DTYPES, ModelMetadata
+
+_FIELDS = ("instances", "version", "return_probabilities")
+
+
+@dataclass
+class PredictBody:
+    instances: list[Any]
+    version: int | None
+    return_probabilities: bool
+
+
+def parse_predict_body(raw: bytes, max_rows: int) -> PredictBody:
+    """The body's shape, before the model is known; raises 400 and 413 errors."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBody(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise MalformedBody('the request body must be a JSON object like {"instances": [[...]]}')
+    unknown = sorted(set(body) - set(_FIELDS))
+    if unknown:
+        raise MalformedBody(
+            f"unknown field {unknown[0]!r}; the body takes {', '.join(_FIELDS)}",
+            {"field": unknown[0]},
+        )
+    instances = body.get("instances")
+    if not isinstance(instances, list) or not instances:
+        raise MalformedBody('"instances" must be a non-empty list of rows', {"field": "instances"})
+    if len(instances) > max_rows:
+        raise TooManyRows(
+            f"{len(instances)} rows exceed the limit of {max_rows} rows per request; "
+            "split the request",
+            {"rows": len(instances), "max_rows": max_rows},
+        )
+    version = body.get("version")
+    if version is not None and (type(version) is not int or version < 1):
+        raise MalformedBody('"version" must be a positive integer', {"field": "version"})
+    probabilities = body.get("return_probabilities", False)
+    if type(probabilities) is not bool:
+        raise MalformedBody(
+            '"return_probabilities" must be true or false', {"field": "return_probabilities"}
+        )
+    return PredictBody(instances, version, probabilities)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )
+
+
+def check_rows(instances: list[Any], metadata: ModelMetadata) -> list[list[Any]]:
+    """Rows as lists in feature order; a 422 that names the row and column otherwise."""
+    names = metadata.feature_names
+    numeric = [f.dtype in NUMERIC_DTYPES for f in metadata.features]
+    width = len(names)
+    rows: list[list[Any]] = []
+    for i, row in enumerate(instances):
+        if isinstance(row, dict):
+            missing = [n for n in names if n not in row]
+            if missing:
+                raise InvalidRows(
+                    f"row {i} lacks feature {missing[0]!r}", {"row": i, "column": missing[0]}
+                )
+            if len(row) != width:
+                extra = next(k for k in row if k not in names)
+                raise InvalidRows(
+                    f"row {i} has feature {extra!r}, which {metadata.name} v{metadata.version} "
+                    f"does not know; its features are {', '.join(names)}",
+                    {"row": i, "column": extra},
+                )
+            row = [row[n] for n in names]
+        elif not isinstance(row, list):
+            raise InvalidRows(
+                f"row {i} is {_kind(row)}; a row is a list of values "
+                "in feature order or an object keyed by feature name",
+                {"row": i},
+            )
+        elif len(row) != width:
+            raise InvalidRows(
+                f"row {i} has {len(row)} values; {metadata.name} v{metadata.version} expects "
+                f"{width}: {', '.join(names)}",
+                {"row": i, "expected": width, "got": len(row)},
+            )
+        for j, value in enumerate(row):
+            if numeric[j] and type(value) not in (int, float):
+                raise InvalidRows(
+                    f"row {i}, column {j} ({names[j]!r}) is {_kind(value)}; expected a number",
+                    {"row": i, "column": names[j]},
+                )
+        rows.append(row)
+    return rows

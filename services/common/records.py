@@ -1,0 +1,125 @@
+"""Task records in Redis: one hash a task, moved between states by atomic Lua scripts.
+
+A record is written when the API accepts a task, so an id the platform never issued (or
+whose record expired) is unknown, never an eternal "queued". Its states run
+queued -> running -> succeeded | failed, or queued -> cancelled.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from services.common import keys
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL: frozenset[str] = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+
+# KEYS[1] record; ARGV[1] now. Redelivery after a worker died finds "running": run again.
+START_SCRIPT = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 'missing' end
+if status == 'queued' or status == 'running' then
+  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
+  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  return 'running'
+end
+return status
+"""
+
+# KEYS[1] record; ARGV: status, now, field, value, ttl, channel, task id.
+FINISH_SCRIPT = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'running' then return status or 'missing' end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], ARGV[3], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+return ARGV[1]
+"""
+
+# KEYS[1] record; ARGV: now, ttl, channel, task id.
+CANCEL_SCRIPT = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 'missing' end
+if status ~= 'queued' then return status end
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 'cancelled'
+"""
+
+
+def new_record(
+    *, model: str, version: int, queue: str, rows: int, trace_id: str | None, now: float
+) -> dict[Any, Any]:
+    record: dict[Any, Any] = {
+        "status": Status.QUEUED.value,
+        "model": model,
+        "version": str(version),
+        "queue": queue,
+        "rows": str(rows),
+        "submitted_at": repr(now),
+    }
+    if trace_id:
+        record["trace_id"] = trace_id
+    return record
+
+
+def finish_args(
+    task_id: str, status: Status, payload: Mapping[str, Any], ttl: int
+) -> list[str | bytes]:
+    """ARGV for FINISH_SCRIPT: ``payload`` is the result or the error object."""
+    field = "result" if status is Status.SUCCEEDED else "error"
+    return [
+        status.value,
+        repr(time.time()),
+        field,
+        orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
+        str(ttl),
+        keys.TASK_EVENTS_CHANNEL,
+        task_id,
+    ]
+
+
+def _rfc3339(value: str | None) -> str | None:
+    if not value:
+        return None
+    moment = datetime.fromtimestamp(float(value), UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _decode(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def to_public(task_id: str, raw: Mapping[Any, Any]) -> dict[str, Any]:
+    """The task as the REST API shows it, from the hash Redis returned."""
+    record = {_decode(k): _decode(v) for k, v in raw.items()}
+    task: dict[str, Any] = {
+        "task_id": task_id,
+        "status": record["status"],
+        "model": record.get("model"),
+        "version": int(record["version"]) if record.get("version") else None,
+        "submitted_at": _rfc3339(record.get("submitted_at")),
+        "started_at": _rfc3339(record.get("started_at")),
+        "finished_at": _rfc3339(record.get("finished_at")),
+        "trace_id": record.get("trace_id"),
+    }
+    if "result" in record:
+        task["result"] = orjson.loads(record["result"])
+    if "error" in record:
+        task["error"] = orjson.loads(record["error"])
+    return task

@@ -1,0 +1,56 @@
+"""Builds the Celery app of one worker pool from settings."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from services.common import keys
+from services.common.pools import PoolSpec
+from services.common.settings import Settings
+
+
+def create_celery_app(settings: Settings, pool: PoolSpec) -> Celery:
+    """A Celery app that consumes ``pool``'s queue and nothing else.
+
+    Tasks are acknowledged after they finish (acks_late, prefetch 1), so a task held by a
+    worker that dies goes back to its queue. What a pool holds sits in its own ``unacked``
+    hash: pools with different time limits restore their own messages by their own
+    visibility timeout, and that hash is what the autoscaler counts as in flight.
+    """
+    soft = settings.soft_time_limit or pool.soft_time_limit
+    hard = settings.hard_time_limit or pool.hard_time_limit
+    visibility = settings.visibility_timeout or max(pool.default_visibility_timeout, hard + 5)
+    app = Celery(f"inferq-{pool.name}", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_backend=None,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=soft,
+        task_time_limit=hard,
+        task_default_queue=pool.queue,
+        task_queues=[Queue(pool.queue, routing_key=pool.queue)],
+        task_create_missing_queues=False,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        worker_enable_remote_control=False,
+        broker_transport_options={
+            "visibility_timeout": visibility,
+            # One list per queue: priority steps would split it into keys no one counts.
+            "priority_steps": [0],
+            "unacked_key": keys.unacked_key(pool.queue),
+            "unacked_index_key": keys.unacked_index_key(pool.queue),
+            "unacked_mutex_key": keys.unacked_mutex_key(pool.queue),
+            "socket_timeout": settings.redis_socket_timeout,
+            "socket_connect_timeout": settings.redis_socket_timeout,
+            "health_check_interval": 10,
+        },
+    )
+    return app

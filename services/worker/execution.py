@@ -1,0 +1,160 @@
+"""Running prediction tasks: plain functions the Celery task calls and tests call directly.
+
+Work comes as a list of requests, so one model call can serve many tasks: rows of the
+tasks for one model version are stacked, predicted at once and split back. A task whose
+rows break the model call is retried alone, so it fails without failing its neighbours.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import redis
+
+from ml.store import ModelCache
+from services.common import keys
+from services.common.records import (
+    FINISH_SCRIPT,
+    START_SCRIPT,
+    Status,
+    finish_args,
+)
+
+log = logging.getLogger(__name__)
+
+#: A task redelivered this many times (its worker died each time) fails instead of running.
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class PredictRequest:
+    task_id: str
+    model: str
+    version: int
+    rows: list[list[Any]]
+    return_probabilities: bool = False
+    submitted_at: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any]) -> PredictRequest:
+        return cls(
+            task_id=kwargs["task_id"],
+            model=kwargs["model"],
+            version=int(kwargs["version"]),
+            rows=kwargs["rows"],
+            return_probabilities=bool(kwargs.get("return_probabilities", False)),
+            submitted_at=float(kwargs.get("submitted_at", 0.0)),
+        )
+
+
+@dataclass
+class Outcome:
+    request: PredictRequest
+    status: Status
+    payload: dict[str, Any]
+    started_at: float
+    finished_at: float
+
+
+def error_payload(exc: BaseException) -> dict[str, str]:
+    """A failed task's error: the exception's type and message, never a traceback."""
+    return {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+
+
+class Executor:
+    """Moves task records through their states and calls the models."""
+
+    def __init__(self, client: redis.Redis, cache: ModelCache, ttl: int) -> None:
+        self._client = client
+        self._cache = cache
+        self._ttl = ttl
+        self._start = client.register_script(START_SCRIPT)
+        self._finish = client.register_script(FINISH_SCRIPT)
+
+    def start(self, requests: Sequence[PredictRequest]) -> list[PredictRequest]:
+        """Mark the tasks running; return those that should run (not cancelled, not gone)."""
+        now = repr(time.time())
+        pipe = self._client.pipeline(transaction=False)
+        for request in requests:
+            self._start(keys=[keys.task_key(request.task_id)], args=[now], client=pipe)
+            pipe.hget(keys.task_key(request.task_id), "attempts")
+        replies = pipe.execute()
+        runnable = []
+        for request, status, attempts in zip(requests, replies[::2], replies[1::2], strict=True):
+            status = status.decode() if isinstance(status, bytes) else status
+            if status != Status.RUNNING:
+                log.info("task skipped", extra={"task_id": request.task_id, "status": status})
+            elif int(attempts or 0) > MAX_ATTEMPTS:
+                self.finish_one(
+                    request,
+                    Status.FAILED,
+                    {
+                        "type": "WorkerLost",
+                        "message": f"the task's worker died {MAX_ATTEMPTS} times while running it",
+                    },
+                )
+            else:
+                runnable.append(request)
+        return runnable
+
+    def finish(self, outcomes: Sequence[Outcome]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for o in outcomes:
+            args = finish_args(o.request.task_id, o.status, o.payload, self._ttl)
+            self._finish(keys=[keys.task_key(o.request.task_id)], args=args, client=pipe)
+        pipe.execute()
+
+    def finish_one(self, request: PredictRequest, status: Status, payload: dict[str, Any]) -> None:
+        now = time.time()
+        self.finish([Outcome(request, status, payload, now, now)])
+
+    def run(self, requests: Sequence[PredictRequest]) -> list[Outcome]:
+        """Start, predict and finish ``requests``; return what happened to each."""
+        runnable = self.start(requests)
+        outcomes = predict_all(self._cache, runnable)
+        self.finish(outcomes)
+        return outcomes
+
+
+def predict_all(cache: ModelCache, requests: Sequence[PredictRequest]) -> list[Outcome]:
+    """One model call per model version for all ``requests``; a bad request fails alone."""
+    from ml.predict import predict
+
+    groups: dict[tuple[str, int, bool], list[PredictRequest]] = defaultdict(list)
+    for request in requests:
+        groups[(request.model, request.version, request.return_probabilities)].append(request)
+    outcomes: list[Outcome] = []
+    for (model, version, probabilities), group in groups.items():
+        started = time.time()
+        try:
+            metadata, estimator = cache.get(model, version)
+            rows = np.concatenate([np.asarray(r.rows, dtype=np.float64) for r in group])
+            result = predict(metadata, estimator, rows, probabilities)
+        except Exception as exc:
+            if len(group) > 1:
+                half = len(group) // 2
+                outcomes.extend(predict_all(cache, group[:half]))
+                outcomes.extend(predict_all(cache, group[half:]))
+                continue
+            log.warning(
+                "prediction failed", extra={"task_id": group[0].task_id, "error": repr(exc)}
+            )
+            outcomes.append(
+                Outcome(group[0], Status.FAILED, error_payload(exc), started, time.time())
+            )
+            continue
+        finished = time.time()
+        offset = 0
+        for request in group:
+            n = len(request.rows)
+            part = {k: v[offset : offset + n] for k, v in result.items()}
+            outcomes.append(Outcome(request, Status.SUCCEEDED, part, started, finished))
+            offset += n
+    return outcomes
