@@ -83,13 +83,13 @@ class TaskService:
         raw = await self._client.hgetall(key)
         return to_public(task_id, raw) if raw else None
 
-    async def cancel(self, task_id: str) -> str:
-        """The status after the attempt: ``cancelled``, ``missing`` or the one that stays."""
-        reply = await self._cancel(
+    async def cancel(self, task_id: str) -> tuple[bool, str]:
+        """Whether this call cancelled the task, and its status (``missing`` when unknown)."""
+        cancelled, status = await self._cancel(
             keys=[keys.task_key(task_id)],
             args=[repr(time.time()), self._ttl, keys.TASK_EVENTS_CHANNEL, task_id],
         )
-        return reply.decode() if isinstance(reply, bytes) else str(reply)
+        return bool(cancelled), status.decode() if isinstance(status, bytes) else str(status)
 
 
 async def _woken(future: asyncio.Future[None], timeout: float) -> bool:

@@ -62,11 +62,13 @@ def version_dir(store: Path, name: str, version: int) -> Path:
 
 
 def read_metadata(store: Path, name: str, version: int) -> ModelMetadata | None:
+    """The metadata of one version; None when absent or when it describes another model."""
     path = version_dir(store, name, version) / METADATA_FILE
     try:
-        return ModelMetadata.model_validate_json(path.read_bytes())
+        metadata = ModelMetadata.model_validate_json(path.read_bytes())
     except FileNotFoundError:
         return None
+    return metadata if (metadata.name, metadata.version) == (name, version) else None
 
 
 def list_versions(store: Path, name: str) -> list[int]:

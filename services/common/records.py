@@ -50,15 +50,15 @@ redis.call('PUBLISH', ARGV[6], ARGV[7])
 return ARGV[1]
 """
 
-# KEYS[1] record; ARGV: now, ttl, channel, task id.
+# KEYS[1] record; ARGV: now, ttl, channel, task id. Returns {cancelled now?, status}.
 CANCEL_SCRIPT = """
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return 'missing' end
-if status ~= 'queued' then return status end
+if not status then return {0, 'missing'} end
+if status ~= 'queued' then return {0, status} end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
-return 'cancelled'
+return {1, 'cancelled'}
 """
 
 

@@ -48,6 +48,9 @@ def create_celery_app(settings: Settings, pool: PoolSpec) -> Celery:
             "unacked_key": keys.unacked_key(pool.queue),
             "unacked_index_key": keys.unacked_index_key(pool.queue),
             "unacked_mutex_key": keys.unacked_mutex_key(pool.queue),
+            # Sweep for messages of dead workers every few seconds, not kombu's ~100 s.
+            "unacked_restore_interval": max(1, min(10, int(visibility // 3))),
+            "unacked_restore_throttle": 1,
             "socket_timeout": settings.redis_socket_timeout,
             "socket_connect_timeout": settings.redis_socket_timeout,
             "health_check_interval": 10,

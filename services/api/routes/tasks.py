@@ -31,10 +31,10 @@ async def get_task(state: StateDep, task_id: str, wait: WaitDep) -> dict[str, An
 
 @router.delete("/{task_id}")
 async def cancel_task(state: StateDep, task_id: str) -> dict[str, Any]:
-    outcome = await state.tasks.cancel(task_id)
+    cancelled, outcome = await state.tasks.cancel(task_id)
     if outcome == "missing":
         raise _not_found(task_id)
-    if outcome != Status.CANCELLED:
+    if not cancelled:
         raise TaskNotCancellable(
             f"task {task_id} is {outcome}; only a queued task can be cancelled",
             {"task_id": task_id, "status": outcome},

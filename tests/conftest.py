@@ -1,0 +1,72 @@
+"""Fixtures shared by the whole suite: a real Redis server and a model store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import joblib
+import pytest
+import redis
+
+from services.cli.redis_server import free_port, start_redis
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require_tool(name: str) -> str:
+    """The tool's path; a skip outside CI when missing, a failure in CI."""
+    path = shutil.which(name)
+    if path is None:
+        if IN_CI:
+            pytest.fail(f"{name} is not installed; .ci/run must install it")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+class RedisServer:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.process = start_redis(self.port, data_dir, binary=require_tool("redis-server"))
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port)
+
+    def restart(self) -> None:
+        """Stop the server (it writes its AOF) and start it again on the same port."""
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self.process = start_redis(self.port, self.data_dir, binary=shutil.which("redis-server"))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo models plus ``sleepy``, a model whose speed and failures tests control."""
+    from ml.demo import train_demo
+    from ml.importer import import_model
+    from sleepy import SleepyRegressor
+
+    store = tmp_path_factory.mktemp("models")
+    train_demo(store)
+    artifact = store.parent / "sleepy.joblib"
+    joblib.dump(SleepyRegressor(), artifact)
+    import_model(store, artifact, "sleepy", ["x0", "x1"])
+    return store

@@ -1,0 +1,162 @@
+"""Workers against real Redis: cancellation, integrity, failures, and nothing lost."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from processes import ServiceProcess, start_worker
+
+from ml.importer import import_model
+
+IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+@pytest.fixture(autouse=True)
+def empty_redis(redis_server) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    redis_server.client().flushdb()
+    yield
+
+
+def submit(client: httpx.Client, model: str, rows: list, **body: object) -> str:
+    response = client.post(f"/v1/models/{model}/predict", json={"instances": rows, **body})
+    assert response.status_code == 202, response.text
+    return str(response.json()["task_id"])
+
+
+def wait_all(client: httpx.Client, task_ids: list[str], timeout: float = 60) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    done = []
+    for task_id in task_ids:
+        while True:
+            remaining = max(0.1, min(10.0, deadline - time.monotonic()))
+            task = client.get(f"/v1/tasks/{task_id}", params={"wait": remaining}).json()
+            if task["status"] not in ("queued", "running") or time.monotonic() > deadline:
+                break
+        done.append(task)
+    return done
+
+
+def wait_status(client: httpx.Client, task_id: str, status: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get(f"/v1/tasks/{task_id}").json()["status"] != status:
+        assert time.monotonic() < deadline, f"{task_id} never became {status}"
+        time.sleep(0.05)
+
+
+def test_cancelled_task_never_runs(
+    client: httpx.Client, stack_env: dict[str, str], logs: Path
+) -> None:
+    first, doomed, last = (submit(client, "iris", [IRIS_ROW]) for _ in range(3))
+    cancelled = client.delete(f"/v1/tasks/{doomed}")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    worker = start_worker(stack_env, logs)
+    try:
+        a, b = wait_all(client, [first, last])
+        assert a["status"] == b["status"] == "succeeded"
+        task = client.get(f"/v1/tasks/{doomed}").json()
+        assert task["status"] == "cancelled" and task["started_at"] is None
+        assert task.get("result") is None
+        assert client.delete(f"/v1/tasks/{doomed}").status_code == 409
+    finally:
+        worker.stop()
+
+
+def test_tampered_artifact_is_refused(
+    client: httpx.Client, model_store: Path, stack_env: dict[str, str], logs: Path
+) -> None:
+    import_model(model_store, model_store / "iris" / "1" / "model.joblib", "iris-tampered")
+    artifact = model_store / "iris-tampered" / "1" / "model.joblib"
+    artifact.write_bytes(artifact.read_bytes() + b"\0")
+    worker = start_worker(stack_env, logs)
+    try:
+        (task,) = wait_all(client, [submit(client, "iris-tampered", [IRIS_ROW])])
+        assert task["status"] == "failed"
+        assert task["error"]["type"] == "IntegrityError"
+        assert "sha256" in task["error"]["message"]
+        (ok,) = wait_all(client, [submit(client, "iris", [IRIS_ROW])])
+        assert ok["status"] == "succeeded"
+    finally:
+        worker.stop()
+
+
+def test_model_exception_fails_the_task_with_a_readable_error(
+    client: httpx.Client, stack_env: dict[str, str], logs: Path
+) -> None:
+    worker = start_worker(stack_env, logs)
+    try:
+        (task,) = wait_all(client, [submit(client, "sleepy", [[0, -1]])])
+        assert task["status"] == "failed"
+        assert task["error"] == {"type": "ValueError", "message": "x1 must not be negative"}
+        assert "Traceback" not in str(task)
+    finally:
+        worker.stop()
+
+
+def test_soft_time_limit_fails_the_task(
+    client: httpx.Client, stack_env: dict[str, str], logs: Path
+) -> None:
+    worker = start_worker(stack_env, logs)
+    try:
+        (task,) = wait_all(client, [submit(client, "sleepy", [[4.5, 0]])])
+        assert task["status"] == "failed"
+        assert task["error"]["type"] == "SoftTimeLimitExceeded"
+    finally:
+        worker.stop()
+
+
+def test_sigkilled_worker_loses_nothing(
+    client: httpx.Client, stack_env: dict[str, str], logs: Path, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    task_ids = [submit(client, "sleepy", [[1.0, i]]) for i in range(6)]
+    worker = start_worker(stack_env, logs, concurrency=2)
+    wait_status(client, task_ids[0], "running")
+    held = redis_server.client().hlen("inferq:unacked:inference")
+    assert held >= 1
+    worker.kill()
+    replacement = start_worker(stack_env, logs, concurrency=2)
+    try:
+        tasks = wait_all(client, task_ids, timeout=90)
+        assert [t["status"] for t in tasks] == ["succeeded"] * 6
+        assert [t["result"]["predictions"] for t in tasks] == [[1.0 + i] for i in range(6)]
+        assert redis_server.client().hlen("inferq:unacked:inference") == 0
+    finally:
+        replacement.stop()
+
+
+def test_redis_restart_loses_nothing(
+    client: httpx.Client, stack_env: dict[str, str], logs: Path, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    waiting = [submit(client, "iris", [IRIS_ROW]) for _ in range(5)]
+    redis_server.restart()
+    deadline = time.monotonic() + 15
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    worker = start_worker(stack_env, logs)
+    try:
+        after = [submit(client, "iris", [IRIS_ROW]) for _ in range(3)]
+        tasks = wait_all(client, waiting + after)
+        assert [t["status"] for t in tasks] == ["succeeded"] * 8
+    finally:
+        worker.stop()
+
+
+def test_worker_survives_redis_restart(
+    client: httpx.Client, stack_env: dict[str, str], logs: Path, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    worker: ServiceProcess = start_worker(stack_env, logs)
+    try:
+        wait_all(client, [submit(client, "iris", [IRIS_ROW])])
+        redis_server.restart()
+        deadline = time.monotonic() + 15
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        tasks = wait_all(client, [submit(client, "iris", [IRIS_ROW]) for _ in range(3)])
+        assert [t["status"] for t in tasks] == ["succeeded"] * 3
+    finally:
+        worker.stop()
