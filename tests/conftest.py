@@ -60,9 +60,10 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="session")
 def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo models plus ``sleepy``, a model whose speed and failures tests control."""
+    from sleepy import SleepyRegressor
+
     from ml.demo import train_demo
     from ml.importer import import_model
-    from sleepy import SleepyRegressor
 
     store = tmp_path_factory.mktemp("models")
     train_demo(store)

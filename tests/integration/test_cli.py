@@ -1,0 +1,93 @@
+"""The ``inferq`` command line, run from the installed package."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from processes import INFERQ, service_env
+from sklearn.tree import DecisionTreeClassifier
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([INFERQ, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["up"], ["api"], ["worker"], ["models"], ["models", "import"], ["predict"]],
+)
+def test_every_command_has_help(args: list[str]) -> None:
+    result = run(*args, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage: inferq" in result.stdout
+
+
+def test_predict_client(api_url: str, tmp_path: Path) -> None:
+    result = run("predict", "iris", "--json", "[[5.1, 3.5, 1.4, 0.2]]", "--url", api_url)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["result"]["predictions"] == ["setosa"]
+    csv = tmp_path / "rows.csv"
+    csv.write_text("sepal_length_cm,sepal_width_cm,petal_length_cm,petal_width_cm\n"
+                   "6.7,3.0,5.2,2.3\n5.1,3.5,1.4,0.2\n")
+    result = run("predict", "iris", "--csv", str(csv), "--url", api_url)
+    assert json.loads(result.stdout)["result"]["predictions"] == ["virginica", "setosa"]
+    bad = run("predict", "iris", "--json", "[[1, 2]]", "--url", api_url)
+    assert bad.returncode == 1 and "invalid_rows" in bad.stderr
+
+
+def test_models_commands(tmp_path: Path, model_store: Path) -> None:
+    env = service_env("redis://127.0.0.1:1/0", tmp_path / "store")
+    estimator = DecisionTreeClassifier().fit(np.eye(3), ["a", "b", "c"])
+    joblib.dump(estimator, tmp_path / "tree.joblib")
+    imported = run("models", "import", str(tmp_path / "tree.joblib"), "--name", "tree",
+                   "--features", "p,q,r", env=env)
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout)["classes"] == ["a", "b", "c"]
+    assert json.loads(run("models", "list", env=env).stdout) == {"tree": [1]}
+    shown = json.loads(run("models", "show", "tree", env=env).stdout)
+    assert [f["name"] for f in shown["features"]] == ["p", "q", "r"]
+    assert run("models", "show", "nope", env=env).returncode == 1
+    failed = run("models", "import", str(tmp_path / "missing.joblib"), "--name", "x", env=env)
+    assert failed.returncode == 1 and "no file" in failed.stderr
+
+
+def test_up_serves_predictions_and_stops_on_ctrl_c(redis_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import time
+
+    import httpx
+
+    from services.cli.redis_server import free_port
+
+    port = free_port()
+    env = service_env(redis_server.url, tmp_path / "store")
+    log = (tmp_path / "up.log").open("w+")
+    up = subprocess.Popen(
+        [INFERQ, "up", "--port", str(port), "--redis-url", redis_server.url,
+         "--state-dir", str(tmp_path / "state")],
+        env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while "inferq is up" not in (tmp_path / "up.log").read_text():
+            assert up.poll() is None and time.monotonic() < deadline, (
+                (tmp_path / "up.log").read_text()[-3000:]
+            )
+            time.sleep(0.2)
+        response = httpx.post(f"http://127.0.0.1:{port}/v1/models/iris/predict?wait=10",
+                              json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, timeout=20)
+        assert response.status_code == 200 and response.json()["result"]["predictions"] == [
+            "setosa"]
+        assert (tmp_path / "store" / "breast-cancer" / "1" / "metadata.json").is_file()
+    finally:
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=40) == 0
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
