@@ -26,10 +26,12 @@ from services.api.errors import (
 from services.api.metrics import BacklogExporter, HttpMetricsMiddleware
 from services.api.routes import health, models, tasks
 from services.api.task_service import TaskService
+from services.api.tracing import TracingMiddleware
 from services.api.waiter import TaskWaiter
 from services.common.catalog import Catalog
 from services.common.metrics import INPUT_REJECTED
 from services.common.settings import Settings, get_settings
+from services.common.telemetry import exporter_configured, init_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         waiter.start()
         backlog.start()
+        tracing = init_tracing("inferq-api")
         log.info(
             "api ready",
             extra={"redis": settings.redis_url_redacted, "model_store": str(settings.model_store)},
@@ -106,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await backlog.stop()
             await waiter.stop()
             await client.aclose()
+            if tracing:
+                shutdown_tracing()
 
     app = FastAPI(
         title="inferq",
@@ -115,6 +120,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(HttpMetricsMiddleware)
+    if exporter_configured():
+        # Outermost, so the metrics middleware and every handler run inside the span.
+        app.add_middleware(TracingMiddleware)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

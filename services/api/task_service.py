@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import redis.asyncio as aioredis
+from opentelemetry.trace import SpanKind
 
 from services.api.waiter import TaskWaiter
 from services.common import keys
@@ -16,6 +17,7 @@ from services.common.messages import PREDICT_TASK, build_message
 from services.common.pools import INFERENCE
 from services.common.records import CANCEL_SCRIPT, TERMINAL, new_record, to_public
 from services.common.settings import Settings
+from services.common.telemetry import current_trace_id, inject, tracer
 
 
 class TaskService:
@@ -31,42 +33,34 @@ class TaskService:
         rows: list[list[Any]],
         return_probabilities: bool,
         wait: float,
-        trace_headers: dict[str, str] | None = None,
-        trace_id: str | None = None,
     ) -> dict[str, Any]:
         """Record and enqueue in one round trip; wait up to ``wait`` s for the result."""
         task_id = str(uuid.uuid4())
         now = time.time()
         queue = INFERENCE.queue
-        record = new_record(
-            model=metadata.name,
-            version=metadata.version,
-            queue=queue,
-            rows=len(rows),
-            trace_id=trace_id,
-            now=now,
-        )
-        message = build_message(
-            PREDICT_TASK,
-            task_id,
-            queue,
-            {
-                "task_id": task_id,
-                "model": metadata.name,
-                "version": metadata.version,
-                "rows": rows,
-                "return_probabilities": return_probabilities,
-                "submitted_at": now,
-            },
-            trace_headers,
-        )
         key = keys.task_key(task_id)
         with self._waiter.watch(task_id) as finished:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping=record)
-                pipe.expire(key, self._ttl)
-                pipe.lpush(keys.queue_key(queue), message)
-                await pipe.execute()
+            with tracer().start_as_current_span(
+                "inferq.enqueue", kind=SpanKind.PRODUCER,
+                attributes={"inferq.task_id": task_id, "inferq.model": metadata.name,
+                            "messaging.destination.name": queue, "inferq.rows": len(rows)},
+            ):
+                record = new_record(model=metadata.name, version=metadata.version,
+                                    queue=queue, rows=len(rows), trace_id=current_trace_id(),
+                                    now=now)
+                message = build_message(PREDICT_TASK, task_id, queue, {
+                    "task_id": task_id,
+                    "model": metadata.name,
+                    "version": metadata.version,
+                    "rows": rows,
+                    "return_probabilities": return_probabilities,
+                    "submitted_at": now,
+                }, inject())
+                async with self._client.pipeline(transaction=True) as pipe:
+                    pipe.hset(key, mapping=record)
+                    pipe.expire(key, self._ttl)
+                    pipe.lpush(keys.queue_key(queue), message)
+                    await pipe.execute()
             if wait > 0 and await _woken(finished, wait):
                 return await self.get(task_id) or to_public(task_id, record)
         return to_public(task_id, record)

@@ -126,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     if args.command == "worker":
+        if args.metrics_port:
+            from services.worker.metrics_server import prepare_multiprocess_dir
+
+            prepare_multiprocess_dir(args.pool)
         from services.worker.main import run_worker
 
         run_worker(settings, args.pool, args.concurrency, args.metrics_port)

@@ -19,12 +19,20 @@ import redis
 
 from ml.store import ModelCache
 from services.common import keys
+from services.common.metrics import (
+    INFERENCE_BATCH_ROWS,
+    TASK_E2E,
+    TASK_QUEUE_WAIT,
+    TASK_RUN,
+    TASKS_FINISHED,
+)
 from services.common.records import (
     FINISH_SCRIPT,
     START_SCRIPT,
     Status,
     finish_args,
 )
+from services.common.telemetry import tracer
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +79,11 @@ def error_payload(exc: BaseException) -> dict[str, str]:
 class Executor:
     """Moves task records through their states and calls the models."""
 
-    def __init__(self, client: redis.Redis, cache: ModelCache, ttl: int) -> None:
+    def __init__(self, client: redis.Redis, cache: ModelCache, ttl: int, queue: str) -> None:
         self._client = client
         self._cache = cache
         self._ttl = ttl
+        self._queue = queue
         self._start = client.register_script(START_SCRIPT)
         self._finish = client.register_script(FINISH_SCRIPT)
 
@@ -109,7 +118,20 @@ class Executor:
         for o in outcomes:
             args = finish_args(o.request.task_id, o.status, o.payload, self._ttl)
             self._finish(keys=[keys.task_key(o.request.task_id)], args=args, client=pipe)
-        pipe.execute()
+        replies = pipe.execute()
+        stored = time.time()
+        for outcome, reply in zip(outcomes, replies, strict=True):
+            status = reply.decode() if isinstance(reply, bytes) else reply
+            if status != outcome.status:
+                continue  # Not running any more (cancelled or finished elsewhere).
+            model, request = outcome.request.model, outcome.request
+            TASKS_FINISHED.labels(model, self._queue, status).inc()
+            TASK_RUN.labels(model, self._queue).observe(outcome.finished_at - outcome.started_at)
+            if request.submitted_at:
+                TASK_E2E.labels(model, self._queue).observe(stored - request.submitted_at)
+                TASK_QUEUE_WAIT.labels(model, self._queue).observe(
+                    max(0.0, outcome.started_at - request.submitted_at)
+                )
 
     def finish_one(self, request: PredictRequest, status: Status, payload: dict[str, Any]) -> None:
         now = time.time()
@@ -136,7 +158,13 @@ def predict_all(cache: ModelCache, requests: Sequence[PredictRequest]) -> list[O
         try:
             metadata, estimator = cache.get(model, version)
             rows = np.concatenate([np.asarray(r.rows, dtype=np.float64) for r in group])
-            result = predict(metadata, estimator, rows, probabilities)
+            with tracer().start_as_current_span(
+                "inferq.model.predict",
+                attributes={"inferq.model": model, "inferq.version": version,
+                            "inferq.rows": len(rows), "inferq.tasks": len(group)},
+            ):
+                result = predict(metadata, estimator, rows, probabilities)
+            INFERENCE_BATCH_ROWS.labels(model).observe(len(rows))
         except Exception as exc:
             if len(group) > 1:
                 half = len(group) // 2

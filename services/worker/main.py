@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+from typing import Any
 
+from celery import signals
+
+from services.common.metrics import WORKER_PROCESSES
 from services.common.pools import get_pool
 from services.common.settings import Settings
+from services.common.telemetry import init_tracing, shutdown_tracing
 from services.worker.celery_app import create_celery_app
+from services.worker.metrics_server import serve_metrics
 from services.worker.tasks import register_tasks
 
 log = logging.getLogger(__name__)
@@ -15,24 +22,36 @@ log = logging.getLogger(__name__)
 def run_worker(settings: Settings, pool_name: str, concurrency: int, metrics_port: int) -> None:
     pool = get_pool(pool_name)
     app = create_celery_app(settings, pool)
-    register_tasks(app, settings)
+    register_tasks(app, settings, pool.queue)
+
+    # Tracing starts in each child after the fork (an exporter thread does not survive
+    # fork), and is flushed when the child exits.
+    @signals.worker_process_init.connect(weak=False)
+    def _child_started(**_: Any) -> None:
+        init_tracing("inferq-worker")
+        WORKER_PROCESSES.labels(pool.name).set(1)
+
+    @signals.worker_process_shutdown.connect(weak=False)
+    def _child_stopping(**_: Any) -> None:
+        shutdown_tracing()
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())
+
+    if metrics_port:
+        serve_metrics(metrics_port)
     log.info(
         "worker starting",
         extra={"pool": pool.name, "concurrency": concurrency, "redis": settings.redis_url_redacted},
     )
-    app.worker_main(
-        [
-            "worker",
-            "--queues",
-            pool.queue,
-            "--concurrency",
-            str(concurrency),
-            "--hostname",
-            f"{pool.name}@%h",
-            "--loglevel",
-            settings.log_level,
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
-    )
+    app.worker_main([
+        "worker",
+        "--queues", pool.queue,
+        "--concurrency", str(concurrency),
+        "--hostname", f"{pool.name}@%h",
+        "--loglevel", settings.log_level,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ])

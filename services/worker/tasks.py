@@ -9,11 +9,13 @@ from typing import Any
 import redis
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from opentelemetry.trace import SpanKind
 
 from ml.store import ModelCache
 from services.common.messages import PREDICT_TASK
 from services.common.records import Status
 from services.common.settings import Settings
+from services.common.telemetry import extract, tracer
 from services.worker.execution import Executor, PredictRequest
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,7 @@ class ExecutorTask(Task):
     """A task class holding one executor per process, built on first use (after fork)."""
 
     settings: Settings
+    queue: str
 
     @cached_property
     def executor(self) -> Executor:
@@ -32,7 +35,8 @@ class ExecutorTask(Task):
             health_check_interval=10,
         )
         return Executor(
-            client, ModelCache(self.settings.model_store), self.settings.task_ttl_seconds
+            client, ModelCache(self.settings.model_store), self.settings.task_ttl_seconds,
+            self.queue,
         )
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
@@ -49,14 +53,20 @@ class ExecutorTask(Task):
             )
 
 
-def register_tasks(app: Celery, settings: Settings) -> None:
+def register_tasks(app: Celery, settings: Settings, queue: str) -> None:
     """Register inferq's tasks on ``app``; they read ``settings`` when they first run."""
 
-    @app.task(name=PREDICT_TASK, bind=True, base=ExecutorTask, settings=settings)
+    @app.task(name=PREDICT_TASK, bind=True, base=ExecutorTask, settings=settings, queue=queue)
     def predict_task(self: ExecutorTask, **kwargs: Any) -> None:
         request = PredictRequest.from_kwargs(kwargs)
+        parent = extract(self.request.headers or {})
         try:
-            self.executor.run([request])
+            with tracer().start_as_current_span(
+                "inferq.execute", context=parent, kind=SpanKind.CONSUMER,
+                attributes={"inferq.task_id": request.task_id, "inferq.model": request.model,
+                            "messaging.destination.name": queue},
+            ):
+                self.executor.run([request])
         except SoftTimeLimitExceeded:
             self.executor.finish_one(
                 request,

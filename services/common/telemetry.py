@@ -1,0 +1,82 @@
+"""OpenTelemetry tracing, configured by the standard ``OTEL_*`` variables.
+
+With no exporter configured, nothing is installed: the API's global no-op tracer costs
+next to nothing and logs nothing. One trace runs from the HTTP request through the enqueue
+(a producer span) to the worker's execution (a consumer span) and its model call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+log = logging.getLogger(__name__)
+
+PROPAGATOR = TraceContextTextMapPropagator()
+TRACER_NAME = "inferq"
+
+_provider: object | None = None
+
+
+def exporter_configured() -> bool:
+    if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    if os.environ.get("OTEL_TRACES_EXPORTER", "otlp").lower() == "none":
+        return False
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+
+
+def init_tracing(service_name: str) -> bool:
+    """Install an OTLP/HTTP exporting tracer provider when an endpoint is configured."""
+    global _provider
+    if _provider is not None or not exporter_configured():
+        return False
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    log.info("tracing on", extra={"service": service_name})
+    return True
+
+
+def shutdown_tracing() -> None:
+    """Flush and stop the exporter; called when a process exits."""
+    global _provider
+    shutdown = getattr(_provider, "shutdown", None)
+    if shutdown is not None:
+        shutdown()
+    _provider = None
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(TRACER_NAME)
+
+
+def extract(carrier: Mapping[str, str]) -> Context:
+    return PROPAGATOR.extract(carrier)
+
+
+def inject() -> dict[str, str]:
+    """W3C headers (``traceparent``, ``tracestate``) of the current span; empty without one."""
+    carrier: dict[str, str] = {}
+    PROPAGATOR.inject(carrier)
+    return carrier
+
+
+def current_trace_id() -> str | None:
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
