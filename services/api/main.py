@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
@@ -112,7 +114,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if tracing:
                 shutdown_tracing()
 
+    options: dict[str, Any] = {}
+    if "telemetry" in inspect.signature(FastAPI).parameters:
+        # inferq opens its own server span (and keeps probes untraced) on every version.
+        options["telemetry"] = {"tracing": False}
     app = FastAPI(
+        **options,
         title="inferq",
         version="1",
         description="Asynchronous ML inference: submit rows, get a task, read its result.",

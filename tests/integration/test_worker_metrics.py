@@ -1,0 +1,52 @@
+"""A worker pool's metrics: every prefork process on one endpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from processes import start_worker
+
+from services.cli.redis_server import free_port
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_worker_serves_all_processes_metrics(
+    client: httpx.Client, stack_env: dict[str, str], logs: Path
+) -> None:
+    port = free_port()
+    worker = start_worker(stack_env, logs, concurrency=2, metrics_port=port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        ids = [client.post("/v1/models/sleepy/predict", json={"instances": [[0.2, i]]}).json()
+               ["task_id"] for i in range(6)]
+        for task_id in ids:
+            assert client.get(f"/v1/tasks/{task_id}", params={"wait": 20}).json()["status"] == (
+                "succeeded")
+        text = httpx.get(f"{url}/metrics").text
+        finished = sample(text, "inferq_tasks_finished_total", model="sleepy",
+                          queue="inference", status="succeeded")
+        assert finished == 6
+        assert sample(text, "inferq_worker_processes", pool="inference") == 2
+        assert sample(text, "inferq_task_e2e_seconds_count", model="sleepy") == 6
+        assert sample(text, "inferq_inference_batch_rows_sum", model="sleepy") == 6
+        assert sample(text, "inferq_task_run_seconds_count", model="sleepy") == 6
+    finally:
+        worker.stop()
+
+
+def test_api_exports_backlog_of_every_queue(client: httpx.Client) -> None:
+    text = client.get("/metrics").text
+    for queue in ("inference", "batch", "training"):
+        assert f'inferq_queue_waiting{{queue="{queue}"}}' in text
+        assert f'inferq_queue_inflight{{queue="{queue}"}}' in text
+    assert sample(text, "inferq_redis_up") == 1

@@ -1,0 +1,127 @@
+"""One trace from the HTTP request to the model call, across the API and worker processes."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from processes import service_env, start_api, start_worker
+
+from services.cli.redis_server import free_port
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLIENT_SPAN = "00f067aa0ba902b7"
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP trace endpoint that keeps every span it is sent."""
+
+    def __init__(self) -> None:
+        self.spans: list[dict] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                request = ExportTraceServiceRequest.FromString(body)
+                for resource in request.resource_spans:
+                    service = next(a.value.string_value for a in resource.resource.attributes
+                                   if a.key == "service.name")
+                    for scope in resource.scope_spans:
+                        for span in scope.spans:
+                            receiver.spans.append({
+                                "service": service, "name": span.name, "kind": span.kind,
+                                "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
+                                "parent": span.parent_span_id.hex(),
+                            })
+                reply = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *_: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def trace(self, trace_id: str) -> list[dict]:
+        return [s for s in self.spans if s["trace_id"] == trace_id]
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def traced_api_url(redis_server, model_store: Path, receiver: OtlpReceiver,  # type: ignore[no-untyped-def]
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    logs = tmp_path_factory.mktemp("traced")
+    env = service_env(redis_server.url, model_store,
+                      OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{receiver.port}",
+                      OTEL_BSP_SCHEDULE_DELAY="100")
+    port = free_port()
+    api = start_api(env, port, logs)
+    worker = start_worker(env, logs)
+    yield f"http://127.0.0.1:{port}"
+    worker.stop()
+    api.stop()
+
+
+def test_one_trace_from_request_to_model_call(traced_api_url: str,
+                                              receiver: OtlpReceiver) -> None:
+    response = httpx.post(
+        f"{traced_api_url}/v1/models/iris/predict?wait=10",
+        json={"instances": [[5.1, 3.5, 1.4, 0.2]]},
+        headers={"traceparent": f"00-{TRACE_ID}-{CLIENT_SPAN}-01"}, timeout=20,
+    )
+    assert response.status_code == 200
+    assert response.json()["trace_id"] == TRACE_ID
+    assert response.headers["traceparent"].split("-")[1] == TRACE_ID
+
+    deadline = time.monotonic() + 15
+    while len({s["name"] for s in receiver.trace(TRACE_ID)}) < 4:
+        assert time.monotonic() < deadline, receiver.trace(TRACE_ID)
+        time.sleep(0.1)
+    spans = {s["name"]: s for s in receiver.trace(TRACE_ID)}
+    server = spans["POST /v1/models/{model}/predict"]
+    enqueue, execute, model = (spans[n] for n in
+                               ("inferq.enqueue", "inferq.execute", "inferq.model.predict"))
+    assert server["parent"] == CLIENT_SPAN and server["service"] == "inferq-api"
+    assert enqueue["parent"] == server["span_id"] and enqueue["service"] == "inferq-api"
+    assert execute["parent"] == enqueue["span_id"] and execute["service"] == "inferq-worker"
+    assert model["parent"] == execute["span_id"]
+    assert len(receiver.trace(TRACE_ID)) == 4, receiver.trace(TRACE_ID)
+    # SpanKind in OTLP: 2 server, 4 producer, 5 consumer.
+    assert (server["kind"], enqueue["kind"], execute["kind"]) == (2, 4, 5)
+
+
+def test_probes_are_not_traced(traced_api_url: str, receiver: OtlpReceiver) -> None:
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert "traceparent" not in httpx.get(traced_api_url + path).headers
+    time.sleep(0.5)
+    assert not [s for s in receiver.spans if s["name"].startswith("GET /")]
+
+
+def test_new_trace_without_client_context(traced_api_url: str) -> None:
+    task = httpx.post(f"{traced_api_url}/v1/models/iris/predict",
+                      json={"instances": [[5.1, 3.5, 1.4, 0.2]]}).json()
+    assert len(task["trace_id"]) == 32 and task["trace_id"] != TRACE_ID
