@@ -17,10 +17,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import local_stack, machine, percentiles  # noqa: E402
+from common import local_stack, machine, percentiles
 
-from ml.predict import predict  # noqa: E402
-from ml.store import ModelCache  # noqa: E402
+from ml.predict import predict
+from ml.store import ModelCache
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 
