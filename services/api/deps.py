@@ -8,6 +8,7 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from fastapi import Depends, Query, Request
 
+from services.api.cluster import ClusterView
 from services.api.errors import InvalidParameter, ModelNotFound, VersionNotFound
 from services.api.metrics import BacklogExporter
 from services.api.task_service import TaskService
@@ -24,6 +25,7 @@ class ApiState:
     waiter: TaskWaiter
     tasks: TaskService
     backlog: BacklogExporter
+    cluster: ClusterView | None
 
 
 def get_state(request: Request) -> ApiState:

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, ORJSONResponse
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
+from services.api.cluster import ClusterView
 from services.api.deps import ApiState
 from services.api.errors import (
     ApiError,
@@ -26,7 +27,7 @@ from services.api.errors import (
     error_body,
 )
 from services.api.metrics import BacklogExporter, HttpMetricsMiddleware
-from services.api.routes import health, models, tasks
+from services.api.routes import health, models, pools, tasks
 from services.api.task_service import TaskService
 from services.api.tracing import TracingMiddleware
 from services.api.waiter import TaskWaiter
@@ -97,6 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             waiter=waiter,
             tasks=TaskService(client, settings, waiter),
             backlog=backlog,
+            cluster=ClusterView(settings.k8s_namespace, settings.k8s_worker_selector or "")
+            if settings.k8s_namespace
+            else None,
         )
         waiter.start()
         backlog.start()
@@ -136,6 +140,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RedisError, _redis_error)
     app.add_exception_handler(ConnectionError, _redis_error)
     app.add_exception_handler(Exception, _unexpected_error)
-    for module in (health, models, tasks):
+    for module in (health, models, tasks, pools):
         app.include_router(module.router)
     return app

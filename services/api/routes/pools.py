@@ -1,0 +1,31 @@
+"""Worker pools: each queue's backlog and, in a cluster, its Deployment's replicas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from services.api.deps import StateDep
+from services.api.metrics import read_backlog
+
+router = APIRouter(prefix="/v1/pools", tags=["pools"])
+
+
+@router.get("")
+async def list_pools(state: StateDep) -> dict[str, Any]:
+    backlog = await read_backlog(state.redis)
+    replicas = await state.cluster.replicas() if state.cluster is not None else None
+    pools = []
+    for queue, (waiting, inflight) in backlog.items():
+        found = replicas.get(queue) if replicas is not None else None
+        pools.append({
+            "name": queue,
+            "queue": queue,
+            "waiting": waiting,
+            "inflight": inflight,
+            "backlog": waiting + inflight,
+            "ready_replicas": found.ready if found else None,
+            "desired_replicas": found.desired if found else None,
+        })
+    return {"pools": pools}
