@@ -1,0 +1,398 @@
+{{/*
+Expand the name of the chart.
+*/}}
+{{- define "inferq.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Create a default fully qualified app name, truncated at 63 characters (DNS label limit).
+If the release name contains the chart name it is used as the full name.
+*/}}
+{{- define "inferq.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Chart name and version, as used by the helm.sh/chart label.
+*/}}
+{{- define "inferq.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels on every object. Call with (dict "context" $ "component" "api").
+*/}}
+{{- define "inferq.labels" -}}
+helm.sh/chart: {{ include "inferq.chart" .context }}
+{{ include "inferq.selectorLabels" . }}
+app.kubernetes.io/version: {{ .context.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .context.Release.Service }}
+app.kubernetes.io/part-of: inferq
+{{- with .context.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Selector labels: immutable once a Deployment or StatefulSet exists, so kept apart from
+the labels above. Call with (dict "context" $ "component" "worker" "pool" "batch").
+*/}}
+{{- define "inferq.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "inferq.name" .context }}
+app.kubernetes.io/instance: {{ .context.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- with .pool }}
+inferq.io/pool: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of one component's objects, e.g. "<fullname>-api" or "<fullname>-worker-batch".
+Call with (dict "context" $ "suffix" "api").
+*/}}
+{{- define "inferq.componentName" -}}
+{{- printf "%s-%s" (include "inferq.fullname" .context | trunc (int (sub 62 (len .suffix)))) .suffix | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The selector the API's cluster view uses to find worker Deployments (INFERQ_K8S_WORKER_SELECTOR).
+*/}}
+{{- define "inferq.workerSelector" -}}
+app.kubernetes.io/instance={{ .Release.Name }},app.kubernetes.io/component=worker
+{{- end }}
+
+{{/*
+Image reference of a component. Call with (dict "context" $ "image" .Values.api.image).
+*/}}
+{{- define "inferq.image" -}}
+{{- printf "%s:%s" .image.repository (.image.tag | default .context.Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+Service account names of the API and the workers.
+*/}}
+{{- define "inferq.api.serviceAccountName" -}}
+{{- if .Values.api.serviceAccount.create }}
+{{- default (include "inferq.componentName" (dict "context" . "suffix" "api")) .Values.api.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.api.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "inferq.worker.serviceAccountName" -}}
+{{- if .Values.workers.serviceAccount.create }}
+{{- default (include "inferq.componentName" (dict "context" . "suffix" "worker")) .Values.workers.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.workers.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Redis key names: the chart's one copy of services/common/keys.py. A pool's queue is the
+Redis list named after the pool (keys.queue_key); what its workers hold, reserved or
+running, is the hash keys.unacked_key(pool). KEDA counts both (see worker-scaledobject.yaml).
+*/}}
+{{- define "inferq.keys.queue" -}}
+{{- . }}
+{{- end }}
+
+{{- define "inferq.keys.unacked" -}}
+{{- printf "inferq:unacked:%s" . }}
+{{- end }}
+
+{{/*
+Port of a worker's /metrics and /healthz (inferq worker --metrics-port).
+*/}}
+{{- define "inferq.worker.metricsPort" -}}
+9808
+{{- end }}
+
+{{/*
+Port of the API server (inferq api --port).
+*/}}
+{{- define "inferq.api.port" -}}
+8000
+{{- end }}
+
+{{/*
+Where the images keep their baked demo model store (INFERQ_MODEL_STORE in the Dockerfiles).
+*/}}
+{{- define "inferq.models.imageStore" -}}
+/opt/inferq/models
+{{- end }}
+
+{{/*
+The model store the pods use: the mounted claim when one is given, else the baked store.
+*/}}
+{{- define "inferq.models.store" -}}
+{{- if .Values.models.persistence.existingClaim }}
+{{- .Values.models.persistence.mountPath }}
+{{- else }}
+{{- include "inferq.models.imageStore" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the chart's Redis (its client Service and StatefulSet).
+*/}}
+{{- define "inferq.redis.fullname" -}}
+{{- include "inferq.componentName" (dict "context" . "suffix" "redis") }}
+{{- end }}
+
+{{/*
+True when the chart runs its own Redis rather than using redis.external.url.
+*/}}
+{{- define "inferq.redis.internal" -}}
+{{- if not .Values.redis.external.url }}true{{ end }}
+{{- end }}
+
+{{/*
+INFERQ_REDIS_URL: never holds the password, which comes from INFERQ_REDIS_PASSWORD.
+*/}}
+{{- define "inferq.redis.url" -}}
+{{- if .Values.redis.external.url }}
+{{- .Values.redis.external.url }}
+{{- else }}
+{{- printf "redis://%s:6379/0" (include "inferq.redis.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+host:port for KEDA's Redis scaler. Its operator runs in another namespace, hence the FQDN.
+*/}}
+{{- define "inferq.redis.address" -}}
+{{- if .Values.redis.external.url }}
+{{- $url := urlParse .Values.redis.external.url }}
+{{- if contains ":" $url.host }}
+{{- $url.host }}
+{{- else }}
+{{- printf "%s:6379" $url.host }}
+{{- end }}
+{{- else }}
+{{- printf "%s.%s.svc.%s:6379" (include "inferq.redis.fullname" .) .Release.Namespace .Values.clusterDomain }}
+{{- end }}
+{{- end }}
+
+{{/*
+Redis database index, from the external URL's path (default 0).
+*/}}
+{{- define "inferq.redis.database" -}}
+{{- if .Values.redis.external.url }}
+{{- (urlParse .Values.redis.external.url).path | trimPrefix "/" | default "0" }}
+{{- else }}
+{{- print "0" }}
+{{- end }}
+{{- end }}
+
+{{/*
+True when clients talk TLS to Redis (a rediss:// external URL).
+*/}}
+{{- define "inferq.redis.tls" -}}
+{{- if hasPrefix "rediss://" .Values.redis.external.url }}true{{ end }}
+{{- end }}
+
+{{/*
+True when Redis has a password: always for the chart's Redis, for an external one when
+redis.auth gives one.
+*/}}
+{{- define "inferq.redis.hasPassword" -}}
+{{- if or (include "inferq.redis.internal" .) .Values.redis.auth.existingSecret .Values.redis.auth.password }}true{{ end }}
+{{- end }}
+
+{{/*
+The Secret holding the Redis password, and its key.
+*/}}
+{{- define "inferq.redis.secretName" -}}
+{{- if .Values.redis.auth.existingSecret }}
+{{- .Values.redis.auth.existingSecret }}
+{{- else }}
+{{- include "inferq.redis.fullname" . }}
+{{- end }}
+{{- end }}
+
+{{- define "inferq.redis.secretKey" -}}
+{{- if .Values.redis.auth.existingSecret }}
+{{- .Values.redis.auth.existingSecretPasswordKey }}
+{{- else }}
+{{- print "redis-password" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Environment every inferq container shares: Redis, model store, logging, tracing.
+Call with (dict "context" $ "service" "inferq-api").
+*/}}
+{{- define "inferq.commonEnv" -}}
+{{- $ := .context -}}
+- name: INFERQ_REDIS_URL
+  value: {{ include "inferq.redis.url" $ | quote }}
+{{- if include "inferq.redis.hasPassword" $ }}
+- name: INFERQ_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "inferq.redis.secretName" $ }}
+      key: {{ include "inferq.redis.secretKey" $ }}
+{{- end }}
+- name: INFERQ_MODEL_STORE
+  value: {{ include "inferq.models.store" $ | quote }}
+- name: INFERQ_LOG_FORMAT
+  value: json
+- name: INFERQ_LOG_LEVEL
+  value: {{ $.Values.logging.level | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ .service | quote }}
+{{- with $.Values.otel }}
+{{- if .endpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ .protocol | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .sampler | quote }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .samplerArg | quote }}
+{{- else }}
+- name: OTEL_SDK_DISABLED
+  value: "true"
+{{- end }}
+{{- end }}
+- name: K8S_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: K8S_NAMESPACE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ include "inferq.otelResourceAttributes" $ | quote }}
+{{- end }}
+
+{{/*
+OTEL_RESOURCE_ATTRIBUTES: the pod's identity (expanded by the kubelet) plus values'
+otel.resourceAttributes.
+*/}}
+{{- define "inferq.otelResourceAttributes" -}}
+{{- $attributes := list "k8s.pod.name=$(K8S_POD_NAME)" "k8s.namespace.name=$(K8S_NAMESPACE_NAME)" (printf "service.version=%s" .Chart.AppVersion) }}
+{{- range $key, $value := .Values.otel.resourceAttributes }}
+{{- $attributes = append $attributes (printf "%s=%s" $key $value) }}
+{{- end }}
+{{- join "," $attributes }}
+{{- end }}
+
+{{/*
+Pod security context of every inferq pod.
+*/}}
+{{- define "inferq.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.podSecurityContext.runAsUser }}
+runAsGroup: {{ .Values.podSecurityContext.runAsGroup }}
+fsGroup: {{ .Values.podSecurityContext.fsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
+Container security context of every container the chart runs.
+*/}}
+{{- define "inferq.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
+Volumes of an API or worker pod: a writable /tmp and, when configured, the model store claim.
+*/}}
+{{- define "inferq.volumes" -}}
+- name: tmp
+  emptyDir: {}
+{{- if .Values.models.persistence.existingClaim }}
+- name: models
+  persistentVolumeClaim:
+    claimName: {{ .Values.models.persistence.existingClaim }}
+{{- end }}
+{{- end }}
+
+{{/*
+Mounts matching inferq.volumes. Call with (dict "context" $ "readOnlyModels" true).
+*/}}
+{{- define "inferq.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if .context.Values.models.persistence.existingClaim }}
+- name: models
+  mountPath: {{ .context.Values.models.persistence.mountPath }}
+  readOnly: {{ .readOnlyModels }}
+{{- end }}
+{{- end }}
+
+{{/*
+prometheus.io/* annotations for Prometheus set-ups that discover pods by annotation.
+Call with (dict "context" $ "port" 8000).
+*/}}
+{{- define "inferq.scrapeAnnotations" -}}
+{{- if .context.Values.monitoring.scrapeAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end }}
+
+{{/*
+Init script of the worker pods when the model store is a claim: copy each demo model
+version the claim lacks, staged aside and renamed so no reader sees half a version.
+*/}}
+{{- define "inferq.worker.seedModelsScript" -}}
+set -eu
+cd {{ include "inferq.models.imageStore" . }}
+for version in */*/; do
+  version="${version%/}"
+  [ -d "$version" ] || continue
+  target="{{ .Values.models.persistence.mountPath }}/$version"
+  [ -e "$target" ] && continue
+  mkdir -p "${target%/*}"
+  staging="$(mktemp -d "${target%/*}/.seed-XXXXXX")"
+  cp -R "$version/." "$staging/"
+  chmod 755 "$staging"
+  mv -T "$staging" "$target" 2>/dev/null || rm -rf "$staging"
+done
+{{- end }}
+
+{{/*
+Checks across values that values.schema.json cannot express; fails the render with a
+message naming the key to fix.
+*/}}
+{{- define "inferq.validateValues" -}}
+{{- range $pool, $spec := .Values.workers.pools }}
+{{- if ge (int $spec.timeLimits.soft) (int $spec.timeLimits.hard) }}
+{{- fail (printf "workers.pools.%s.timeLimits: soft (%v) must be below hard (%v)" $pool $spec.timeLimits.soft $spec.timeLimits.hard) }}
+{{- end }}
+{{- if gt (int $spec.autoscaling.minReplicas) (int $spec.autoscaling.maxReplicas) }}
+{{- fail (printf "workers.pools.%s.autoscaling: minReplicas (%v) exceeds maxReplicas (%v)" $pool $spec.autoscaling.minReplicas $spec.autoscaling.maxReplicas) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.api.autoscaling.enabled (gt (int .Values.api.autoscaling.minReplicas) (int .Values.api.autoscaling.maxReplicas)) }}
+{{- fail "api.autoscaling: minReplicas exceeds maxReplicas" }}
+{{- end }}
+{{- if and .Values.redis.auth.existingSecret .Values.redis.auth.password }}
+{{- fail "redis.auth: set either password or existingSecret, not both" }}
+{{- end }}
+{{- end }}
