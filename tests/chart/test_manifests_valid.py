@@ -1,0 +1,146 @@
+"""Every scenario renders, lints clean, and each object passes its Kubernetes or CRD schema."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from chart.manifests import (
+    CHART_DIR,
+    NAMESPACE,
+    SCENARIOS,
+    chart,
+    crds_dir,
+    require,
+    scenario_objects,
+    scenario_values,
+)
+
+CRD_KINDS = {
+    ("keda.sh", "ScaledObject"),
+    ("keda.sh", "TriggerAuthentication"),
+    ("monitoring.coreos.com", "ServiceMonitor"),
+    ("monitoring.coreos.com", "PodMonitor"),
+    ("monitoring.coreos.com", "PrometheusRule"),
+}
+RECOMMENDED_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_lint_is_clean(scenario: str) -> None:
+    import helm_python
+
+    report = helm_python.lint(str(CHART_DIR), scenario_values(scenario), namespace=NAMESPACE)
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert report["errors"] == [] and problems == [], report
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_scenario_passes_the_values_schema(scenario: str) -> None:
+    chart().validate_schema(chart().merge_values(scenario_values(scenario)))
+
+
+def test_every_ci_scenario_says_what_it_exercises() -> None:
+    for path in sorted((CHART_DIR / "ci").glob("*-values.yaml")):
+        first = path.read_text().splitlines()[0]
+        assert first.startswith("# Exercises "), f"{path.name} should open with what it exercises"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_objects_are_namespaced_and_labelled(scenario: str) -> None:
+    for manifest in scenario_objects(scenario):
+        metadata = manifest["metadata"]
+        assert metadata["namespace"] == NAMESPACE, metadata["name"]
+        for label in RECOMMENDED_LABELS:
+            assert label in metadata.get("labels", {}), f"{metadata['name']} lacks {label}"
+
+
+def _kubernetes_version() -> str:
+    from kubernetes_validate import utils
+
+    return utils.latest_version()
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_builtin_objects_pass_the_kubernetes_schema_strictly(scenario: str) -> None:
+    import kubernetes_validate
+
+    version = _kubernetes_version()
+    for manifest in scenario_objects(scenario):
+        group = manifest["apiVersion"].rpartition("/")[0]
+        if (group, manifest["kind"]) in CRD_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(manifest, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{manifest['kind']}/{manifest['metadata']['name']}: {error.message}")
+
+
+def _closed(schema: Any) -> Any:
+    """A CRD schema that refuses unknown fields, as the API server's strict validation does."""
+    if isinstance(schema, list):
+        return [_closed(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {key: _closed(value) for key, value in schema.items()}
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        closed["additionalProperties"] = False
+    return closed
+
+
+@functools.cache
+def _crd_validators(directory: Path) -> dict[tuple[str, str, str], jsonschema.Draft7Validator]:
+    validators = {}
+    for path in sorted(directory.glob("*.yaml")):
+        for crd in yaml.safe_load_all(path.read_text()):
+            if not crd or crd.get("kind") != "CustomResourceDefinition":
+                continue
+            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+            for version in crd["spec"]["versions"]:
+                schema = _closed(version["schema"]["openAPIV3Schema"])
+                validators[(group, version["name"], kind)] = jsonschema.Draft7Validator(schema)
+    return validators
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_custom_resources_pass_their_crd_schema(scenario: str) -> None:
+    directory = crds_dir()
+    require(directory.is_dir() and any(directory.glob("*.yaml")), f"CRD folder {directory}")
+    validators = _crd_validators(directory)
+    for manifest in scenario_objects(scenario):
+        group, _, version = manifest["apiVersion"].rpartition("/")
+        if (group, manifest["kind"]) not in CRD_KINDS:
+            continue
+        validator = validators.get((group, version, manifest["kind"]))
+        assert validator is not None, f"no CRD for {manifest['apiVersion']} {manifest['kind']}"
+        errors = sorted(validator.iter_errors(manifest), key=str)
+        assert not errors, f"{manifest['kind']}/{manifest['metadata']['name']}: " + "; ".join(
+            f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors
+        )
+
+
+def test_strict_crd_validation_refuses_an_unknown_field() -> None:
+    directory = crds_dir()
+    require(directory.is_dir() and any(directory.glob("*.yaml")), f"CRD folder {directory}")
+    validator = _crd_validators(directory)[("keda.sh", "v1alpha1", "ScaledObject")]
+    bad = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "x"},
+        "spec": {"scaleTargetRef": {"name": "x"}, "triggers": [], "minReplicas": 0},
+    }
+    assert not validator.is_valid(bad)

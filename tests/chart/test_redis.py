@@ -1,0 +1,114 @@
+"""Redis: a durable StatefulSet with a password from a Secret, or an external URL."""
+
+from __future__ import annotations
+
+import base64
+from urllib.parse import urlsplit
+
+import pytest
+from chart.manifests import (
+    NAMESPACE,
+    SCENARIOS,
+    component_name,
+    env,
+    named,
+    objects,
+    of_kind,
+    pod_specs,
+    render,
+    scenario_objects,
+)
+
+REDIS = component_name("redis")
+
+
+def _inferq_containers(scenario: str) -> list[dict]:
+    return [
+        container
+        for _, pod in pod_specs(scenario_objects(scenario))
+        for container in pod["containers"]
+        if container["name"] in ("api", "worker")
+    ]
+
+
+def test_statefulset_keeps_the_queues_on_a_volume() -> None:
+    manifests = scenario_objects("default")
+    statefulset = named(manifests, "StatefulSet", REDIS)
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "8Gi"
+    pod = statefulset["spec"]["template"]["spec"]
+    (redis,) = pod["containers"]
+    assert redis["image"].startswith("redis:7.")
+    assert {"name": "data", "mountPath": "/data"} in redis["volumeMounts"]
+    assert statefulset["spec"]["serviceName"] == f"{REDIS}-headless"
+    config = named(manifests, "ConfigMap", REDIS)["data"]["redis.conf"].splitlines()
+    for line in ("appendonly yes", "appendfsync everysec", "maxmemory-policy noeviction"):
+        assert line in config
+
+
+def test_redis_has_a_headless_and_a_client_service() -> None:
+    manifests = scenario_objects("default")
+    assert named(manifests, "Service", f"{REDIS}-headless")["spec"]["clusterIP"] == "None"
+    assert named(manifests, "Service", REDIS)["spec"]["ports"][0]["port"] == 6379
+
+
+def test_probes_ping_with_the_password_from_the_environment() -> None:
+    statefulset = named(scenario_objects("default"), "StatefulSet", REDIS)
+    (redis,) = statefulset["spec"]["template"]["spec"]["containers"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        command = " ".join(redis[probe]["exec"]["command"])
+        assert "redis-cli" in command and "ping" in command
+    assert env(redis)["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"]["name"] == REDIS
+    assert "$(REDIS_PASSWORD)" in redis["args"]
+
+
+def test_password_is_generated_once_into_the_charts_secret() -> None:
+    secret = named(scenario_objects("default"), "Secret", REDIS)
+    password = base64.b64decode(secret["data"]["redis-password"]).decode()
+    assert len(password) == 32 and password.isalnum()
+
+
+def test_password_from_values_lands_in_the_secret() -> None:
+    secret = named(objects(render({"redis": {"auth": {"password": "s3cret"}}})), "Secret", REDIS)
+    assert base64.b64decode(secret["data"]["redis-password"]) == b"s3cret"
+
+
+def test_existing_secret_is_used_and_not_created() -> None:
+    manifests = scenario_objects("production")
+    assert of_kind(manifests, "Secret") == []
+    for container in _inferq_containers("production"):
+        ref = env(container)["INFERQ_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "inferq-redis", "key": "password"}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_inferq_pod_gets_redis_without_a_password_in_the_url(scenario: str) -> None:
+    manifests = scenario_objects(scenario)
+    internal = bool(of_kind(manifests, "StatefulSet"))
+    for container in _inferq_containers(scenario):
+        variables = env(container)
+        url = urlsplit(variables["INFERQ_REDIS_URL"]["value"])
+        assert url.scheme in ("redis", "rediss") and url.password is None and not url.username
+        if internal:
+            assert url.netloc == f"{REDIS}:6379" and url.path == "/0"
+            assert variables["INFERQ_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
+        assert variables["INFERQ_MODEL_STORE"]["value"].startswith("/")
+        assert variables["INFERQ_LOG_FORMAT"]["value"] == "json"
+
+
+def test_external_redis_replaces_the_statefulset() -> None:
+    manifests = scenario_objects("minimal")
+    for kind in ("StatefulSet", "Secret", "NetworkPolicy", "ConfigMap"):
+        assert of_kind(manifests, kind) == []
+    for container in _inferq_containers("minimal"):
+        variables = env(container)
+        assert variables["INFERQ_REDIS_URL"]["value"] == "redis://redis.example.internal:6379/2"
+        assert "INFERQ_REDIS_PASSWORD" not in variables
+
+
+def test_keda_reaches_the_charts_redis_by_its_full_name() -> None:
+    for scaled_object in of_kind(scenario_objects("default"), "ScaledObject"):
+        for trigger in scaled_object["spec"]["triggers"]:
+            address = trigger["metadata"]["address"]
+            assert address == f"{REDIS}.{NAMESPACE}.svc.cluster.local:6379"

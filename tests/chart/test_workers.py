@@ -1,0 +1,167 @@
+"""Worker pools: one Deployment per pool, its time limits, and KEDA counting its backlog."""
+
+from __future__ import annotations
+
+import pytest
+from chart.manifests import (
+    SCENARIOS,
+    argv,
+    backlog_terms,
+    chart,
+    component_name,
+    env,
+    named,
+    objects,
+    of_kind,
+    render,
+    scaled_objects,
+    scenario_objects,
+    scenario_values,
+    worker_deployments,
+)
+
+from services.common import keys
+from services.common.pools import POOLS
+
+METRICS_PORT = 9808
+
+
+def _pools(scenario: str) -> dict[str, dict]:
+    merged = chart().merge_values(scenario_values(scenario))
+    return {name: spec for name, spec in merged["workers"]["pools"].items() if spec["enabled"]}
+
+
+def test_chart_defaults_match_the_pools_of_the_code() -> None:
+    pools = chart().values["workers"]["pools"]
+    assert set(pools) == set(POOLS)
+    for name, spec in POOLS.items():
+        limits = pools[name]["timeLimits"]
+        assert (limits["soft"], limits["hard"]) == (spec.soft_time_limit, spec.hard_time_limit)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_each_pool_runs_its_own_worker_command(scenario: str) -> None:
+    pools = _pools(scenario)
+    deployments = worker_deployments(scenario_objects(scenario))
+    assert set(deployments) == set(pools)
+    for pool, deployment in deployments.items():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/component"] == "worker"
+        assert labels["inferq.io/pool"] == pool
+        assert deployment["spec"]["selector"]["matchLabels"]["inferq.io/pool"] == pool
+        (worker,) = deployment["spec"]["template"]["spec"]["containers"]
+        concurrency = str(pools[pool]["concurrency"])
+        assert argv(worker) == [
+            "inferq", "worker", "--pool", pool, "--concurrency", concurrency,
+            "--metrics-port", str(METRICS_PORT),
+        ]  # fmt: skip
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_grace_period_outlasts_the_hard_time_limit(scenario: str) -> None:
+    pools = _pools(scenario)
+    for pool, deployment in worker_deployments(scenario_objects(scenario)).items():
+        pod = deployment["spec"]["template"]["spec"]
+        variables = env(pod["containers"][0])
+        hard = pools[pool]["timeLimits"]["hard"]
+        assert variables["INFERQ_HARD_TIME_LIMIT"]["value"] == str(hard)
+        soft = pools[pool]["timeLimits"]["soft"]
+        assert variables["INFERQ_SOFT_TIME_LIMIT"]["value"] == str(soft)
+        assert variables["INFERQ_VISIBILITY_TIMEOUT"]["value"] == str(hard + 60)
+        assert pod["terminationGracePeriodSeconds"] > hard
+
+
+def test_default_visibility_timeout_is_the_code_default() -> None:
+    deployments = worker_deployments(scenario_objects("default"))
+    for pool, spec in POOLS.items():
+        variables = env(deployments[pool]["spec"]["template"]["spec"]["containers"][0])
+        assert float(variables["INFERQ_VISIBILITY_TIMEOUT"]["value"]) == (
+            spec.default_visibility_timeout
+        )
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_liveness_is_the_metrics_server_not_the_broker(scenario: str) -> None:
+    for deployment in worker_deployments(scenario_objects(scenario)).values():
+        (worker,) = deployment["spec"]["template"]["spec"]["containers"]
+        probe = worker["livenessProbe"]
+        assert probe["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"} in worker[
+            "ports"
+        ]
+        assert "celery" not in str(deployment)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_each_scaled_object_counts_its_pools_backlog(scenario: str) -> None:
+    manifests = scenario_objects(scenario)
+    if not chart().merge_values(scenario_values(scenario))["keda"]["enabled"]:
+        assert of_kind(manifests, "ScaledObject") == []
+        return
+    pools = _pools(scenario)
+    scaled = scaled_objects(manifests)
+    assert set(scaled) == set(pools)
+    for pool, scaled_object in scaled.items():
+        spec = scaled_object["spec"]
+        assert spec["scaleTargetRef"]["name"] == component_name(f"worker-{pool}")
+        terms, formula = backlog_terms(scaled_object)
+        assert terms == [("waiting", keys.queue_key(pool)), ("inflight", keys.unacked_key(pool))]
+        assert formula.replace(" ", "") == "waiting+inflight"
+        scaling = pools[pool]["autoscaling"]
+        modifiers = spec["advanced"]["scalingModifiers"]
+        assert modifiers["target"] == str(scaling["listLength"])
+        assert modifiers["activationTarget"] == str(scaling["activationListLength"])
+        assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (
+            scaling["minReplicas"],
+            scaling["maxReplicas"],
+        )
+        for trigger in spec["triggers"]:
+            assert "password" not in trigger["metadata"]
+            assert not any(k.lower().startswith("password") for k in trigger["metadata"])
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_keda_reads_the_password_from_the_secret(scenario: str) -> None:
+    manifests = scenario_objects(scenario)
+    for pool, scaled_object in scaled_objects(manifests).items():
+        worker = worker_deployments(manifests)[pool]["spec"]["template"]["spec"]["containers"][0]
+        secret = env(worker)["INFERQ_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        for trigger in scaled_object["spec"]["triggers"]:
+            auth = named(manifests, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+            assert auth["spec"]["secretTargetRef"] == [
+                {"parameter": "password", "name": secret["name"], "key": secret["key"]}
+            ]
+
+
+def test_scale_to_zero_is_allowed_for_batch_and_training() -> None:
+    scaled = scaled_objects(scenario_objects("default"))
+    assert scaled["batch"]["spec"]["minReplicaCount"] == 0
+    assert scaled["training"]["spec"]["minReplicaCount"] == 0
+    assert scaled["inference"]["spec"]["minReplicaCount"] >= 1
+
+
+def test_keda_owns_the_replica_count_when_on_and_values_when_off() -> None:
+    with_keda = worker_deployments(scenario_objects("default"))
+    assert all("replicas" not in d["spec"] for d in with_keda.values())
+    without = worker_deployments(objects(render({"keda": {"enabled": False}})))
+    assert {pool: d["spec"]["replicas"] for pool, d in without.items()} == {
+        "inference": 1,
+        "batch": 1,
+        "training": 1,
+    }
+
+
+def test_a_gpu_training_pool_is_one_values_change() -> None:
+    training = worker_deployments(scenario_objects("production"))["training"]
+    pod = training["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+
+
+def test_external_tls_redis_reaches_keda_with_tls() -> None:
+    for scaled_object in scaled_objects(scenario_objects("external-redis-tls")).values():
+        for trigger in scaled_object["spec"]["triggers"]:
+            assert trigger["metadata"]["address"] == "master.inferq.cache.example.com:6380"
+            assert trigger["metadata"]["enableTLS"] == "true"
+            assert trigger["metadata"]["databaseIndex"] == "0"
