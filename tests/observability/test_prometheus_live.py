@@ -1,0 +1,170 @@
+"""Every dashboard panel and alert rule, asked of a real Prometheus scraping real inferq.
+
+Redis, the API, an inference worker and Prometheus (Debian's package) run here; load
+goes through the API, rejected inputs and a Redis outage included; then each expression
+must parse, and each over inferq's metrics must return data.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from processes import ServiceProcess, service_env, start_api, start_worker
+
+from services.cli.redis_server import free_port
+
+RULES = Path(__file__).parents[2] / "charts" / "inferq" / "files" / "prometheus" / "rules.yaml"
+IRIS = [5.1, 3.5, 1.4, 0.2]
+
+
+class Prometheus:
+    def __init__(self, binary: str, targets: dict[str, str], workdir: Path) -> None:
+        self.port = free_port()
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(RULES)],
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": [target]}]}
+                for job, target in targets.items()
+            ],
+        }
+        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self.log = (workdir / "prometheus.log").open("wb")
+        self.process = subprocess.Popen(
+            [binary, f"--config.file={workdir / 'prometheus.yml'}",
+             f"--storage.tsdb.path={workdir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert self.process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+
+    def query(self, expr: str) -> dict:
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
+        return dict(response.json())
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=20)
+        self.log.close()
+
+
+def drive_load(api: str, redis_server) -> None:  # type: ignore[no-untyped-def]
+    with httpx.Client(base_url=api, timeout=30) as client:
+        for model, row in (("iris", IRIS), ("breast-cancer", [14.0] * 30),
+                           ("diabetes", [0.0] * 10)):
+            for _ in range(5):
+                client.post(f"/v1/models/{model}/predict?wait=10", json={"instances": [row]})
+        client.post("/v1/models/sleepy/predict?wait=10", json={"instances": [[0, -1]]})
+        client.post("/v1/models/iris/predict", content=b"{")
+        client.post("/v1/models/iris/predict", json={"instances": [[1, 2]]})
+        client.post("/v1/models/nope/predict", json={"instances": [IRIS]})
+        queued = client.post("/v1/models/sleepy/predict", json={"instances": [[2, 0]]}).json()
+        later = client.post("/v1/models/iris/predict", json={"instances": [IRIS]}).json()
+        client.delete(f"/v1/tasks/{later['task_id']}")
+        client.get(f"/v1/tasks/{queued['task_id']}", params={"wait": 10})
+        # A short Redis outage: the API answers 503 and reports Redis down.
+        redis_server.process.terminate()
+        redis_server.process.wait()
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            client.post("/v1/models/iris/predict", json={"instances": [IRIS]})
+            if "inferq_redis_up 0.0" in client.get("/metrics").text:
+                break
+            time.sleep(0.3)
+        time.sleep(2)
+        redis_server.restart()
+        for _ in range(5):
+            client.post("/v1/models/iris/predict?wait=10", json={"instances": [IRIS]})
+
+
+@pytest.fixture(scope="module")
+def prometheus(redis_server, model_store: Path,  # type: ignore[no-untyped-def]
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    from conftest import require_tool
+
+    binary = require_tool("prometheus")
+    workdir = tmp_path_factory.mktemp("prometheus")
+    env = service_env(redis_server.url, model_store)
+    api_port, worker_port = free_port(), free_port()
+    api: ServiceProcess = start_api(env, api_port, workdir)
+    worker = start_worker(env, workdir, concurrency=2, metrics_port=worker_port)
+    server = Prometheus(binary, {"inferq-api": f"127.0.0.1:{api_port}",
+                                 "inferq-worker": f"127.0.0.1:{worker_port}"}, workdir)
+    try:
+        drive_load(f"http://127.0.0.1:{api_port}", redis_server)
+        # Enough scrapes after the load for rate() over every series.
+        deadline = time.monotonic() + 30
+        while not server.query('sum(rate(inferq_task_e2e_seconds_count[1m])) > 0')["data"][
+                "result"]:
+            assert time.monotonic() < deadline, "Prometheus never saw a finished task"
+            time.sleep(0.5)
+        time.sleep(3)
+        yield server
+    finally:
+        server.stop()
+        worker.stop()
+        api.stop()
+
+
+def _needs_data(query) -> bool:  # type: ignore[no-untyped-def]
+    # kube-state-metrics does not run here; everything else is inferq's own.
+    return not any(name.startswith("kube_") for name in query.metric_names())
+
+
+def test_every_panel_returns_data(prometheus: Prometheus, dashboard_queries) -> None:  # type: ignore[no-untyped-def]
+    empty, broken = [], []
+    for query in dashboard_queries:
+        reply = prometheus.query(query.expr)
+        if reply["status"] != "success":
+            broken.append(f"{query.id}: {reply.get('error')}")
+        elif _needs_data(query) and not reply["data"]["result"]:
+            empty.append(query.id)
+    assert not broken, broken
+    assert not empty, f"no data for: {empty}"
+
+
+def test_every_rule_parses_and_its_series_exist(prometheus: Prometheus, rule_queries) -> None:  # type: ignore[no-untyped-def]
+    broken, missing = [], []
+    for query in rule_queries:
+        reply = prometheus.query(query.expr)
+        if reply["status"] != "success":
+            broken.append(f"{query.id}: {reply.get('error')}")
+            continue
+        for name in query.metric_names():
+            if name.startswith("kube_") or name == "up":
+                continue
+            if not prometheus.query(f"count({name})")["data"]["result"]:
+                missing.append(f"{query.id}: {name}")
+    assert not broken, broken
+    assert not missing, f"series without data: {missing}"
+
+
+def test_rules_loaded_without_errors(prometheus: Prometheus) -> None:
+    groups = httpx.get(f"{prometheus.url}/api/v1/rules").json()["data"]["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert rules and all(rule["health"] in ("ok", "unknown") for rule in rules), [
+        (r["name"], r.get("lastError")) for r in rules if r["health"] == "err"]
+
+
+def test_redis_outage_was_seen(prometheus: Prometheus) -> None:
+    seen = prometheus.query("min_over_time(inferq_redis_up[5m])")["data"]["result"]
+    assert seen and float(seen[0]["value"][1]) == 0
+    errors = prometheus.query('sum(increase(inferq_http_requests_total{status="503"}[5m]))')
+    assert float(errors["data"]["result"][0]["value"][1]) > 0
+
+
