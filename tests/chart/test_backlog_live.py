@@ -1,0 +1,88 @@
+"""The number KEDA scales on, computed from the rendered triggers against a live Redis.
+
+KEDA's redis scaler reads each trigger's ``listName`` by the key's type (LLEN for a list,
+HLEN for a hash, SCARD, ZCARD; 0 when the key is absent) and the ScaledObject's formula
+adds them up. With workers holding tasks, that must equal the tasks waiting plus the tasks
+the workers hold, where Celery's list alone reads low.
+"""
+
+from __future__ import annotations
+
+import ast
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from chart.manifests import backlog_terms, scaled_objects, scenario_objects
+from processes import service_env, start_api, start_worker
+
+from services.cli.redis_server import free_port
+
+_LENGTH_BY_TYPE = {"list": "LLEN", "hash": "HLEN", "set": "SCARD", "zset": "ZCARD"}
+
+
+def keda_length(client: redis.Redis, key: str) -> int:
+    kind = client.type(key).decode()
+    command = _LENGTH_BY_TYPE.get(kind)
+    return int(client.execute_command(command, key)) if command else 0
+
+
+def evaluate(formula: str, values: dict[str, int]) -> int:
+    """A sum of trigger names, the only shape of formula the chart writes."""
+
+    def walk(node: ast.expr) -> int:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            return walk(node.left) + walk(node.right)
+        if isinstance(node, ast.Name):
+            return values[node.id]
+        raise ValueError(f"unexpected formula {formula!r}")
+
+    return walk(ast.parse(formula, mode="eval").body)
+
+
+def keda_backlog(client: redis.Redis, scaled_object: dict) -> tuple[int, dict[str, int]]:
+    terms, formula = backlog_terms(scaled_object)
+    values = {name: keda_length(client, key) for name, key in terms}
+    return evaluate(formula, values), values
+
+
+@pytest.mark.parametrize("pool", ["inference", "batch", "training"])
+def test_empty_pool_scales_on_zero(redis_server, pool: str) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    client.delete(pool, f"inferq:unacked:{pool}")
+    backlog, _ = keda_backlog(client, scaled_objects(scenario_objects("default"))[pool])
+    assert backlog == 0
+
+
+def test_backlog_counts_waiting_and_held_tasks(
+    redis_server, model_store: Path, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    client = redis_server.client()
+    client.flushdb()
+    env = service_env(redis_server.url, model_store)
+    port = free_port()
+    api = start_api(env, port, tmp_path)
+    worker = start_worker(env, tmp_path, concurrency=2)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            ids = [http.post("/v1/models/sleepy/predict", json={"instances": [[1.5, i]]}).json()
+                   ["task_id"] for i in range(6)]
+            deadline = time.monotonic() + 15
+            while client.hlen("inferq:unacked:inference") < 2:
+                assert time.monotonic() < deadline, "the worker never took a task"
+                time.sleep(0.05)
+            backlog, values = keda_backlog(client, scaled_objects(scenario_objects("default"))
+                                           ["inference"])
+            statuses = [http.get(f"/v1/tasks/{i}").json()["status"] for i in ids]
+            for task_id in ids:
+                http.get(f"/v1/tasks/{task_id}", params={"wait": 30})
+    finally:
+        worker.stop()
+        api.stop()
+    unfinished = sum(s in ("queued", "running") for s in statuses)
+    assert unfinished == 6
+    assert values["inflight"] >= 2 and backlog == unfinished
+    # What Celery's list alone shows: too low while workers are busy.
+    assert values["waiting"] < unfinished
