@@ -1,0 +1,155 @@
+"""The Grafana dashboards: their shape, and PromQL that parses and selects real metrics."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+EXPECTED_UIDS = {"inferq-overview.json": "inferq-overview", "inferq-model.json": "inferq-model"}
+PROMETHEUS = {"type": "prometheus", "uid": "${datasource}"}
+
+Dashboards = dict[str, dict[str, Any]]
+
+
+@pytest.fixture
+def dashboard(dashboards: Dashboards, dashboard_name: str) -> dict[str, Any]:
+    return dashboards[dashboard_name]
+
+
+@pytest.fixture
+def panels(dashboard: dict[str, Any], iter_panels: Callable[..., Any]) -> list[dict[str, Any]]:
+    """The dashboard's panels, rows left out."""
+    return [p for p in iter_panels(dashboard) if p.get("type") != "row"]
+
+
+def variables(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in dashboard["templating"]["list"]}
+
+
+@pytest.fixture(scope="module")
+def parse_errors(
+    promtool: str, dashboard_queries: list[Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """promtool's parse error of each dashboard expression by query id, from one run.
+
+    promtool has no command for a bare expression, so each becomes a recording rule.
+    """
+    records = {f"check:q{i:04d}": query for i, query in enumerate(dashboard_queries)}
+    rules = [{"record": record, "expr": query.expr} for record, query in records.items()]
+    path = tmp_path_factory.mktemp("promql") / "dashboards.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    result = subprocess.run(
+        [promtool, "check", "rules", "--lint=none", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    errors = {
+        records[record].id: message
+        for record, message in re.findall(r'"(check:q\d+)": (.*)', output)
+    }
+    assert result.returncode == 0 or errors, output
+    return errors
+
+
+def test_the_two_dashboards_exist(dashboards: Dashboards) -> None:
+    assert set(dashboards) == set(EXPECTED_UIDS)
+
+
+def test_dashboard_metadata(dashboard: dict[str, Any], dashboard_name: str) -> None:
+    assert dashboard["uid"] == EXPECTED_UIDS[dashboard_name]
+    assert dashboard["schemaVersion"] >= 39
+    assert "inferq" in dashboard["tags"]
+    assert dashboard.get("id") is None, "a provisioned dashboard carries no database id"
+
+
+def test_data_sources_are_variables(dashboard: dict[str, Any]) -> None:
+    found = variables(dashboard)
+    assert (found["datasource"]["type"], found["datasource"]["query"]) == (
+        "datasource",
+        "prometheus",
+    )
+    assert (found["tracing"]["type"], found["tracing"]["query"]) == ("datasource", "tempo")
+
+
+def test_model_dashboard_has_a_model_variable(dashboards: Dashboards) -> None:
+    model = variables(dashboards["inferq-model.json"])["model"]
+    assert model["type"] == "query"
+    assert re.fullmatch(
+        r"label_values\(inferq_tasks_submitted_total(\{[^}]*\})?, model\)", model["definition"]
+    )
+
+
+def test_panel_ids_are_unique(dashboard: dict[str, Any], iter_panels: Callable[..., Any]) -> None:
+    ids = [p["id"] for p in iter_panels(dashboard)]
+    assert len(ids) == len(set(ids))
+
+
+def test_panels_fit_the_grid_without_overlap(
+    dashboard: dict[str, Any], iter_panels: Callable[..., Any]
+) -> None:
+    taken: dict[tuple[int, int], str] = {}
+    for panel in iter_panels(dashboard):
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in taken, f"{panel['title']} overlaps {taken[(x, y)]}"
+                taken[(x, y)] = panel["title"]
+
+
+def test_every_panel_queries_the_prometheus_variable(panels: list[dict[str, Any]]) -> None:
+    for panel in panels:
+        assert panel["datasource"] == PROMETHEUS, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == PROMETHEUS, panel["title"]
+            assert target["expr"].strip(), panel["title"]
+
+
+def test_latency_panels_link_to_traces(panels: list[dict[str, Any]]) -> None:
+    latency = [p for p in panels if any("_seconds_bucket" in t["expr"] for t in p["targets"])]
+    assert latency
+    for panel in latency:
+        assert all(t["exemplar"] for t in panel["targets"]), panel["title"]
+        links = panel["fieldConfig"]["defaults"].get("links", [])
+        assert any("${tracing}" in link["url"] for link in links), panel["title"]
+
+
+def test_expression_parses(dashboard_query: Any, parse_errors: dict[str, str]) -> None:
+    assert dashboard_query.id not in parse_errors, parse_errors.get(dashboard_query.id)
+
+
+def test_expression_selects_known_metrics(
+    dashboard_query: Any, known_metric: Callable[[str], bool]
+) -> None:
+    names = dashboard_query.metric_names()
+    assert names, "selects no metric"
+    unknown = sorted(name for name in names if not known_metric(name))
+    assert not unknown, f"neither exported by inferq, recorded nor kube-state-metrics: {unknown}"
+
+
+def test_expression_is_well_formed(dashboard_query: Any) -> None:
+    assert not dashboard_query.problems()
+
+
+def test_every_panel_and_metric_is_documented(
+    dashboards: Dashboards,
+    iter_panels: Callable[..., Any],
+    exported_metrics: frozenset[str],
+    chart_files: Any,
+) -> None:
+    doc = chart_files.operations_doc.read_text()
+    titles = {
+        p["title"] for d in dashboards.values() for p in iter_panels(d) if p.get("type") != "row"
+    }
+    metrics = {re.sub(r"_(bucket|sum|count)$", "", name) for name in exported_metrics}
+    missing = sorted(name for name in titles | metrics if name not in doc)
+    assert not missing, f"docs/operations.md does not mention {missing}"

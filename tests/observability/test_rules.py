@@ -1,0 +1,89 @@
+"""The Prometheus rules: promtool's checks and unit tests, and what every alert carries."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+RUNBOOK_URL = re.compile(r"^https://\S+/docs/operations\.md#(?P<anchor>[a-z0-9-]+)$")
+SEVERITIES = {"critical", "warning"}
+
+
+def run_promtool(promtool: str, *args: str, cwd: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [promtool, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown document."""
+    anchors = set()
+    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", markdown, flags=re.M):
+        text = re.sub(r"[`*_]", "", heading).strip().lower()
+        anchors.add(re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", text)))
+    return anchors
+
+
+@pytest.fixture(scope="module")
+def unit_tests(chart_files: Any) -> dict[str, Any]:
+    return yaml.safe_load(chart_files.rules_test.read_text())
+
+
+def test_promtool_check_rules(promtool: str, chart_files: Any) -> None:
+    result = run_promtool(promtool, "check", "rules", "rules.yaml", cwd=chart_files.prometheus_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_unit_tests(promtool: str, chart_files: Any) -> None:
+    result = run_promtool(
+        promtool, "test", "rules", "rules_test.yaml", cwd=chart_files.prometheus_dir
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rules_file_is_plain_prometheus(chart_files: Any, rules: dict[str, Any]) -> None:
+    """The chart embeds the file with .Files.Get: Helm would not render templates in it."""
+    assert list(rules) == ["groups"]
+    text = chart_files.rules.read_text()
+    assert not re.search(r"\{\{-?\s*(\.Values|\.Release|\.Chart|include|template)\b", text)
+
+
+def test_every_alert_is_unit_tested_firing_and_silent(
+    rules: dict[str, Any], unit_tests: dict[str, Any]
+) -> None:
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    cases = [case for test in unit_tests["tests"] for case in test.get("alert_rule_test", [])]
+    fires = {case["alertname"] for case in cases if case.get("exp_alerts")}
+    silent = {case["alertname"] for case in cases if not case.get("exp_alerts")}
+    assert alerts - fires == set(), "alerts with no firing case"
+    assert alerts - silent == set(), "alerts with no silent case"
+
+
+def test_alert_carries_severity_and_annotations(alerting_rule: dict[str, Any]) -> None:
+    assert alerting_rule["labels"]["severity"] in SEVERITIES
+    annotations = alerting_rule["annotations"]
+    assert {"summary", "description", "runbook_url"} <= set(annotations)
+    match = RUNBOOK_URL.match(annotations["runbook_url"])
+    assert match, annotations["runbook_url"]
+    assert match["anchor"] == alerting_rule["alert"].lower()
+
+
+def test_runbook_section_exists(alerting_rule: dict[str, Any], chart_files: Any) -> None:
+    anchors = github_anchors(chart_files.operations_doc.read_text())
+    assert alerting_rule["alert"].lower() in anchors
+
+
+def test_expression_selects_known_metrics(
+    rule_query: Any, known_metric: Callable[[str], bool]
+) -> None:
+    unknown = sorted(name for name in rule_query.metric_names() if not known_metric(name))
+    assert not unknown, f"neither exported by inferq, recorded nor kube-state-metrics: {unknown}"
+
+
+def test_expression_is_well_formed(rule_query: Any) -> None:
+    assert not rule_query.problems()
