@@ -12,6 +12,10 @@ class PoolSpec:
     name: str
     soft_time_limit: float
     hard_time_limit: float
+    #: Micro-batching: rows one model call may take, and how long a lone task waits for
+    #: company while a child is idle (see services.worker.batching).
+    batch_max_rows: int = 1
+    batch_max_wait_ms: float = 0.0
 
     @property
     def queue(self) -> str:
@@ -23,7 +27,8 @@ class PoolSpec:
         return self.hard_time_limit + 60
 
 
-INFERENCE = PoolSpec("inference", soft_time_limit=50, hard_time_limit=60)
+INFERENCE = PoolSpec("inference", soft_time_limit=50, hard_time_limit=60,
+                     batch_max_rows=256, batch_max_wait_ms=0.0)
 BATCH = PoolSpec("batch", soft_time_limit=1740, hard_time_limit=1800)
 TRAINING = PoolSpec("training", soft_time_limit=10740, hard_time_limit=10800)
 

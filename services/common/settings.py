@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     soft_time_limit: float | None = Field(None, gt=0)
     hard_time_limit: float | None = Field(None, gt=0)
     visibility_timeout: float | None = Field(None, gt=0)
+    batch_max_rows: int | None = Field(None, gt=0)
+    batch_max_wait_ms: float | None = Field(None, ge=0)
 
     # -- Logging.
     log_level: str = "INFO"

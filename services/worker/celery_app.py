@@ -8,15 +8,18 @@ from kombu import Queue
 from services.common import keys
 from services.common.pools import PoolSpec
 from services.common.settings import Settings
+from services.worker.batching import BatchLimits
 
 
 def create_celery_app(settings: Settings, pool: PoolSpec) -> Celery:
     """A Celery app that consumes ``pool``'s queue and nothing else.
 
-    Tasks are acknowledged after they finish (acks_late, prefetch 1), so a task held by a
-    worker that dies goes back to its queue. What a pool holds sits in its own ``unacked``
-    hash: pools with different time limits restore their own messages by their own
-    visibility timeout, and that hash is what the autoscaler counts as in flight.
+    Tasks are acknowledged after their results are stored (acks_late), so a task held by a
+    worker that dies goes back to its queue. A worker prefetches enough messages for
+    micro-batching (services.worker.batching): one batch running per child, one filling.
+    What a pool holds sits in its own ``unacked`` hash: pools with different time limits
+    restore their own messages by their own visibility timeout, and that hash is what the
+    autoscaler counts as in flight.
     """
     soft = settings.soft_time_limit or pool.soft_time_limit
     hard = settings.hard_time_limit or pool.hard_time_limit
@@ -29,7 +32,7 @@ def create_celery_app(settings: Settings, pool: PoolSpec) -> Celery:
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
+        worker_prefetch_multiplier=BatchLimits.for_pool(settings, pool).prefetch_multiplier(),
         task_soft_time_limit=soft,
         task_time_limit=hard,
         task_default_queue=pool.queue,

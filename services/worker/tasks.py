@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 import logging
+import time
 from functools import cached_property
 from typing import Any
 
 import redis
-from celery import Celery, Task
+from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from ml.store import ModelCache
 from services.common.messages import PREDICT_TASK
+from services.common.pools import get_pool
 from services.common.records import Status
 from services.common.settings import Settings
 from services.common.telemetry import extract, tracer
-from services.worker.execution import Executor, PredictRequest
+from services.worker.batching import BatchedTask, BatchItem, BatchLimits
+from services.worker.execution import Executor, Outcome, PredictRequest
 
 log = logging.getLogger(__name__)
 
 
-class ExecutorTask(Task):
-    """A task class holding one executor per process, built on first use (after fork)."""
+class ExecutorTask(BatchedTask):
+    """A task class holding one executor per process, built on first use (after fork).
+
+    The worker runs its messages in batches (``run_batch``): one model call per model
+    version for all the batch's tasks.
+    """
 
     settings: Settings
     queue: str
@@ -38,6 +46,42 @@ class ExecutorTask(Task):
             client, ModelCache(self.settings.model_store), self.settings.task_ttl_seconds,
             self.queue,
         )
+
+    def run_batch(self, items: list[BatchItem]) -> None:
+        requests = [PredictRequest.from_kwargs(kwargs) for kwargs, _ in items]
+        # One consumer span per task, each in its own trace; the shared model call is
+        # traced under the first.
+        spans = [
+            tracer().start_span(
+                "inferq.execute", context=extract(headers or {}), kind=SpanKind.CONSUMER,
+                attributes={"inferq.task_id": request.task_id, "inferq.model": request.model,
+                            "messaging.destination.name": self.queue,
+                            "inferq.batch_tasks": len(requests)},
+            )
+            for (_, headers), request in zip(items, requests, strict=True)
+        ]
+        try:
+            with trace.use_span(spans[0], end_on_exit=False):
+                self.executor.run(requests)
+        except SoftTimeLimitExceeded:
+            self._fail_all(requests, {"type": "SoftTimeLimitExceeded",
+                                      "message": "the task ran past its soft time limit"})
+        finally:
+            for span in spans:
+                span.end()
+
+    def fail_batch(self, items: list[BatchItem], exc: BaseException) -> None:
+        limit = exc.args[0] if exc.args else "?"
+        self._fail_all(
+            [PredictRequest.from_kwargs(kwargs) for kwargs, _ in items],
+            {"type": type(exc).__name__,
+             "message": f"the task ran past its hard time limit of {limit} s"},
+        )
+
+    def _fail_all(self, requests: list[PredictRequest], error: dict[str, Any]) -> None:
+        # Only records still running change: tasks already finished keep their result.
+        now = time.time()
+        self.executor.finish([Outcome(r, Status.FAILED, error, now, now) for r in requests])
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         # Reached for a hard time limit (the child was killed): fail the record too.
@@ -56,7 +100,11 @@ class ExecutorTask(Task):
 def register_tasks(app: Celery, settings: Settings, queue: str) -> None:
     """Register inferq's tasks on ``app``; they read ``settings`` when they first run."""
 
-    @app.task(name=PREDICT_TASK, bind=True, base=ExecutorTask, settings=settings, queue=queue)
+    # Queues are named after their pools.
+    limits = BatchLimits.for_pool(settings, get_pool(queue))
+
+    @app.task(name=PREDICT_TASK, bind=True, base=ExecutorTask, settings=settings, queue=queue,
+              batch_limits=limits)
     def predict_task(self: ExecutorTask, **kwargs: Any) -> None:
         request = PredictRequest.from_kwargs(kwargs)
         parent = extract(self.request.headers or {})

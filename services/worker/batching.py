@@ -1,0 +1,225 @@
+"""Micro-batching: the consumer buffers task messages and hands the pool one job per batch.
+
+A Celery strategy runs in the worker's main process for every message of a batched task.
+Instead of sending each message to a prefork child on its own, it buffers them and
+flushes the buffer as ONE pool job (``BatchedTask.run_batch``) when a child is free, when
+the buffer holds ``max_rows`` rows, or ``max_wait`` after its first message, whichever
+comes first. While every child is busy the buffer keeps filling, so batches grow with the
+load and a lone request waits at most ``max_wait``.
+
+Messages stay unacknowledged, in the pool's ``unacked`` hash, from delivery until their
+results are stored: a worker that dies mid-batch loses nothing (its messages are restored
+to the queue), and the hash keeps counting everything the worker holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from billiard.exceptions import WorkerLostError
+from celery import Celery, Task
+from celery.exceptions import TimeLimitExceeded
+from kombu.message import Message
+from kombu.transport import virtual
+
+from services.common.pools import PoolSpec
+from services.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: One buffered message as a child receives it: the task's kwargs and its headers.
+BatchItem = tuple[dict[str, Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """How large a batch may grow and how long its first message may wait for others."""
+
+    max_rows: int
+    max_wait: float
+
+    @classmethod
+    def for_pool(cls, settings: Settings, pool: PoolSpec) -> BatchLimits:
+        rows = settings.batch_max_rows or pool.batch_max_rows
+        wait_ms = pool.batch_max_wait_ms if settings.batch_max_wait_ms is None \
+            else settings.batch_max_wait_ms
+        return cls(max_rows=max(1, rows), max_wait=max(0.0, wait_ms) / 1000)
+
+    def prefetch_multiplier(self) -> int:
+        """Messages a worker may hold per child: a running batch and the next one filling."""
+        return 2 * self.max_rows
+
+
+class BatchedTask(Task):
+    """A task whose messages the worker runs in batches through ``run_batch``."""
+
+    Strategy = "services.worker.batching:batch_strategy"
+    batch_limits: BatchLimits = BatchLimits(max_rows=1, max_wait=0.0)
+
+    def run_batch(self, items: list[BatchItem]) -> None:
+        """Run every message of one batch and store each result; runs in a pool child."""
+        raise NotImplementedError
+
+    def fail_batch(self, items: list[BatchItem], exc: BaseException) -> None:
+        """Record the failure of a batch whose child was killed; runs in the main process."""
+        raise NotImplementedError
+
+
+def _run_batch_in_child(task: BatchedTask, items: list[BatchItem]) -> int:
+    task.run_batch(items)
+    return len(items)
+
+
+@dataclass
+class _Buffered:
+    message: Message
+    item: BatchItem
+    rows: int
+
+
+def batch_strategy(task: BatchedTask, app: Celery, consumer: Any, **_: Any) -> Callable[..., None]:
+    """The Celery strategy of a ``BatchedTask``: buffer each message in a ``Batcher``."""
+    return Batcher(task, consumer).on_message
+
+
+class Batcher:
+    """The buffer of one batched task in the worker's main process (one event loop)."""
+
+    def __init__(self, task: BatchedTask, consumer: Any) -> None:
+        self._task = task
+        self._pool = consumer.pool
+        self._timer = consumer.timer
+        self._limits = task.batch_limits
+        self._soft_timeout = task.soft_time_limit or task.app.conf.task_soft_time_limit
+        self._hard_timeout = task.time_limit or task.app.conf.task_time_limit
+        self._buffer: list[_Buffered] = []
+        self._rows = 0
+        self._running = 0
+        self._timer_ref: Any = None
+        self._errors = consumer.connection_errors
+
+    def on_message(self, message: Message, body: Any, ack: Any, reject: Any,
+                   callbacks: Any, **_: Any) -> None:
+        _args, kwargs, _embed = message.decode() if body is None else body
+        rows = kwargs.get("rows")
+        self._buffer.append(_Buffered(message, (kwargs, dict(message.headers or {})),
+                                      len(rows) if isinstance(rows, list) else 1))
+        self._rows += self._buffer[-1].rows
+        if self._rows >= self._limits.max_rows:
+            self._flush()
+        elif self._idle_child():
+            if self._limits.max_wait <= 0:
+                self._flush()
+            elif self._timer_ref is None:
+                self._timer_ref = self._timer.call_after(self._limits.max_wait, self._on_timer)
+
+    def _idle_child(self) -> bool:
+        return self._running < self._pool.num_processes
+
+    def _on_timer(self) -> None:
+        self._timer_ref = None
+        if self._idle_child():
+            self._flush()
+
+    def _flush(self) -> None:
+        """Send full batches to the pool, and a partial one if a child is idle."""
+        if self._timer_ref is not None:
+            self._timer_ref.cancel()
+            self._timer_ref = None
+        while self._buffer and (self._rows >= self._limits.max_rows or self._idle_child()):
+            self._send(self._take_batch())
+
+    def _take_batch(self) -> list[_Buffered]:
+        taken, rows = 0, 0
+        for entry in self._buffer:
+            if taken and rows + entry.rows > self._limits.max_rows:
+                break
+            taken, rows = taken + 1, rows + entry.rows
+        batch, self._buffer = self._buffer[:taken], self._buffer[taken:]
+        self._rows -= rows
+        return batch
+
+    def _send(self, batch: list[_Buffered]) -> None:
+        self._running += 1
+        done = False
+
+        def finished(_: Any) -> None:
+            nonlocal done
+            if not done:
+                done = True
+                self._running -= 1
+                ack_all([entry.message for entry in batch], self._errors)
+                self._flush()
+
+        def failed(error: Any) -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            self._running -= 1
+            self._on_failed(batch, getattr(error, "exception", error))
+            self._flush()
+
+        self._pool.apply_async(
+            _run_batch_in_child,
+            (self._task, [entry.item for entry in batch]),
+            callback=finished,
+            error_callback=failed,
+            soft_timeout=self._soft_timeout,
+            timeout=self._hard_timeout,
+        )
+
+    def _on_failed(self, batch: list[_Buffered], exc: BaseException) -> None:
+        messages = [entry.message for entry in batch]
+        if isinstance(exc, TimeLimitExceeded):
+            # The child was killed past the hard limit: the batch's tasks fail, once.
+            try:
+                self._task.fail_batch([entry.item for entry in batch], exc)
+            except Exception:
+                log.exception("could not record a killed batch; its tasks will run again")
+                reject_all(messages, self._errors)
+                return
+            ack_all(messages, self._errors)
+            return
+        if not isinstance(exc, WorkerLostError):
+            log.error("batch failed; its tasks go back to the queue",
+                      extra={"tasks": len(batch), "error": repr(exc)})
+        # A lost child or an unexpected error: the tasks run again elsewhere. Their
+        # records count attempts, so a task that keeps killing workers fails in the end.
+        reject_all(messages, self._errors)
+
+
+def ack_all(messages: Sequence[Message], errors: tuple[type[BaseException], ...]) -> None:
+    """Acknowledge ``messages`` in one Redis round trip where the transport allows it."""
+    pending = [m for m in messages if not m.acknowledged]
+    if not pending:
+        return
+    channel = pending[0].channel
+    qos: Any = getattr(channel, "qos", None)
+    if len(pending) == 1 or not hasattr(qos, "unacked_index_key"):
+        for message in pending:
+            message.ack_log_error(log, errors)
+        return
+    tags = [m.delivery_tag for m in pending]
+    try:
+        with channel.conn_or_acquire() as client:
+            client.pipeline().zrem(qos.unacked_index_key, *tags) \
+                .hdel(qos.unacked_key, *tags).execute()
+    except Exception:
+        # Left in the unacked hash: restored after the visibility timeout, and their
+        # records (already finished) make the second delivery a no-op.
+        log.exception("could not acknowledge a batch", extra={"tasks": len(pending)})
+        return
+    for message in pending:
+        virtual.QoS.ack(qos, message.delivery_tag)
+        message._state = "ACK"
+
+
+def reject_all(messages: Sequence[Message], errors: tuple[type[BaseException], ...]) -> None:
+    """Put ``messages`` back at the head of their queue."""
+    for message in messages:
+        if not message.acknowledged:
+            message.reject_log_error(log, errors, requeue=True)
