@@ -8,6 +8,7 @@ import logging
 import time
 
 import redis.asyncio as aioredis
+from prometheus_client import Gauge
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,11 +18,13 @@ from services.common.metrics import (
     HTTP_REQUESTS,
     QUEUE_INFLIGHT,
     QUEUE_WAITING,
-    REDIS_UP,
 )
 from services.common.pools import POOLS
 
 log = logging.getLogger(__name__)
+
+# Only the API checks Redis; a worker exporting it would report a permanent 0.
+REDIS_UP = Gauge("inferq_redis_up", "1 when the API's last Redis check succeeded.")
 
 
 class HttpMetricsMiddleware:

@@ -51,11 +51,6 @@ QUEUE_INFLIGHT = Gauge(
     ["queue"],
     multiprocess_mode="max",
 )
-REDIS_UP = Gauge(
-    "inferq_redis_up",
-    "1 when the last Redis check of this process succeeded.",
-    multiprocess_mode="max",
-)
 TASK_QUEUE_WAIT = Histogram(
     "inferq_task_queue_wait_seconds",
     "Time from submitted to started.",

@@ -192,12 +192,14 @@ def exported_metric_names() -> frozenset[str]:
     """Every series name inferq's code exports (``_total``, ``_bucket``... included)."""
     from prometheus_client.metrics import MetricWrapperBase
 
+    from services.api import metrics as api_metrics
     from services.common import metrics
 
     suffixes = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_sum", "_count"]}
     return frozenset(
         family.name + suffix
-        for value in vars(metrics).values()
+        for module in (metrics, api_metrics)
+        for value in vars(module).values()
         if isinstance(value, MetricWrapperBase)
         for family in value.describe()
         for suffix in suffixes[family.type]
