@@ -5,7 +5,10 @@ Instead of sending each message to a prefork child on its own, it buffers them a
 flushes the buffer as ONE pool job (``BatchedTask.run_batch``) when a child is free, when
 the buffer holds ``max_rows`` rows, or ``max_wait`` after its first message, whichever
 comes first. While every child is busy the buffer keeps filling, so batches grow with the
-load and a lone request waits at most ``max_wait``.
+load and a lone request waits at most ``max_wait``. Batching pays only where a call's fixed
+cost dominates, so the batcher learns each model's cost per row from the batches it ran
+and keeps a batch's estimated run time under ``MAX_BATCH_SECONDS``: a slow model's tasks
+run alone, within their own time limits, as do the tasks of a model not yet timed.
 
 Messages stay unacknowledged, in the pool's ``unacked`` hash, from delivery until their
 results are stored: a worker that dies mid-batch loses nothing (its messages are restored
@@ -15,6 +18,7 @@ to the queue), and the hash keeps counting everything the worker holds.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +36,9 @@ log = logging.getLogger(__name__)
 
 #: One buffered message as a child receives it: the task's kwargs and its headers.
 BatchItem = tuple[dict[str, Any], dict[str, Any]]
+
+#: A batch whose rows are estimated to take longer is not grown further.
+MAX_BATCH_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -59,8 +66,15 @@ class BatchedTask(Task):
     Strategy = "services.worker.batching:batch_strategy"
     batch_limits: BatchLimits = BatchLimits(max_rows=1, max_wait=0.0)
 
-    def run_batch(self, items: list[BatchItem]) -> None:
-        """Run every message of one batch and store each result; runs in a pool child."""
+    def cost_key(self, kwargs: dict[str, Any]) -> str:
+        """What a message's cost per row depends on (the model it calls, say)."""
+        return str(self.name)
+
+    def run_batch(self, items: list[BatchItem]) -> dict[str, float]:
+        """Run one batch, storing each result; runs in a pool child.
+
+        Returns the seconds per row each ``cost_key`` took, to size the next batches.
+        """
         raise NotImplementedError
 
     def fail_batch(self, items: list[BatchItem], exc: BaseException) -> None:
@@ -68,9 +82,8 @@ class BatchedTask(Task):
         raise NotImplementedError
 
 
-def _run_batch_in_child(task: BatchedTask, items: list[BatchItem]) -> int:
-    task.run_batch(items)
-    return len(items)
+def _run_batch_in_child(task: BatchedTask, items: list[BatchItem]) -> dict[str, float]:
+    return task.run_batch(items)
 
 
 @dataclass
@@ -78,6 +91,7 @@ class _Buffered:
     message: Message
     item: BatchItem
     rows: int
+    cost_key: str
 
 
 def batch_strategy(task: BatchedTask, app: Celery, consumer: Any, **_: Any) -> Callable[..., None]:
@@ -100,13 +114,15 @@ class Batcher:
         self._running = 0
         self._timer_ref: Any = None
         self._errors = consumer.connection_errors
+        self._seconds_per_row: dict[str, float] = {}
 
     def on_message(self, message: Message, body: Any, ack: Any, reject: Any,
                    callbacks: Any, **_: Any) -> None:
         _args, kwargs, _embed = message.decode() if body is None else body
         rows = kwargs.get("rows")
         self._buffer.append(_Buffered(message, (kwargs, dict(message.headers or {})),
-                                      len(rows) if isinstance(rows, list) else 1))
+                                      len(rows) if isinstance(rows, list) else 1,
+                                      self._task.cost_key(kwargs)))
         self._rows += self._buffer[-1].rows
         if self._rows >= self._limits.max_rows:
             self._flush()
@@ -133,11 +149,14 @@ class Batcher:
             self._send(self._take_batch())
 
     def _take_batch(self) -> list[_Buffered]:
-        taken, rows = 0, 0
+        taken, rows, seconds = 0, 0, 0.0
         for entry in self._buffer:
-            if taken and rows + entry.rows > self._limits.max_rows:
+            # Unknown cost is infinite: a model not yet timed runs alone.
+            cost = entry.rows * self._seconds_per_row.get(entry.cost_key, math.inf)
+            if taken and (rows + entry.rows > self._limits.max_rows
+                          or seconds + cost > MAX_BATCH_SECONDS):
                 break
-            taken, rows = taken + 1, rows + entry.rows
+            taken, rows, seconds = taken + 1, rows + entry.rows, seconds + cost
         batch, self._buffer = self._buffer[:taken], self._buffer[taken:]
         self._rows -= rows
         return batch
@@ -146,11 +165,12 @@ class Batcher:
         self._running += 1
         done = False
 
-        def finished(_: Any) -> None:
+        def finished(costs: Any) -> None:
             nonlocal done
             if not done:
                 done = True
                 self._running -= 1
+                self._learn(costs)
                 ack_all([entry.message for entry in batch], self._errors)
                 self._flush()
 
@@ -171,6 +191,11 @@ class Batcher:
             soft_timeout=self._soft_timeout,
             timeout=self._hard_timeout,
         )
+
+    def _learn(self, costs: Any) -> None:
+        for key, seconds in (costs or {}).items():
+            known = self._seconds_per_row.get(key)
+            self._seconds_per_row[key] = seconds if known is None else (known + seconds) / 2
 
     def _on_failed(self, batch: list[_Buffered], exc: BaseException) -> None:
         messages = [entry.message for entry in batch]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from functools import cached_property
 from typing import Any
@@ -47,7 +48,10 @@ class ExecutorTask(BatchedTask):
             self.queue,
         )
 
-    def run_batch(self, items: list[BatchItem]) -> None:
+    def cost_key(self, kwargs: dict[str, Any]) -> str:
+        return _cost_key(kwargs.get("model"), kwargs.get("version"))
+
+    def run_batch(self, items: list[BatchItem]) -> dict[str, float]:
         requests = [PredictRequest.from_kwargs(kwargs) for kwargs, _ in items]
         # One consumer span per task, each in its own trace; the shared model call is
         # traced under the first.
@@ -62,10 +66,11 @@ class ExecutorTask(BatchedTask):
         ]
         try:
             with trace.use_span(spans[0], end_on_exit=False):
-                self.executor.run(requests)
+                return _seconds_per_row(self.executor.run(requests))
         except SoftTimeLimitExceeded:
             self._fail_all(requests, {"type": "SoftTimeLimitExceeded",
                                       "message": "the task ran past its soft time limit"})
+            return {_cost_key(r.model, r.version): math.inf for r in requests}
         finally:
             for span in spans:
                 span.end()
@@ -95,6 +100,21 @@ class ExecutorTask(BatchedTask):
                     "message": f"the task ran past its hard time limit of {exc.args[0]} s",
                 },
             )
+
+
+def _cost_key(model: Any, version: Any) -> str:
+    return f"{model}:{version}"
+
+
+def _seconds_per_row(outcomes: list[Outcome]) -> dict[str, float]:
+    """Wall time per row of each model version's calls, from the outcomes of one batch."""
+    spans: dict[str, tuple[float, float, int]] = {}
+    for o in outcomes:
+        key = _cost_key(o.request.model, o.request.version)
+        start, end, rows = spans.get(key, (o.started_at, o.finished_at, 0))
+        spans[key] = (min(start, o.started_at), max(end, o.finished_at),
+                      rows + len(o.request.rows))
+    return {key: (end - start) / max(1, rows) for key, (start, end, rows) in spans.items()}
 
 
 def register_tasks(app: Celery, settings: Settings, queue: str) -> None:

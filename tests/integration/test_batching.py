@@ -13,11 +13,13 @@ import pytest
 from processes import ServiceProcess, start_worker
 from sklearn.datasets import load_breast_cancer
 
+from ml.importer import import_model
 from ml.predict import predict
 from ml.store import ModelCache
 from services.cli.redis_server import free_port
 
-#: Keeps the worker's only child busy while the tasks after it pile up in its buffer.
+#: Keeps the worker's only child busy while the tasks after it pile up in its buffer. It
+#: calls its own model: the worker learns how slow it is and runs it alone.
 BLOCKER = [[0.6, 0.0]]
 
 
@@ -25,6 +27,11 @@ BLOCKER = [[0.6, 0.0]]
 def empty_redis(redis_server) -> Iterator[None]:  # type: ignore[no-untyped-def]
     redis_server.client().flushdb()
     yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slow_model(model_store: Path) -> None:
+    import_model(model_store, model_store.parent / "sleepy.joblib", "slow", ["x0", "x1"])
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +88,7 @@ def test_concurrent_tasks_share_model_calls_and_get_their_own_answers(
                for _ in range(40)]
     calls_before, rows_before = rows_per_call(metrics_url, "breast-cancer")
 
-    blocker = submit(client, "sleepy", BLOCKER)
+    blocker = submit(client, "slow", BLOCKER)
     task_ids = submit_all(client, "breast-cancer", batches, return_probabilities=True)
     tasks = wait_all(client, [blocker, *task_ids])
 
@@ -101,7 +108,7 @@ def test_a_poisoned_task_fails_alone_in_its_batch(
     metrics_url: str,
 ) -> None:
     calls_before, _ = rows_per_call(metrics_url, "sleepy")
-    blocker = submit(client, "sleepy", BLOCKER)
+    blocker = submit(client, "slow", BLOCKER)
     rows = [[[0.0, float(i)]] for i in range(12)]
     rows[5] = [[0.0, -1.0]]
     task_ids = submit_all(client, "sleepy", rows)
