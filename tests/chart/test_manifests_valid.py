@@ -144,3 +144,12 @@ def test_strict_crd_validation_refuses_an_unknown_field() -> None:
         "spec": {"scaleTargetRef": {"name": "x"}, "triggers": [], "minReplicas": 0},
     }
     assert not validator.is_valid(bad)
+
+
+def test_every_helper_is_prefixed_and_commented() -> None:
+    lines = (CHART_DIR / "templates" / "_helpers.tpl").read_text().splitlines()
+    defines = [n for n, line in enumerate(lines) if line.startswith('{{- define "')]
+    assert defines
+    for number in defines:
+        assert lines[number].startswith('{{- define "inferq.'), lines[number]
+        assert lines[number - 1] == "*/}}", f"no comment above {lines[number]}"

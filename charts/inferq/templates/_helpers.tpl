@@ -81,7 +81,7 @@ Image reference of a component. Call with (dict "context" $ "image" .Values.api.
 {{- end }}
 
 {{/*
-Service account names of the API and the workers.
+Service account of the API pods.
 */}}
 {{- define "inferq.api.serviceAccountName" -}}
 {{- if .Values.api.serviceAccount.create }}
@@ -91,6 +91,9 @@ Service account names of the API and the workers.
 {{- end }}
 {{- end }}
 
+{{/*
+Service account of the worker pods.
+*/}}
 {{- define "inferq.worker.serviceAccountName" -}}
 {{- if .Values.workers.serviceAccount.create }}
 {{- default (include "inferq.componentName" (dict "context" . "suffix" "worker")) .Values.workers.serviceAccount.name }}
@@ -100,14 +103,18 @@ Service account names of the API and the workers.
 {{- end }}
 
 {{/*
-Redis key names: the chart's one copy of services/common/keys.py. A pool's queue is the
-Redis list named after the pool (keys.queue_key); what its workers hold, reserved or
-running, is the hash keys.unacked_key(pool). KEDA counts both (see worker-scaledobject.yaml).
+Redis key names: the chart's one copy of services/common/keys.py, which defines them for
+the code. KEDA counts both keys of a pool (see worker-scaledobject.yaml).
+The queue of a pool: the Redis list named after it (keys.queue_key). Call with the pool.
 */}}
 {{- define "inferq.keys.queue" -}}
 {{- . }}
 {{- end }}
 
+{{/*
+What a pool's workers hold, reserved or running: a Redis hash (keys.unacked_key).
+Call with the pool.
+*/}}
 {{- define "inferq.keys.unacked" -}}
 {{- printf "inferq:unacked:%s" . }}
 {{- end }}
@@ -212,7 +219,7 @@ redis.auth gives one.
 {{- end }}
 
 {{/*
-The Secret holding the Redis password, and its key.
+The Secret holding the Redis password.
 */}}
 {{- define "inferq.redis.secretName" -}}
 {{- if .Values.redis.auth.existingSecret }}
@@ -222,6 +229,9 @@ The Secret holding the Redis password, and its key.
 {{- end }}
 {{- end }}
 
+{{/*
+The key of the Redis password in that Secret.
+*/}}
 {{- define "inferq.redis.secretKey" -}}
 {{- if .Values.redis.auth.existingSecret }}
 {{- .Values.redis.auth.existingSecretPasswordKey }}
