@@ -96,7 +96,7 @@ def _render_scenario(scenario: str) -> tuple[dict[str, str], tuple[Manifest, ...
 
 
 def scenario_objects(scenario: str) -> list[Manifest]:
-    """The objects of one scenario, rendered once per test session."""
+    """The objects of one scenario, rendered once per test run."""
     return list(_render_scenario(scenario)[1])
 
 

@@ -146,7 +146,7 @@ def test_strict_crd_validation_refuses_an_unknown_field() -> None:
     assert not validator.is_valid(bad)
 
 
-def test_every_helper_is_prefixed_and_commented() -> None:
+def test_every_named_template_is_prefixed_and_commented() -> None:
     lines = (CHART_DIR / "templates" / "_helpers.tpl").read_text().splitlines()
     defines = [n for n, line in enumerate(lines) if line.startswith('{{- define "')]
     assert defines
