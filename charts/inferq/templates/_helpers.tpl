@@ -268,7 +268,7 @@ Call with (dict "context" $ "service" "inferq-api").
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ .endpoint | quote }}
 - name: OTEL_EXPORTER_OTLP_PROTOCOL
-  value: {{ .protocol | quote }}
+  value: http/protobuf
 - name: OTEL_TRACES_SAMPLER
   value: {{ .sampler | quote }}
 - name: OTEL_TRACES_SAMPLER_ARG
