@@ -69,10 +69,14 @@ def test_backlog_counts_waiting_and_held_tasks(
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             ids = [http.post("/v1/models/sleepy/predict", json={"instances": [[1.5, i]]}).json()
                    ["task_id"] for i in range(6)]
+            # Sampled once the consumer has stopped pulling: between its BRPOP and the
+            # write to the unacked hash, a message being delivered sits in neither key.
             deadline = time.monotonic() + 15
-            while client.hlen("inferq:unacked:inference") < 2:
-                assert time.monotonic() < deadline, "the worker never took a task"
-                time.sleep(0.05)
+            previous = -1
+            while (held := client.hlen("inferq:unacked:inference")) < 2 or held != previous:
+                assert time.monotonic() < deadline, "the worker never settled"
+                previous = held
+                time.sleep(0.2)
             backlog, values = keda_backlog(client, scaled_objects(scenario_objects("default"))
                                            ["inference"])
             statuses = [http.get(f"/v1/tasks/{i}").json()["status"] for i in ids]
