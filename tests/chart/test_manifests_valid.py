@@ -15,6 +15,8 @@ from chart.manifests import (
     SCENARIOS,
     chart,
     crds_dir,
+    objects,
+    render,
     require,
     scenario_objects,
     scenario_values,
@@ -153,3 +155,15 @@ def test_every_named_template_is_prefixed_and_commented() -> None:
     for number in defines:
         assert lines[number].startswith('{{- define "inferq.'), lines[number]
         assert lines[number - 1] == "*/}}", f"no comment above {lines[number]}"
+
+
+@pytest.mark.parametrize("scenario", [*SCENARIOS, "all-monitoring"])
+def test_object_names_are_unique(scenario: str) -> None:
+    if scenario == "all-monitoring":
+        on = {"enabled": True}
+        sections = ("serviceMonitor", "podMonitor", "prometheusRule", "dashboards")
+        manifests = objects(render({"monitoring": dict.fromkeys(sections, on)}))
+    else:
+        manifests = scenario_objects(scenario)
+    keys = [(m["kind"], m["metadata"]["name"]) for m in manifests]
+    assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
