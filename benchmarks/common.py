@@ -51,6 +51,7 @@ class Stack:
     env: dict[str, str]
     api: ServiceProcess
     workers: list[ServiceProcess]
+    redis_pid: int = 0
 
 
 @contextlib.contextmanager
@@ -75,7 +76,7 @@ def local_stack(store: Path | None = None, worker_args: tuple[str, ...] = (),
         workers = [start_worker(env, root, concurrency=concurrency, extra=worker_args)]
         try:
             yield Stack(f"http://127.0.0.1:{api_port}", env["INFERQ_REDIS_URL"], store, env,
-                        api, workers)
+                        api, workers, redis.pid)
         finally:
             for worker in workers:
                 worker.stop()

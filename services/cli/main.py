@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 
+from services.cli.bench import add_bench_parser, run_bench
 from services.common.logging import configure_logging
 from services.common.pools import POOLS
 from services.common.settings import Settings, get_settings
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     rows.add_argument("--csv", type=Path, help="a CSV file with a header of feature names")
     predict.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the result")
     predict.add_argument("--url", default="http://127.0.0.1:8000", help="the API's base URL")
+    add_bench_parser(commands)
     return parser
 
 
@@ -134,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
 
         run_worker(settings, args.pool, args.concurrency, args.metrics_port)
         return 0
+    if args.command == "bench":
+        return run_bench(args)
     if args.command == "up":
         from services.cli.local_stack import run_local_stack
 

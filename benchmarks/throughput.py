@@ -1,0 +1,279 @@
+"""Throughput, latency and CPU of single-row predictions: inferq next to what users build.
+
+In one invocation on one machine: (a) inferq, (b) the classic design (one Celery task per
+request, a task id returned, the client polling every 5 ms, prefetch 1, Redis result
+backend), (c) a synchronous endpoint calling the model in the request, and (d) the model's
+own vectorised ``predict_proba`` over the same rows, the limit. Closed loop at each
+concurrency; writes results.json, chart.png and results.md to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import joblib
+import numpy as np
+import orjson
+import psutil
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import client
+import models
+import systems
+from common import machine, percentiles
+
+from ml.importer import import_model
+
+CALLS = {"inferq": client.inferq_call, "classic": client.classic_call, "sync": client.sync_call}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children, alive or reaped."""
+    total = 0.0
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(pid)
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+    return total
+
+
+def rss_mib(pid: int) -> dict[str, float]:
+    """Resident memory of a process and of each of its children, in MiB."""
+    found: dict[str, float] = {}
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(pid)
+        found["main"] = round(root.memory_info().rss / 2**20, 1)
+        for i, child in enumerate(root.children(recursive=True)):
+            with contextlib.suppress(psutil.Error):
+                found[f"child{i}"] = round(child.memory_info().rss / 2**20, 1)
+    return found
+
+
+def machine_busy() -> float:
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def snapshot(system: systems.System) -> dict[str, float]:
+    me = psutil.Process()
+    own = me.cpu_times()
+    shot = {role: cpu_seconds(pid) for role, pid in system.pids.items()}
+    shot["client"] = own.user + own.system
+    shot["machine"] = machine_busy()
+    return shot
+
+
+def batch_rows(metrics_url: str | None, model: str) -> tuple[float, float]:
+    """(model calls, rows) so far from the inferq worker's rows-per-call histogram."""
+    if not metrics_url:
+        return 0.0, 0.0
+    text = httpx.get(metrics_url, timeout=5).text
+    values = []
+    for suffix in ("count", "sum"):
+        found = re.search(rf'^inferq_inference_batch_rows_{suffix}\{{model="{model}"\}} (\S+)$',
+                          text, re.MULTILINE)
+        values.append(float(found.group(1)) if found else 0.0)
+    return values[0], values[1]
+
+
+async def measured_run(system: systems.System, model: str, bodies: list[bytes],
+                       concurrency: int, warmup: float, duration: float) -> dict[str, Any]:
+    shots: list[dict[str, float]] = []
+
+    async def sampler() -> None:
+        await asyncio.sleep(warmup)
+        shots.append(snapshot(system))
+        await asyncio.sleep(duration)
+        shots.append(snapshot(system))
+
+    load, _ = await asyncio.gather(
+        client.closed_loop("127.0.0.1", system.port, CALLS[system.name](model), bodies,
+                           concurrency, warmup, duration),
+        sampler(),
+    )
+    done = len(load.latencies)
+    cpu = {role: round(shots[1][role] - shots[0][role], 3) for role in shots[0]}
+    return {
+        "system": system.name, "model": model, "concurrency": concurrency,
+        "throughput_rps": round(done / duration, 1),
+        **percentiles(load.latencies or [0.0]),
+        "errors": load.errors,
+        "cpu_seconds": cpu,
+        "machine_cpu_ms_per_prediction": round(1000 * cpu["machine"] / max(1, done), 3),
+    }
+
+
+def run_system(system: systems.System, args: argparse.Namespace,
+               bodies: list[bytes]) -> Iterator[dict[str, Any]]:
+    for model in args.models:
+        for concurrency in args.concurrency:
+            before = batch_rows(system.metrics_url, model)
+            run = asyncio.run(measured_run(system, model, bodies, concurrency,
+                                           args.warmup, args.duration))
+            after = batch_rows(system.metrics_url, model)
+            if system.metrics_url and after[0] > before[0]:
+                run["rows_per_model_call"] = round(
+                    (after[1] - before[1]) / (after[0] - before[0]), 1)
+            run["rss_mib"] = {role: rss_mib(pid) for role, pid in system.pids.items()}
+            print(json.dumps(run), file=sys.stderr, flush=True)
+            yield run
+
+
+def vectorised_limit(paths: dict[str, Path], rows: list[list[float]]) -> dict[str, Any]:
+    x = np.asarray(rows, dtype=np.float64)
+    limit = {}
+    for model in paths:
+        estimator = joblib.load(paths[model])
+        estimator.predict_proba(x[:100])
+        started = time.perf_counter()
+        estimator.predict_proba(x)
+        elapsed = time.perf_counter() - started
+        limit[model] = {"rows": len(x), "seconds": round(elapsed, 4),
+                        "throughput_rps": round(len(x) / elapsed, 1)}
+    return limit
+
+
+def soak(store: Path, args: argparse.Namespace, bodies: list[bytes]) -> dict[str, Any]:
+    """inferq under steady load for ``--soak`` seconds, memory sampled every ``interval``."""
+    interval = max(5.0, args.soak / 20)
+    samples = []
+    with systems.inferq(store, args.inferq_worker_concurrency) as system:
+        call = client.inferq_call("forest")
+
+        async def load() -> client.LoadResult:
+            return await client.closed_loop("127.0.0.1", system.port, call, bodies, 32,
+                                            0.0, args.soak)
+
+        async def watch() -> None:
+            started = time.monotonic()
+            while time.monotonic() - started < args.soak:
+                samples.append({"t": round(time.monotonic() - started, 1),
+                                **{role: rss_mib(pid) for role, pid in system.pids.items()}})
+                await asyncio.sleep(interval)
+
+        async def both() -> client.LoadResult:
+            result, _ = await asyncio.gather(load(), watch())
+            return result
+
+        result = asyncio.run(both())
+    return {"seconds": args.soak, "model": "forest", "concurrency": 32,
+            "predictions": len(result.latencies), "errors": result.errors, "rss": samples}
+
+
+def write_chart(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    model_names = sorted({r["model"] for r in report["runs"]})
+    fig, axes = plt.subplots(2, len(model_names), figsize=(6 * len(model_names), 8),
+                             squeeze=False)
+    for col, model in enumerate(model_names):
+        for name in ("inferq", "classic", "sync"):
+            runs = [r for r in report["runs"] if r["model"] == model and r["system"] == name]
+            if not runs:
+                continue
+            xs = [r["concurrency"] for r in runs]
+            axes[0][col].plot(xs, [r["throughput_rps"] for r in runs], marker="o", label=name)
+            axes[1][col].plot(xs, [r["p50_ms"] for r in runs], marker="o", label=name)
+        if model in report.get("vectorised_limit", {}):
+            axes[0][col].axhline(report["vectorised_limit"][model]["throughput_rps"],
+                                 linestyle="--", color="grey", label="vectorised limit")
+        for row, label in ((0, "predictions / s"), (1, "p50 latency (ms)")):
+            axes[row][col].set_xscale("log", base=2)
+            axes[row][col].set_yscale("log")
+            axes[row][col].set_xlabel("concurrency (closed loop)")
+            axes[row][col].set_ylabel(label)
+            axes[row][col].set_title(f"{model}, single-row requests")
+            axes[row][col].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def write_table(report: dict[str, Any], path: Path) -> None:
+    lines = ["| model | concurrency | system | predictions/s | p50 ms | p99 ms "
+             "| machine CPU ms/prediction | rows per model call |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(report["runs"], key=lambda r: (r["model"], r["concurrency"], r["system"])):
+        lines.append(f"| {r['model']} | {r['concurrency']} | {r['system']} "
+                     f"| {r['throughput_rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+                     f"| {r['machine_cpu_ms_per_prediction']:.2f} "
+                     f"| {r.get('rows_per_model_call', '')} |")
+    for model, limit in report.get("vectorised_limit", {}).items():
+        lines.append(f"| {model} | - | vectorised predict_proba ({limit['rows']:,} rows) "
+                     f"| {limit['throughput_rps']:,.0f} | | | | {limit['rows']} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def csv(kind: type) -> Any:
+        return lambda text: [kind(part) for part in text.split(",") if part]
+
+    parser.add_argument("--systems", type=csv(str), default=["inferq", "classic", "sync"])
+    parser.add_argument("--models", type=csv(str), default=list(models.MODELS))
+    parser.add_argument("--concurrency", type=csv(int), default=[1, 8, 32, 128])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured a run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
+    parser.add_argument("--worker-concurrency", type=int, default=2,
+                        help="prefork children of the classic worker")
+    parser.add_argument("--inferq-worker-concurrency", type=int, default=1,
+                        help="prefork children of the inferq worker (its main process "
+                             "buffers and batches, so one child fills a core)")
+    parser.add_argument("--soak", type=float, default=0.0,
+                        help="also run inferq this many seconds and record its memory")
+    parser.add_argument("--out", type=Path, default=Path("benchmark-results"))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    paths = models.train(args.out / "models")
+    rows = models.request_rows(2000)
+    bodies = [orjson.dumps({"instances": [row]}) for row in rows]
+    report: dict[str, Any] = {
+        "benchmark": "single-row predictions, closed loop",
+        "machine": machine(),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "vectorised_limit": vectorised_limit(paths, models.request_rows(20_000, seed=2)),
+        "runs": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="inferq-store-") as tmp:
+        store = Path(tmp)
+        for name, path in paths.items():
+            import_model(store, path, name)
+        for name in args.systems:
+            started = {"inferq": lambda: systems.inferq(store, args.inferq_worker_concurrency),
+                       "classic": lambda: systems.classic(paths["forest"].parent,
+                                                          args.worker_concurrency),
+                       "sync": lambda: systems.sync(paths["forest"].parent)}[name]
+            with started() as system:
+                report["runs"].extend(run_system(system, args, bodies))
+        if args.soak:
+            report["soak"] = soak(store, args, bodies)
+    (args.out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_table(report, args.out / "results.md")
+    write_chart(report, args.out / "chart.png")
+    print(f"wrote {args.out}/results.json, results.md and chart.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""``inferq bench``: the throughput benchmark suite of a source checkout's ``benchmarks/``."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def add_bench_parser(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser(
+        "bench", help="run inferq, the classic Celery design and a sync endpoint side by side"
+    )
+    bench.add_argument("--systems", default="inferq,classic,sync",
+                       help="comma-separated: inferq, classic, sync")
+    bench.add_argument("--workloads", default="forest,logistic",
+                       help="comma-separated models: forest, logistic")
+    bench.add_argument("--concurrency", default="1,8,32,128",
+                       help="comma-separated closed-loop concurrencies")
+    bench.add_argument("--duration", type=float, default=10.0, help="seconds measured per run")
+    bench.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
+    bench.add_argument("--soak", type=float, default=0.0,
+                       help="also load inferq this many seconds and record its memory")
+    bench.add_argument("--out", type=Path, default=Path("benchmark-results"),
+                       help="directory for results.json, results.md and chart.png")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    script = BENCHMARKS / "throughput.py"
+    if not script.exists():
+        sys.stderr.write("inferq bench runs from a source checkout: no benchmarks/ folder "
+                         f"at {BENCHMARKS}\n")
+        return 2
+    command = [
+        sys.executable, str(script),
+        "--systems", args.systems, "--models", args.workloads,
+        "--concurrency", args.concurrency, "--duration", str(args.duration),
+        "--warmup", str(args.warmup), "--soak", str(args.soak), "--out", str(args.out),
+    ]
+    return subprocess.call(command)
