@@ -86,6 +86,7 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
     errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
 
 
 async def closed_loop(host: str, port: int, call: Call, bodies: list[bytes],
@@ -104,8 +105,10 @@ async def closed_loop(host: str, port: int, call: Call, bodies: list[bytes],
                 return
             try:
                 await call(conn, bodies[i % len(bodies)])
-            except (RuntimeError, OSError, asyncio.IncompleteReadError):
+            except (RuntimeError, OSError, asyncio.IncompleteReadError) as exc:
                 result.errors += 1
+                if len(result.error_samples) < 5:
+                    result.error_samples.append(f"{time.perf_counter() - start:.2f}s {exc!r}")
                 conn.close()
                 conn = await Connection.open(host, port)
                 continue

@@ -112,6 +112,7 @@ async def measured_run(system: systems.System, model: str, bodies: list[bytes],
         "throughput_rps": round(done / duration, 1),
         **percentiles(load.latencies or [0.0]),
         "errors": load.errors,
+        "error_samples": load.error_samples,
         "cpu_seconds": cpu,
         "machine_cpu_ms_per_prediction": round(1000 * cpu["machine"] / max(1, done), 3),
     }

@@ -83,12 +83,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = aioredis.Redis.from_url(
+        # A bounded pool that makes a burst of requests wait for a connection; redis-py's
+        # default pool refuses the 101st concurrent request outright.
+        pool = aioredis.BlockingConnectionPool.from_url(
             settings.broker_url,
+            max_connections=settings.redis_max_connections,
+            timeout=settings.redis_socket_timeout,
             socket_timeout=settings.redis_socket_timeout,
             socket_connect_timeout=settings.redis_socket_timeout,
             health_check_interval=10,
         )
+        client = aioredis.Redis.from_pool(pool)
         waiter = TaskWaiter(client)
         backlog = BacklogExporter(client)
         app.state.inferq = ApiState(

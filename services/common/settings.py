@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
     redis_password: SecretStr | None = None
     redis_socket_timeout: float = Field(5.0, gt=0)
+    # Connections one API process keeps to Redis; requests beyond them wait their turn.
+    redis_max_connections: int = Field(64, ge=4)
 
     # -- Model store.
     model_store: Path = Field(default_factory=_default_model_store)

@@ -262,3 +262,18 @@ def test_redis_unreachable_is_503(model_store: Path, tmp_path: Path) -> None:
             )
     finally:
         api.stop()
+
+
+def test_a_burst_larger_than_the_redis_pool_waits_instead_of_failing(api_url: str) -> None:
+    import asyncio
+
+    async def burst() -> list[int]:
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(base_url=api_url, timeout=60, limits=limits) as http:
+            replies = await asyncio.gather(*(
+                http.post("/v1/models/iris/predict?wait=20", json={"instances": [IRIS_ROW]})
+                for _ in range(150)
+            ))
+        return [r.status_code for r in replies]
+
+    assert asyncio.run(burst()) == [200] * 150
