@@ -11,11 +11,13 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import redis
+from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from ml.store import ModelCache
 from services.common import keys
@@ -48,7 +50,8 @@ class PredictRequest:
     rows: list[list[Any]]
     return_probabilities: bool = False
     submitted_at: float = 0.0
-    headers: dict[str, str] = field(default_factory=dict)
+    #: The task's consumer span: its model call is traced under it.
+    span: Span | None = None
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> PredictRequest:
@@ -158,12 +161,21 @@ def predict_all(cache: ModelCache, requests: Sequence[PredictRequest]) -> list[O
         try:
             metadata, estimator = cache.get(model, version)
             rows = np.concatenate([np.asarray(r.rows, dtype=np.float64) for r in group])
-            with tracer().start_as_current_span(
-                "inferq.model.predict",
-                attributes={"inferq.model": model, "inferq.version": version,
-                            "inferq.rows": len(rows), "inferq.tasks": len(group)},
-            ):
+            # One model call serves the group; each task's trace gets a span for it.
+            spans = [
+                tracer().start_span(
+                    "inferq.model.predict",
+                    context=trace.set_span_in_context(r.span) if r.span else None,
+                    attributes={"inferq.model": model, "inferq.version": version,
+                                "inferq.rows": len(rows), "inferq.batch_tasks": len(group)},
+                )
+                for r in group
+            ]
+            try:
                 result = predict(metadata, estimator, rows, probabilities)
+            finally:
+                for span in spans:
+                    span.end()
             INFERENCE_BATCH_ROWS.labels(model).observe(len(rows))
         except Exception as exc:
             if len(group) > 1:

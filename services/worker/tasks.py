@@ -53,8 +53,8 @@ class ExecutorTask(BatchedTask):
 
     def run_batch(self, items: list[BatchItem]) -> dict[str, float]:
         requests = [PredictRequest.from_kwargs(kwargs) for kwargs, _ in items]
-        # One consumer span per task, each in its own trace; the shared model call is
-        # traced under the first.
+        # One consumer span per task, each in its own trace; the executor traces the
+        # shared model call under each of them.
         spans = [
             tracer().start_span(
                 "inferq.execute", context=extract(headers or {}), kind=SpanKind.CONSUMER,
@@ -64,6 +64,8 @@ class ExecutorTask(BatchedTask):
             )
             for (_, headers), request in zip(items, requests, strict=True)
         ]
+        for request, span in zip(requests, spans, strict=True):
+            request.span = span
         try:
             with trace.use_span(spans[0], end_on_exit=False):
                 return _seconds_per_row(self.executor.run(requests))
@@ -133,7 +135,8 @@ def register_tasks(app: Celery, settings: Settings, queue: str) -> None:
                 "inferq.execute", context=parent, kind=SpanKind.CONSUMER,
                 attributes={"inferq.task_id": request.task_id, "inferq.model": request.model,
                             "messaging.destination.name": queue},
-            ):
+            ) as span:
+                request.span = span
                 self.executor.run([request])
         except SoftTimeLimitExceeded:
             self.executor.finish_one(

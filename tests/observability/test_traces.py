@@ -45,6 +45,8 @@ class OtlpReceiver:
                                 "service": service, "name": span.name, "kind": span.kind,
                                 "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
                                 "parent": span.parent_span_id.hex(),
+                                "batch_tasks": next((a.value.int_value for a in span.attributes
+                                                     if a.key == "inferq.batch_tasks"), None),
                             })
                 reply = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
@@ -125,3 +127,32 @@ def test_new_trace_without_client_context(traced_api_url: str) -> None:
     task = httpx.post(f"{traced_api_url}/v1/models/iris/predict",
                       json={"instances": [[5.1, 3.5, 1.4, 0.2]]}).json()
     assert len(task["trace_id"]) == 32 and task["trace_id"] != TRACE_ID
+
+
+def test_every_task_of_a_batch_has_its_whole_trace(traced_api_url: str,
+                                                   receiver: OtlpReceiver) -> None:
+    import asyncio
+
+    trace_ids = [f"{i:032x}" for i in range(1, 41)]
+
+    async def burst() -> None:
+        async with httpx.AsyncClient(base_url=traced_api_url, timeout=30) as http:
+            await asyncio.gather(*(
+                http.post("/v1/models/breast-cancer/predict?wait=20",
+                          json={"instances": [[14.0] * 30]},
+                          headers={"traceparent": f"00-{t}-{CLIENT_SPAN}-01"})
+                for t in trace_ids
+            ))
+
+    asyncio.run(burst())
+    deadline = time.monotonic() + 15
+    while not all(len(receiver.trace(t)) >= 4 for t in trace_ids):
+        assert time.monotonic() < deadline, [len(receiver.trace(t)) for t in trace_ids]
+        time.sleep(0.1)
+    model_spans = []
+    for trace_id in trace_ids:
+        spans = {s["name"]: s for s in receiver.trace(trace_id)}
+        assert spans["inferq.model.predict"]["parent"] == spans["inferq.execute"]["span_id"]
+        model_spans.append(spans["inferq.model.predict"])
+    # Batched: some model calls served several tasks, and each of those traces shows it.
+    assert max(s["batch_tasks"] for s in model_spans) > 1
