@@ -7,13 +7,17 @@ queued -> running -> succeeded | failed, or queued -> cancelled.
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import orjson
+import redis
+from redis.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from services.common import keys
 
@@ -40,13 +44,23 @@ end
 return status
 """
 
-# KEYS[1] record; ARGV: status, now, field, value, ttl, channel, task id.
+#: A finished task's notification carries its whole record when its result or error is no
+#: larger than this, so a waiting request answers without reading the record again.
+EVENT_RECORD_MAX_BYTES = 64 * 1024
+
+# KEYS[1] record; ARGV: status, now, field, value, ttl, channel, task id, max event bytes.
+# The event is the task id, then (small results) a newline and the record as a JSON array
+# of alternating field names and values, as HGETALL returns it (see parse_event).
 FINISH_SCRIPT = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'running' then return status or 'missing' end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], ARGV[3], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('PUBLISH', ARGV[6], ARGV[7])
+local event = ARGV[7]
+if #ARGV[4] <= tonumber(ARGV[8]) then
+  event = event .. '\\n' .. cjson.encode(redis.call('HGETALL', KEYS[1]))
+end
+redis.call('PUBLISH', ARGV[6], event)
 return ARGV[1]
 """
 
@@ -60,6 +74,43 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return {1, 'cancelled'}
 """
+
+
+class ScriptPipeline:
+    """Lua scripts called by EVALSHA inside pipelines, loaded once per process.
+
+    redis-py's ``Script`` objects ask Redis ``SCRIPT EXISTS`` before every pipeline that
+    uses them: a second round trip each time. Here a script is loaded on first use and
+    again only when Redis answers NOSCRIPT (after a restart or ``SCRIPT FLUSH``).
+    """
+
+    def __init__(self, client: redis.Redis, *scripts: str) -> None:
+        self._client = client
+        self._sha = {s: hashlib.sha1(s.encode()).hexdigest() for s in scripts}
+        self._loaded = False
+
+    def call(self, pipe: Pipeline, script: str, keys: Sequence[str],
+             args: Sequence[Any]) -> None:
+        pipe.evalsha(self._sha[script], len(keys), *keys, *args)
+
+    def execute(self, build: Callable[[Pipeline], None]) -> list[Any]:
+        """Run the pipeline ``build`` fills; load the scripts and retry once on NOSCRIPT."""
+        if not self._loaded:
+            self._load()
+        pipe = self._client.pipeline(transaction=False)
+        build(pipe)
+        try:
+            return list(pipe.execute())
+        except NoScriptError:
+            self._load()
+            pipe = self._client.pipeline(transaction=False)
+            build(pipe)
+            return list(pipe.execute())
+
+    def _load(self) -> None:
+        for script in self._sha:
+            self._client.script_load(script)
+        self._loaded = True
 
 
 def new_record(
@@ -91,7 +142,23 @@ def finish_args(
         str(ttl),
         keys.TASK_EVENTS_CHANNEL,
         task_id,
+        str(EVENT_RECORD_MAX_BYTES),
     ]
+
+
+def parse_event(data: bytes | str) -> tuple[str, bytes]:
+    """A task event's task id and its record (JSON, empty when the event has none)."""
+    raw = data if isinstance(data, bytes) else data.encode()
+    task_id, _, record = raw.partition(b"\n")
+    return task_id.decode(), record
+
+
+def event_record(record: bytes) -> dict[str, str] | None:
+    """The record an event carries, as ``to_public`` takes it; None when it has none."""
+    if not record:
+        return None
+    flat = orjson.loads(record)
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _rfc3339(value: str | None) -> str | None:

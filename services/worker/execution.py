@@ -18,6 +18,7 @@ import numpy as np
 import redis
 from opentelemetry import trace
 from opentelemetry.trace import Span
+from redis.client import Pipeline
 
 from ml.store import ModelCache
 from services.common import keys
@@ -31,6 +32,7 @@ from services.common.metrics import (
 from services.common.records import (
     FINISH_SCRIPT,
     START_SCRIPT,
+    ScriptPipeline,
     Status,
     finish_args,
 )
@@ -83,21 +85,20 @@ class Executor:
     """Moves task records through their states and calls the models."""
 
     def __init__(self, client: redis.Redis, cache: ModelCache, ttl: int, queue: str) -> None:
-        self._client = client
         self._cache = cache
         self._ttl = ttl
         self._queue = queue
-        self._start = client.register_script(START_SCRIPT)
-        self._finish = client.register_script(FINISH_SCRIPT)
+        self._scripts = ScriptPipeline(client, START_SCRIPT, FINISH_SCRIPT)
 
     def start(self, requests: Sequence[PredictRequest]) -> list[PredictRequest]:
         """Mark the tasks running; return those that should run (not cancelled, not gone)."""
         now = repr(time.time())
-        pipe = self._client.pipeline(transaction=False)
-        for request in requests:
-            self._start(keys=[keys.task_key(request.task_id)], args=[now], client=pipe)
-            pipe.hget(keys.task_key(request.task_id), "attempts")
-        replies = pipe.execute()
+        def build(pipe: Pipeline) -> None:
+            for request in requests:
+                self._scripts.call(pipe, START_SCRIPT, [keys.task_key(request.task_id)], [now])
+                pipe.hget(keys.task_key(request.task_id), "attempts")
+
+        replies = self._scripts.execute(build)
         runnable = []
         for request, status, attempts in zip(requests, replies[::2], replies[1::2], strict=True):
             status = status.decode() if isinstance(status, bytes) else status
@@ -117,11 +118,12 @@ class Executor:
         return runnable
 
     def finish(self, outcomes: Sequence[Outcome]) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        for o in outcomes:
-            args = finish_args(o.request.task_id, o.status, o.payload, self._ttl)
-            self._finish(keys=[keys.task_key(o.request.task_id)], args=args, client=pipe)
-        replies = pipe.execute()
+        def build(pipe: Pipeline) -> None:
+            for o in outcomes:
+                args = finish_args(o.request.task_id, o.status, o.payload, self._ttl)
+                self._scripts.call(pipe, FINISH_SCRIPT, [keys.task_key(o.request.task_id)], args)
+
+        replies = self._scripts.execute(build)
         stored = time.time()
         for outcome, reply in zip(outcomes, replies, strict=True):
             status = reply.decode() if isinstance(reply, bytes) else reply
