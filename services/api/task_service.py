@@ -10,7 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from opentelemetry.trace import SpanKind
 
-from services.api.waiter import TaskWaiter
+from services.api.waiter import TaskWaiter, Waiter
 from services.common import keys
 from services.common.catalog import ModelMetadata
 from services.common.messages import PREDICT_TASK, build_message
@@ -62,6 +62,9 @@ class TaskService:
                     pipe.lpush(keys.queue_key(queue), message)
                     await pipe.execute()
             if wait > 0 and await _woken(finished, wait):
+                done = finished.result()
+                if done is not None:
+                    return to_public(task_id, done)
                 return await self.get(task_id) or to_public(task_id, record)
         return to_public(task_id, record)
 
@@ -74,6 +77,9 @@ class TaskService:
                 return to_public(task_id, raw) if raw else None
             if not await _woken(finished, wait):
                 return to_public(task_id, raw)
+            done = finished.result()
+            if done is not None:
+                return to_public(task_id, done)
         raw = await self._client.hgetall(key)
         return to_public(task_id, raw) if raw else None
 
@@ -86,7 +92,7 @@ class TaskService:
         return bool(cancelled), status.decode() if isinstance(status, bytes) else str(status)
 
 
-async def _woken(future: asyncio.Future[None], timeout: float) -> bool:
+async def _woken(future: Waiter, timeout: float) -> bool:
     """Sleep until ``future`` resolves or ``timeout`` passes; True when it resolved."""
     done, _ = await asyncio.wait({future}, timeout=timeout)
     return bool(done)

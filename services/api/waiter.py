@@ -1,8 +1,10 @@
 """Waking requests that wait for a task, from one Redis subscription per API process.
 
-Workers publish a task's id on ``TASK_EVENTS_CHANNEL`` when it reaches a terminal state.
-A waiting request registers a future here and sleeps on it: hundreds of waiters cost one
-connection and no thread, and nobody polls Redis in a loop.
+Workers publish a task's id on ``TASK_EVENTS_CHANNEL`` when it reaches a terminal state,
+with its record when the result is small. A waiting request registers a future here and
+sleeps on it: hundreds of waiters cost one connection and no thread, and nobody polls
+Redis in a loop. The future's value is the record the event carried (None without one), so
+a woken request usually answers without reading Redis again.
 """
 
 from __future__ import annotations
@@ -17,14 +19,18 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from services.common import keys
+from services.common.records import event_record, parse_event
 
 log = logging.getLogger(__name__)
+
+#: Resolved with the finished task's record, or None when the event did not carry it.
+Waiter = asyncio.Future[dict[str, str] | None]
 
 
 class TaskWaiter:
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
-        self._waiting: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._waiting: defaultdict[str, set[Waiter]] = defaultdict(set)
         self._listener: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -37,9 +43,9 @@ class TaskWaiter:
                 await self._listener
 
     @contextlib.contextmanager
-    def watch(self, task_id: str) -> Iterator[asyncio.Future[None]]:
+    def watch(self, task_id: str) -> Iterator[Waiter]:
         """A future resolved when ``task_id`` is announced finished; register before checking."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: Waiter = asyncio.get_running_loop().create_future()
         self._waiting[task_id].add(future)
         try:
             yield future
@@ -50,10 +56,15 @@ class TaskWaiter:
                 if not waiters:
                     del self._waiting[task_id]
 
-    def _wake(self, task_id: str) -> None:
-        for future in self._waiting.pop(task_id, ()):
+    def _wake(self, data: bytes | str) -> None:
+        task_id, raw = parse_event(data)
+        waiters = self._waiting.pop(task_id, None)
+        if not waiters:
+            return  # Most events are for requests other API processes serve: not parsed.
+        record = event_record(raw)
+        for future in waiters:
             if not future.done():
-                future.set_result(None)
+                future.set_result(record)
 
     async def _listen(self) -> None:
         while True:
@@ -63,7 +74,7 @@ class TaskWaiter:
                 async for message in pubsub.listen():
                     data = message.get("data")
                     if message.get("type") == "message" and data:
-                        self._wake(data.decode() if isinstance(data, bytes) else data)
+                        self._wake(data)
             except (RedisError, OSError) as exc:
                 # Waiters still re-read their task when their timeout ends.
                 log.warning("task event subscription lost; retrying", extra={"error": repr(exc)})

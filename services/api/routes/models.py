@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse
 
 from services.api.body import read_body
 from services.api.deps import StateDep, WaitDep, resolve_model
+from services.api.responses import json_response
 from services.api.validation import check_rows, parse_predict_body
 from services.common.metrics import TASKS_SUBMITTED
 from services.common.pools import INFERENCE
@@ -40,7 +40,7 @@ async def get_model(
     return resolve_model(state, model, version).model_dump(mode="json")
 
 
-@router.post("/{model}/predict", status_code=202)
+@router.post("/{model}/predict", status_code=202, response_class=Response)
 async def predict(request: Request, state: StateDep, model: str, wait: WaitDep) -> Response:
     raw = await read_body(request, state.settings.max_body_bytes)
     body = parse_predict_body(raw, state.settings.max_rows)
@@ -50,4 +50,4 @@ async def predict(request: Request, state: StateDep, model: str, wait: WaitDep) 
     TASKS_SUBMITTED.labels(metadata.name, INFERENCE.queue).inc()
     location = f"/v1/tasks/{task['task_id']}"
     status = 200 if task["status"] in TERMINAL else 202
-    return JSONResponse(task, status_code=status, headers={"Location": location})
+    return json_response(task, status, {"Location": location})

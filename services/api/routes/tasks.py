@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from services.api.deps import StateDep, WaitDep
 from services.api.errors import TaskNotCancellable, TaskNotFound
+from services.api.responses import json_response
 from services.common.metrics import TASKS_FINISHED
 from services.common.pools import INFERENCE
 from services.common.records import Status
@@ -21,12 +22,12 @@ def _not_found(task_id: str) -> TaskNotFound:
     )
 
 
-@router.get("/{task_id}")
-async def get_task(state: StateDep, task_id: str, wait: WaitDep) -> dict[str, Any]:
+@router.get("/{task_id}", response_class=Response)
+async def get_task(state: StateDep, task_id: str, wait: WaitDep) -> Response:
     task = await state.tasks.get(task_id, wait)
     if task is None:
         raise _not_found(task_id)
-    return task
+    return json_response(task)
 
 
 @router.delete("/{task_id}")
