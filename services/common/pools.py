@@ -16,6 +16,10 @@ class PoolSpec:
     #: company while a child is idle (see services.worker.batching).
     batch_max_rows: int = 1
     batch_max_wait_ms: float = 0.0
+    #: Messages one worker process may hold (reserved or running) per child. Held messages
+    #: count as in flight for KEDA but never move to a pod it adds, so this stays small:
+    #: for micro-batching, one batch running plus one gathering.
+    prefetch_per_child: int = 1
 
     @property
     def queue(self) -> str:
@@ -28,7 +32,7 @@ class PoolSpec:
 
 
 INFERENCE = PoolSpec("inference", soft_time_limit=50, hard_time_limit=60,
-                     batch_max_rows=256, batch_max_wait_ms=0.0)
+                     batch_max_rows=256, batch_max_wait_ms=0.0, prefetch_per_child=64)
 BATCH = PoolSpec("batch", soft_time_limit=1740, hard_time_limit=1800)
 TRAINING = PoolSpec("training", soft_time_limit=10740, hard_time_limit=10800)
 

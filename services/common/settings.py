@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     visibility_timeout: float | None = Field(None, gt=0)
     batch_max_rows: int | None = Field(None, gt=0)
     batch_max_wait_ms: float | None = Field(None, ge=0)
+    worker_prefetch: int | None = Field(None, gt=0)
 
     # -- Logging.
     log_level: str = "INFO"

@@ -55,10 +55,6 @@ class BatchLimits:
             else settings.batch_max_wait_ms
         return cls(max_rows=max(1, rows), max_wait=max(0.0, wait_ms) / 1000)
 
-    def prefetch_multiplier(self) -> int:
-        """Messages a worker may hold per child: a running batch and the next one filling."""
-        return 2 * self.max_rows
-
 
 class BatchedTask(Task):
     """A task whose messages the worker runs in batches through ``run_batch``."""

@@ -8,15 +8,16 @@ from kombu import Queue
 from services.common import keys
 from services.common.pools import PoolSpec
 from services.common.settings import Settings
-from services.worker.batching import BatchLimits
 
 
 def create_celery_app(settings: Settings, pool: PoolSpec) -> Celery:
     """A Celery app that consumes ``pool``'s queue and nothing else.
 
     Tasks are acknowledged after their results are stored (acks_late), so a task held by a
-    worker that dies goes back to its queue. A worker prefetches enough messages for
-    micro-batching (services.worker.batching): one batch running per child, one filling.
+    worker that dies goes back to its queue. A worker holds at most ``prefetch_per_child``
+    messages per child: enough for micro-batching (one batch running, one gathering), few
+    enough that a backlog stays in the queue for the pods the autoscaler adds. Its consumer
+    takes a burst of messages per round trip (services.worker.transport).
     What a pool holds sits in its own ``unacked`` hash: pools with different time limits
     restore their own messages by their own visibility timeout, and that hash is what the
     autoscaler counts as in flight.
@@ -26,13 +27,14 @@ def create_celery_app(settings: Settings, pool: PoolSpec) -> Celery:
     visibility = settings.visibility_timeout or max(pool.default_visibility_timeout, hard + 5)
     app = Celery(f"inferq-{pool.name}", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
+        broker_transport="services.worker.transport:Transport",
         task_serializer="json",
         accept_content=["json"],
         result_backend=None,
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=BatchLimits.for_pool(settings, pool).prefetch_multiplier(),
+        worker_prefetch_multiplier=settings.worker_prefetch or pool.prefetch_per_child,
         task_soft_time_limit=soft,
         task_time_limit=hard,
         task_default_queue=pool.queue,
