@@ -30,8 +30,10 @@ lint: $(VENV)/.installed-dev
 test: lint
 	$(BIN)/pytest
 
+# inferq, the classic Celery design and a sync endpoint on the standard workloads
+# (forest, logistic; concurrency 1, 8, 32, 128); results in benchmark-results/.
 bench: $(VENV)/.installed-dev
-	$(BIN)/python benchmarks/latency.py
+	$(BIN)/inferq bench
 
 clean:
 	rm -rf $(VENV) .inferq .pytest_cache .mypy_cache .ruff_cache

@@ -24,16 +24,21 @@ def add_bench_parser(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
     bench.add_argument("--soak", type=float, default=0.0,
                        help="also load inferq this many seconds and record its memory")
+    bench.add_argument("--observability", action="store_true",
+                       help="instead: inferq's throughput and p50 with metrics and tracing "
+                            "on vs off (benchmarks/observability.py)")
     bench.add_argument("--out", type=Path, default=Path("benchmark-results"),
                        help="directory for results.json, results.md and chart.png")
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    script = BENCHMARKS / "throughput.py"
+    script = BENCHMARKS / ("observability.py" if args.observability else "throughput.py")
     if not script.exists():
         sys.stderr.write("inferq bench runs from a source checkout: no benchmarks/ folder "
                          f"at {BENCHMARKS}\n")
         return 2
+    if args.observability:
+        return subprocess.call([sys.executable, str(script), "--out", str(args.out)])
     command = [
         sys.executable, str(script),
         "--systems", args.systems, "--models", args.workloads,
