@@ -15,7 +15,13 @@ from services.common import keys
 from services.common.catalog import ModelMetadata
 from services.common.messages import PREDICT_TASK, build_message
 from services.common.pools import INFERENCE
-from services.common.records import CANCEL_SCRIPT, TERMINAL, new_record, to_public
+from services.common.records import (
+    CANCEL_SCRIPT,
+    SUBMIT_SCRIPT,
+    TERMINAL,
+    new_record,
+    to_public,
+)
 from services.common.settings import Settings
 from services.common.telemetry import current_trace_id, inject, tracer
 
@@ -26,6 +32,7 @@ class TaskService:
         self._ttl = settings.task_ttl_seconds
         self._waiter = waiter
         self._cancel = client.register_script(CANCEL_SCRIPT)
+        self._submit = client.register_script(SUBMIT_SCRIPT)
 
     async def submit_prediction(
         self,
@@ -56,11 +63,9 @@ class TaskService:
                     "return_probabilities": return_probabilities,
                     "submitted_at": now,
                 }, inject())
-                async with self._client.pipeline(transaction=True) as pipe:
-                    pipe.hset(key, mapping=record)
-                    pipe.expire(key, self._ttl)
-                    pipe.lpush(keys.queue_key(queue), message)
-                    await pipe.execute()
+                fields = [item for pair in record.items() for item in pair]
+                await self._submit(keys=[key, keys.queue_key(queue)],
+                                   args=[self._ttl, message, *fields])
             if wait > 0 and await _woken(finished, wait):
                 done = finished.result()
                 if done is not None:

@@ -32,6 +32,14 @@ class Status(StrEnum):
 
 TERMINAL: frozenset[str] = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 
+# KEYS[1] record, KEYS[2] queue; ARGV: ttl, message, then the record's fields and values.
+# Writes the record and enqueues its message atomically, in one command and one reply.
+SUBMIT_SCRIPT = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return redis.call('LPUSH', KEYS[2], ARGV[2])
+"""
+
 # KEYS[1] record; ARGV[1] now. Redelivery after a worker died finds "running": run again.
 START_SCRIPT = """
 local status = redis.call('HGET', KEYS[1], 'status')

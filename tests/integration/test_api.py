@@ -134,7 +134,7 @@ def test_predict_malformed_body_is_400(client: httpx.Client, body: bytes, code: 
     assert_error(client.post("/v1/models/iris/predict", content=body), 400, code)
 
 
-@pytest.mark.parametrize("wait", ["-1", "31", "soon"])
+@pytest.mark.parametrize("wait", ["-1", "31", "soon", "nan", "inf"])
 def test_predict_bad_wait_is_400(client: httpx.Client, wait: str) -> None:
     response = client.post(
         "/v1/models/iris/predict", params={"wait": wait}, json={"instances": [IRIS_ROW]}

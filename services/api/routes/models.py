@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from services.api.body import read_body
-from services.api.deps import StateDep, WaitDep, resolve_model
+from services.api.deps import WAIT_OPENAPI, StateDep, resolve_model, state_of, wait_seconds
 from services.api.responses import json_response
 from services.api.validation import check_rows, parse_predict_body
 from services.common.metrics import TASKS_SUBMITTED
@@ -40,8 +40,12 @@ async def get_model(
     return resolve_model(state, model, version).model_dump(mode="json")
 
 
-@router.post("/{model}/predict", status_code=202, response_class=Response)
-async def predict(request: Request, state: StateDep, model: str, wait: WaitDep) -> Response:
+@router.post(
+    "/{model}/predict", status_code=202, response_class=Response, openapi_extra=WAIT_OPENAPI
+)
+async def predict(request: Request, model: str) -> Response:
+    state = state_of(request)
+    wait = wait_seconds(request, state.settings)
     raw = await read_body(request, state.settings.max_body_bytes)
     body = parse_predict_body(raw, state.settings.max_rows)
     metadata = resolve_model(state, model, body.version)

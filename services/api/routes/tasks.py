@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
-from services.api.deps import StateDep, WaitDep
+from services.api.deps import WAIT_OPENAPI, StateDep, state_of, wait_seconds
 from services.api.errors import TaskNotCancellable, TaskNotFound
 from services.api.responses import json_response
 from services.common.metrics import TASKS_FINISHED
@@ -22,8 +22,10 @@ def _not_found(task_id: str) -> TaskNotFound:
     )
 
 
-@router.get("/{task_id}", response_class=Response)
-async def get_task(state: StateDep, task_id: str, wait: WaitDep) -> Response:
+@router.get("/{task_id}", response_class=Response, openapi_extra=WAIT_OPENAPI)
+async def get_task(request: Request, task_id: str) -> Response:
+    state = state_of(request)
+    wait = wait_seconds(request, state.settings)
     task = await state.tasks.get(task_id, wait)
     if task is None:
         raise _not_found(task_id)
