@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -23,7 +24,7 @@ from services.common.records import (
     to_public,
 )
 from services.common.settings import Settings
-from services.common.telemetry import current_trace_id, inject, tracer
+from services.common.telemetry import current_trace_id, inject, recording, tracer
 
 
 class TaskService:
@@ -47,11 +48,7 @@ class TaskService:
         queue = INFERENCE.queue
         key = keys.task_key(task_id)
         with self._waiter.watch(task_id) as finished:
-            with tracer().start_as_current_span(
-                "inferq.enqueue", kind=SpanKind.PRODUCER,
-                attributes={"inferq.task_id": task_id, "inferq.model": metadata.name,
-                            "messaging.destination.name": queue, "inferq.rows": len(rows)},
-            ):
+            with _enqueue_span(task_id, metadata.name, queue, len(rows)):
                 record = new_record(model=metadata.name, version=metadata.version,
                                     queue=queue, rows=len(rows), trace_id=current_trace_id(),
                                     now=now)
@@ -95,6 +92,22 @@ class TaskService:
             args=[repr(time.time()), self._ttl, keys.TASK_EVENTS_CHANNEL, task_id],
         )
         return bool(cancelled), status.decode() if isinstance(status, bytes) else str(status)
+
+
+def _enqueue_span(task_id: str, model: str, queue: str, rows: int) -> AbstractContextManager[Any]:
+    """The producer span of an enqueue, when the request's span is sampled."""
+    if not recording():
+        return nullcontext()
+    return tracer().start_as_current_span(
+        "inferq.enqueue",
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "inferq.task_id": task_id,
+            "inferq.model": model,
+            "messaging.destination.name": queue,
+            "inferq.rows": rows,
+        },
+    )
 
 
 async def _woken(future: Waiter, timeout: float) -> bool:

@@ -21,6 +21,7 @@ PROPAGATOR = TraceContextTextMapPropagator()
 TRACER_NAME = "inferq"
 
 _provider: object | None = None
+_tracer: trace.Tracer | None = None
 
 
 def exporter_configured() -> bool:
@@ -49,6 +50,7 @@ def init_tracing(service_name: str) -> bool:
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     _provider = provider
+    _reset_tracer()
     log.info("tracing on", extra={"service": service_name})
     return True
 
@@ -60,10 +62,20 @@ def shutdown_tracing() -> None:
     if shutdown is not None:
         shutdown()
     _provider = None
+    _reset_tracer()
+
+
+def _reset_tracer() -> None:
+    global _tracer
+    _tracer = None
 
 
 def tracer() -> trace.Tracer:
-    return trace.get_tracer(TRACER_NAME)
+    """inferq's tracer, made once: ``get_tracer`` builds a new tracer on every call."""
+    global _tracer
+    if _tracer is None:
+        _tracer = trace.get_tracer(TRACER_NAME)
+    return _tracer
 
 
 def extract(carrier: Mapping[str, str]) -> Context:
@@ -75,6 +87,15 @@ def inject() -> dict[str, str]:
     carrier: dict[str, str] = {}
     PROPAGATOR.inject(carrier)
     return carrier
+
+
+def recording() -> bool:
+    """Whether the current span is sampled: a child of an unsampled span is not made at all.
+
+    The SDK's parent-based samplers would drop such a child anyway; skipping it keeps an
+    unsampled request nearly as cheap as one with tracing off.
+    """
+    return trace.get_current_span().is_recording()
 
 
 def current_trace_id() -> str | None:

@@ -167,11 +167,12 @@ def predict_all(cache: ModelCache, requests: Sequence[PredictRequest]) -> list[O
             spans = [
                 tracer().start_span(
                     "inferq.model.predict",
-                    context=trace.set_span_in_context(r.span) if r.span else None,
+                    context=trace.set_span_in_context(r.span),
                     attributes={"inferq.model": model, "inferq.version": version,
                                 "inferq.rows": len(rows), "inferq.batch_tasks": len(group)},
                 )
                 for r in group
+                if r.span is not None and r.span.is_recording()
             ]
             try:
                 result = predict(metadata, estimator, rows, probabilities)

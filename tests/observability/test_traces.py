@@ -88,22 +88,31 @@ def traced_api_url(redis_server, model_store: Path, receiver: OtlpReceiver,  # t
     api.stop()
 
 
-def test_one_trace_from_request_to_model_call(traced_api_url: str,
-                                              receiver: OtlpReceiver) -> None:
+def predict_in_trace(url: str, trace_id: str, sampled: bool) -> None:
+    """One predict with the client's W3C context; its answer carries the same trace."""
     response = httpx.post(
-        f"{traced_api_url}/v1/models/iris/predict?wait=10",
+        f"{url}/v1/models/iris/predict?wait=10",
         json={"instances": [[5.1, 3.5, 1.4, 0.2]]},
-        headers={"traceparent": f"00-{TRACE_ID}-{CLIENT_SPAN}-01"}, timeout=20,
+        headers={"traceparent": f"00-{trace_id}-{CLIENT_SPAN}-{'01' if sampled else '00'}"},
+        timeout=20,
     )
     assert response.status_code == 200
-    assert response.json()["trace_id"] == TRACE_ID
-    assert response.headers["traceparent"].split("-")[1] == TRACE_ID
+    assert response.json()["trace_id"] == trace_id
+    assert response.headers["traceparent"].split("-")[1] == trace_id
 
+
+def wait_for_spans(receiver: OtlpReceiver, trace_id: str, names: int = 4) -> list[dict]:
     deadline = time.monotonic() + 15
-    while len({s["name"] for s in receiver.trace(TRACE_ID)}) < 4:
-        assert time.monotonic() < deadline, receiver.trace(TRACE_ID)
+    while len({s["name"] for s in receiver.trace(trace_id)}) < names:
+        assert time.monotonic() < deadline, receiver.trace(trace_id)
         time.sleep(0.1)
-    spans = {s["name"]: s for s in receiver.trace(TRACE_ID)}
+    return receiver.trace(trace_id)
+
+
+def test_one_trace_from_request_to_model_call(traced_api_url: str,
+                                              receiver: OtlpReceiver) -> None:
+    predict_in_trace(traced_api_url, TRACE_ID, sampled=True)
+    spans = {s["name"]: s for s in wait_for_spans(receiver, TRACE_ID)}
     server = spans["POST /v1/models/{model}/predict"]
     enqueue, execute, model = (spans[n] for n in
                                ("inferq.enqueue", "inferq.execute", "inferq.model.predict"))
@@ -156,3 +165,15 @@ def test_every_task_of_a_batch_has_its_whole_trace(traced_api_url: str,
         model_spans.append(spans["inferq.model.predict"])
     # Batched: some model calls served several tasks, and each of those traces shows it.
     assert max(s["batch_tasks"] for s in model_spans) > 1
+
+
+def test_an_unsampled_request_exports_nothing_but_keeps_its_trace_id(
+    traced_api_url: str, receiver: OtlpReceiver
+) -> None:
+    unsampled, sampled = "5" * 32, "6" * 32
+    predict_in_trace(traced_api_url, unsampled, sampled=False)
+    # A sampled request sent after it is exported in full; the unsampled one never is.
+    predict_in_trace(traced_api_url, sampled, sampled=True)
+    wait_for_spans(receiver, sampled)
+    time.sleep(0.3)
+    assert receiver.trace(unsampled) == []
