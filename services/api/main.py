@@ -125,8 +125,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     options: dict[str, Any] = {}
     if "telemetry" in inspect.signature(FastAPI).parameters:
-        # inferq opens its own server span (and keeps probes untraced) on every version.
-        options["telemetry"] = {"tracing": False}
+        # inferq opens its own server span (and keeps probes untraced) on every version,
+        # and exports its metrics with prometheus-client: FastAPI's own instrumentation
+        # would only add work to every request.
+        options["telemetry"] = {
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+        }
     app = FastAPI(
         **options,
         title="inferq",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -87,6 +88,24 @@ def inject() -> dict[str, str]:
     carrier: dict[str, str] = {}
     PROPAGATOR.inject(carrier)
     return carrier
+
+
+def consumer_span(
+    name: str, headers: Mapping[str, str], attributes: dict[str, Any]
+) -> trace.Span:
+    """A task's consumer span, continuing the trace its message carries.
+
+    Under a parent the producer did not sample, the span is not made: a parent-based
+    sampler would drop it, and making it costs as much as the rest of a small task's
+    bookkeeping. Without a parent, the sampler decides as for any new trace.
+    """
+    context = extract(headers)
+    parent = trace.get_current_span(context).get_span_context()
+    if parent.is_valid and not parent.trace_flags.sampled:
+        return trace.NonRecordingSpan(parent)
+    return tracer().start_span(
+        name, context=context, kind=trace.SpanKind.CONSUMER, attributes=attributes
+    )
 
 
 def recording() -> bool:

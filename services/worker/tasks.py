@@ -12,14 +12,13 @@ import redis
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 
 from ml.store import ModelCache
 from services.common.messages import PREDICT_TASK
 from services.common.pools import get_pool
 from services.common.records import Status
 from services.common.settings import Settings
-from services.common.telemetry import extract, tracer
+from services.common.telemetry import consumer_span
 from services.worker.batching import BatchedTask, BatchItem, BatchLimits
 from services.worker.execution import Executor, Outcome, PredictRequest
 
@@ -56,11 +55,15 @@ class ExecutorTask(BatchedTask):
         # One consumer span per task, each in its own trace; the executor traces the
         # shared model call under each of them.
         spans = [
-            tracer().start_span(
-                "inferq.execute", context=extract(headers or {}), kind=SpanKind.CONSUMER,
-                attributes={"inferq.task_id": request.task_id, "inferq.model": request.model,
-                            "messaging.destination.name": self.queue,
-                            "inferq.batch_tasks": len(requests)},
+            consumer_span(
+                "inferq.execute",
+                headers or {},
+                {
+                    "inferq.task_id": request.task_id,
+                    "inferq.model": request.model,
+                    "messaging.destination.name": self.queue,
+                    "inferq.batch_tasks": len(requests),
+                },
             )
             for (_, headers), request in zip(items, requests, strict=True)
         ]
@@ -129,13 +132,17 @@ def register_tasks(app: Celery, settings: Settings, queue: str) -> None:
               batch_limits=limits)
     def predict_task(self: ExecutorTask, **kwargs: Any) -> None:
         request = PredictRequest.from_kwargs(kwargs)
-        parent = extract(self.request.headers or {})
+        span = consumer_span(
+            "inferq.execute",
+            self.request.headers or {},
+            {
+                "inferq.task_id": request.task_id,
+                "inferq.model": request.model,
+                "messaging.destination.name": queue,
+            },
+        )
         try:
-            with tracer().start_as_current_span(
-                "inferq.execute", context=parent, kind=SpanKind.CONSUMER,
-                attributes={"inferq.task_id": request.task_id, "inferq.model": request.model,
-                            "messaging.destination.name": queue},
-            ) as span:
+            with trace.use_span(span, end_on_exit=True):
                 request.span = span
                 self.executor.run([request])
         except SoftTimeLimitExceeded:
