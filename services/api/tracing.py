@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common.telemetry import extract, inject, tracer
+from services.common.telemetry import extract, span_headers, tracer
 
 UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
 _CONTEXT_HEADERS = (b"traceparent", b"tracestate")
@@ -23,22 +24,29 @@ class TracingMiddleware:
             return
         carrier = {k.decode(): v.decode() for k, v in scope["headers"] if k in _CONTEXT_HEADERS}
         method = scope["method"]
-        with tracer().start_as_current_span(
-            f"{method} {scope['path']}", context=extract(carrier), kind=SpanKind.SERVER,
+        span = tracer().start_span(
+            f"{method} {scope['path']}",
+            context=extract(carrier) if carrier else None,
+            kind=SpanKind.SERVER,
             attributes={"http.request.method": method, "url.path": scope["path"]},
-        ) as span:
-            response_headers = [(k.encode(), v.encode()) for k, v in inject().items()]
+        )
+        recording = span.is_recording()
+        response_headers = [
+            (k.encode(), v.encode()) for k, v in span_headers(span.get_span_context()).items()
+        ]
 
-            async def send_with_context(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    message["headers"] = [*message.get("headers", []), *response_headers]
+        async def send_with_context(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *response_headers]
+                if recording:
                     span.set_attribute("http.response.status_code", message["status"])
                     if message["status"] >= 500:
                         span.set_status(Status(StatusCode.ERROR))
-                await send(message)
+            await send(message)
 
+        with trace.use_span(span, end_on_exit=True):
             await self.app(scope, receive, send_with_context)
             route = scope.get("route")
-            if route is not None:
+            if recording and route is not None:
                 span.update_name(f"{method} {route.path}")
                 span.set_attribute("http.route", route.path)

@@ -85,9 +85,21 @@ def extract(carrier: Mapping[str, str]) -> Context:
 
 def inject() -> dict[str, str]:
     """W3C headers (``traceparent``, ``tracestate``) of the current span; empty without one."""
-    carrier: dict[str, str] = {}
-    PROPAGATOR.inject(carrier)
-    return carrier
+    return span_headers(trace.get_current_span().get_span_context())
+
+
+def span_headers(context: trace.SpanContext) -> dict[str, str]:
+    """What the W3C propagator writes for ``context``, formatted directly: this runs on
+    every request, traced or not."""
+    if not context.is_valid:
+        return {}
+    headers = {
+        "traceparent": f"00-{context.trace_id:032x}-{context.span_id:016x}-"
+        f"{context.trace_flags:02x}"
+    }
+    if context.trace_state:
+        headers["tracestate"] = context.trace_state.to_header()
+    return headers
 
 
 def consumer_span(
