@@ -2,9 +2,11 @@
 
 On: every process exports its spans over OTLP/HTTP to a local sink that answers 200, the
 worker serves its metrics (``--metrics-port``), and the benchmark scrapes the API's and the
-worker's ``/metrics`` every second, as Prometheus would. Off: no exporter configured and
-``--metrics-port 0``. The two alternate, ``--repeat`` times each, on the same models as
-``throughput.py``; the report gives each run and the median of each setting.
+worker's ``/metrics`` every second, as Prometheus would. Tracing samples as the chart does
+by default (``parentbased_traceidratio`` at ``--sampler-ratio``); a third setting traces
+every request. Off: no exporter configured and ``--metrics-port 0``. The settings
+alternate, ``--repeat`` times each, on the same models as ``throughput.py``; the report
+gives each run and the median of each setting.
 """
 
 from __future__ import annotations
@@ -70,14 +72,22 @@ async def scrape_every_second(urls: list[str], stop: asyncio.Event) -> int:
     return scrapes
 
 
-def run(store: Path, observed: bool, args: argparse.Namespace,
+#: Chart default of ``otel.samplerArg``: the share of requests whose trace is exported.
+DEFAULT_SAMPLER_RATIO = 0.01
+
+
+def run(store: Path, ratio: float | None, args: argparse.Namespace,
         bodies: list[bytes]) -> dict[str, Any]:
+    """One measurement; ``ratio`` None is the unobserved baseline."""
+    observed = ratio is not None
     with ExitStack() as stack_exit:
         extra: dict[str, str] = {}
         metrics_port = 0
         if observed:
             endpoint = stack_exit.enter_context(otlp_sink())
-            extra = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "1000"}
+            extra = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "1000",
+                     "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                     "OTEL_TRACES_SAMPLER_ARG": str(ratio)}
             metrics_port = free_port()
         stack = stack_exit.enter_context(local_stack(
             store=store, extra_env=extra, worker_args=("--metrics-port", str(metrics_port))))
@@ -92,8 +102,8 @@ def run(store: Path, observed: bool, args: argparse.Namespace,
                                             args.duration)
             stop.set()
             scrapes = await scraper if scraper else 0
-            return {"observed": observed, "throughput_rps": round(len(load.latencies)
-                                                                  / args.duration, 1),
+            rate = round(len(load.latencies) / args.duration, 1)
+            return {"observed": observed, "sampler_ratio": ratio, "throughput_rps": rate,
                     **percentiles(load.latencies), "errors": load.errors, "scrapes": scrapes}
 
         return asyncio.run(measure())
@@ -106,7 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each setting")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each setting")
+    parser.add_argument("--sampler-ratio", type=float, default=DEFAULT_SAMPLER_RATIO,
+                        help="share of traces exported in the 'on' setting (chart default)")
     parser.add_argument("--out", type=Path, default=Path("benchmark-results"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -117,22 +129,26 @@ def main(argv: list[str] | None = None) -> None:
         store = Path(tmp)
         for name, path in paths.items():
             import_model(store, path, name)
+        settings = {"off": None, "on": args.sampler_ratio, "on, every request traced": 1.0}
         for _ in range(args.repeat):
-            for observed in (False, True):
-                runs.append(run(store, observed, args, bodies))
+            for label, ratio in settings.items():
+                runs.append({"setting": label, **run(store, ratio, args, bodies)})
                 print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
-    summary = {}
-    for observed, label in ((False, "off"), (True, "on")):
-        mine = [r for r in runs if r["observed"] is observed]
+    summary: dict[str, Any] = {}
+    for label in settings:
+        mine = [r for r in runs if r["setting"] == label]
         summary[label] = {"throughput_rps": statistics.median(r["throughput_rps"] for r in mine),
                           "p50_ms": statistics.median(r["p50_ms"] for r in mine)}
-    summary["throughput_cost_percent"] = round(
-        100 * (1 - summary["on"]["throughput_rps"] / summary["off"]["throughput_rps"]), 1)
-    summary["p50_cost_percent"] = round(
-        100 * (summary["on"]["p50_ms"] / summary["off"]["p50_ms"] - 1), 1)
+    off = summary["off"]
+    for label in list(settings)[1:]:
+        summary[label]["throughput_cost_percent"] = round(
+            100 * (1 - summary[label]["throughput_rps"] / off["throughput_rps"]), 1)
+        summary[label]["p50_cost_percent"] = round(
+            100 * (summary[label]["p50_ms"] / off["p50_ms"] - 1), 1)
     report = {"benchmark": "metrics and tracing on vs off", "machine": machine(),
               "settings": {"model": args.model, "concurrency": args.concurrency,
-                           "duration": args.duration, "repeat": args.repeat},
+                           "duration": args.duration, "repeat": args.repeat,
+                           "sampler_ratio": args.sampler_ratio},
               "runs": runs, "summary": summary}
     (args.out / "observability.json").write_text(json.dumps(report, indent=2) + "\n")
     json.dump(summary, sys.stdout, indent=2)
