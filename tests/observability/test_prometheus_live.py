@@ -15,12 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from otlp_receiver import OtlpReceiver
 from processes import ServiceProcess, service_env, start_api, start_worker
 
 from services.cli.redis_server import free_port
 
 RULES = Path(__file__).parents[2] / "charts" / "inferq" / "files" / "prometheus" / "rules.yaml"
 IRIS = [5.1, 3.5, 1.4, 0.2]
+#: A request traced by its client: its latency's exemplar must lead back to this trace.
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 
 
 class Prometheus:
@@ -38,7 +41,7 @@ class Prometheus:
         self.log = (workdir / "prometheus.log").open("wb")
         self.process = subprocess.Popen(
             [binary, f"--config.file={workdir / 'prometheus.yml'}",
-             f"--storage.tsdb.path={workdir / 'data'}",
+             f"--storage.tsdb.path={workdir / 'data'}", "--enable-feature=exemplar-storage",
              f"--web.listen-address=127.0.0.1:{self.port}"],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
@@ -90,6 +93,8 @@ def drive_load(api: str, redis_server) -> None:  # type: ignore[no-untyped-def]
         redis_server.restart()
         for _ in range(5):
             client.post("/v1/models/iris/predict?wait=10", json={"instances": [IRIS]})
+        client.post("/v1/models/iris/predict?wait=10", json={"instances": [IRIS]},
+                    headers={"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-01"})
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +104,12 @@ def prometheus(redis_server, model_store: Path,  # type: ignore[no-untyped-def]
 
     binary = require_tool("prometheus")
     workdir = tmp_path_factory.mktemp("prometheus")
-    env = service_env(redis_server.url, model_store)
+    receiver = OtlpReceiver()
+    # Traced as in production (1 % of new traces) so latencies carry exemplars.
+    env = service_env(redis_server.url, model_store,
+                      OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+                      OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+                      OTEL_TRACES_SAMPLER_ARG="0.01")
     api_port, worker_port = free_port(), free_port()
     api: ServiceProcess = start_api(env, api_port, workdir)
     worker = start_worker(env, workdir, concurrency=2, metrics_port=worker_port)
@@ -119,6 +129,7 @@ def prometheus(redis_server, model_store: Path,  # type: ignore[no-untyped-def]
         server.stop()
         worker.stop()
         api.stop()
+        receiver.stop()
 
 
 def _needs_data(query) -> bool:  # type: ignore[no-untyped-def]
@@ -169,3 +180,17 @@ def test_redis_outage_was_seen(prometheus: Prometheus) -> None:
     assert float(errors["data"]["result"][0]["value"][1]) > 0
 
 
+
+
+def test_latency_exemplars_lead_to_traces(prometheus: Prometheus) -> None:
+    """Prometheus stores the API latency's exemplars: Grafana's link from panel to trace."""
+    now = time.time()
+    response = httpx.get(
+        f"{prometheus.url}/api/v1/query_exemplars",
+        params={"query": "inferq_http_request_seconds_bucket", "start": now - 600, "end": now},
+        timeout=10,
+    ).json()
+    assert response["status"] == "success", response
+    trace_ids = {exemplar["labels"].get("trace_id")
+                 for series in response["data"] for exemplar in series["exemplars"]}
+    assert TRACE_ID in trace_ids, trace_ids

@@ -2,68 +2,19 @@
 
 from __future__ import annotations
 
-import gzip
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from otlp_receiver import OtlpReceiver
 from processes import service_env, start_api, start_worker
 
 from services.cli.redis_server import free_port
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
-
-
-class OtlpReceiver:
-    """An OTLP/HTTP trace endpoint that keeps every span it is sent."""
-
-    def __init__(self) -> None:
-        self.spans: list[dict] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                request = ExportTraceServiceRequest.FromString(body)
-                for resource in request.resource_spans:
-                    service = next(a.value.string_value for a in resource.resource.attributes
-                                   if a.key == "service.name")
-                    for scope in resource.scope_spans:
-                        for span in scope.spans:
-                            receiver.spans.append({
-                                "service": service, "name": span.name, "kind": span.kind,
-                                "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
-                                "parent": span.parent_span_id.hex(),
-                                "batch_tasks": next((a.value.int_value for a in span.attributes
-                                                     if a.key == "inferq.batch_tasks"), None),
-                            })
-                reply = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *_: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def trace(self, trace_id: str) -> list[dict]:
-        return [s for s in self.spans if s["trace_id"] == trace_id]
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +128,24 @@ def test_an_unsampled_request_exports_nothing_but_keeps_its_trace_id(
     wait_for_spans(receiver, sampled)
     time.sleep(0.3)
     assert receiver.trace(unsampled) == []
+
+
+def test_latency_of_a_sampled_request_carries_its_trace_id_as_exemplar(
+    traced_api_url: str, receiver: OtlpReceiver
+) -> None:
+    trace_id, unsampled = "7" * 32, "8" * 32
+    predict_in_trace(traced_api_url, trace_id, sampled=True)
+    predict_in_trace(traced_api_url, unsampled, sampled=False)
+    openmetrics = httpx.get(
+        f"{traced_api_url}/metrics",
+        headers={"Accept": "application/openmetrics-text; version=1.0.0"},
+    )
+    assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
+    exemplars = [line for line in openmetrics.text.splitlines()
+                 if line.startswith("inferq_http_request_seconds_bucket") and " # {" in line]
+    assert any(f'trace_id="{trace_id}"' in line and "/predict" in line for line in exemplars)
+    assert not any(unsampled in line for line in exemplars)
+    # Scrapers that do not ask for OpenMetrics get the classic text format, no exemplars.
+    classic = httpx.get(f"{traced_api_url}/metrics")
+    assert classic.headers["content-type"].startswith("text/plain")
+    assert "inferq_http_request_seconds_bucket" in classic.text and " # {" not in classic.text
