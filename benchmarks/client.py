@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -89,11 +89,17 @@ class LoadResult:
     error_samples: list[str] = field(default_factory=list)
 
 
-async def closed_loop(host: str, port: int, call: Call, bodies: list[bytes],
+async def closed_loop(host: str, port: int | Sequence[int], call: Call, bodies: list[bytes],
                       concurrency: int, warmup: float, duration: float) -> LoadResult:
-    """Run ``concurrency`` loops for ``warmup`` + ``duration`` s; record only the latter."""
+    """Run ``concurrency`` loops for ``warmup`` + ``duration`` s; record only the latter.
+
+    With several ports (API replicas), the loops' connections are spread over them evenly,
+    as a load balancer would.
+    """
     result = LoadResult()
-    connections = [await Connection.open(host, port) for _ in range(concurrency)]
+    ports = [port] if isinstance(port, int) else list(port)
+    connections = [await Connection.open(host, ports[i % len(ports)])
+                   for i in range(concurrency)]
     start = time.perf_counter()
     measure_from, stop_at = start + warmup, start + warmup + duration
 
@@ -110,7 +116,7 @@ async def closed_loop(host: str, port: int, call: Call, bodies: list[bytes],
                 if len(result.error_samples) < 5:
                     result.error_samples.append(f"{time.perf_counter() - start:.2f}s {exc!r}")
                 conn.close()
-                conn = await Connection.open(host, port)
+                conn = await Connection.open(host, ports[index % len(ports)])
                 continue
             ended = time.perf_counter()
             if measure_from <= ended <= stop_at:

@@ -7,7 +7,7 @@ import os
 import platform
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,12 +52,18 @@ class Stack:
     api: ServiceProcess
     workers: list[ServiceProcess]
     redis_pid: int = 0
+    #: Every API process (replicas, as the chart runs two), ``api`` first.
+    apis: list[ServiceProcess] = field(default_factory=list)
+    #: The port of each API process, in the order of ``apis``.
+    ports: list[int] = field(default_factory=list)
 
 
 @contextlib.contextmanager
 def local_stack(store: Path | None = None, worker_args: tuple[str, ...] = (),
-                concurrency: int = 1, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
-    """Redis, the API and one inference worker, all on this machine, torn down after."""
+                concurrency: int = 1, extra_env: dict[str, str] | None = None,
+                api_replicas: int = 1) -> Iterator[Stack]:
+    """Redis, the API (``api_replicas`` processes) and one inference worker, all on this
+    machine, torn down after."""
     with tempfile.TemporaryDirectory(prefix="inferq-bench-") as tmp:
         root = Path(tmp)
         if store is None:
@@ -71,15 +77,20 @@ def local_stack(store: Path | None = None, worker_args: tuple[str, ...] = (),
         env.update(INFERQ_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
                    INFERQ_MODEL_STORE=str(store),
                    **(extra_env or {}))
-        api_port = free_port()
-        api = start_api(env, api_port, root)
+        ports = [free_port() for _ in range(max(1, api_replicas))]
+        apis = []
+        for i, port in enumerate(ports):
+            replica_dir = root / f"api-{i}"
+            replica_dir.mkdir()
+            apis.append(start_api(env, port, replica_dir))
         workers = [start_worker(env, root, concurrency=concurrency, extra=worker_args)]
         try:
-            yield Stack(f"http://127.0.0.1:{api_port}", env["INFERQ_REDIS_URL"], store, env,
-                        api, workers, redis.pid)
+            yield Stack(f"http://127.0.0.1:{ports[0]}", env["INFERQ_REDIS_URL"], store, env,
+                        apis[0], workers, redis.pid, apis, ports)
         finally:
             for worker in workers:
                 worker.stop()
-            api.stop()
+            for api in apis:
+                api.stop()
             redis.terminate()
             redis.wait()

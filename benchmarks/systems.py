@@ -27,19 +27,27 @@ class System:
     #: Role -> pid; a role's CPU and memory include its children (prefork pools).
     pids: dict[str, int] = field(default_factory=dict)
     metrics_url: str | None = None
+    #: Every port serving the system's API; clients spread their connections over them.
+    ports: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.ports = self.ports or [self.port]
 
 
 @contextlib.contextmanager
-def inferq(store: Path, concurrency: int) -> Iterator[System]:
+def inferq(store: Path, concurrency: int, api_replicas: int = 1) -> Iterator[System]:
     metrics_port = free_port()
     # Batching settings given to the benchmark reach the worker (the stack drops INFERQ_*).
-    batching = {k: v for k, v in os.environ.items() if k.startswith("INFERQ_BATCH_")}
+    batching = {k: v for k, v in os.environ.items()
+                if k.startswith(("INFERQ_BATCH_", "INFERQ_WORKER_PREFETCH"))}
     with local_stack(store=store, concurrency=concurrency, extra_env=batching,
-                     worker_args=("--metrics-port", str(metrics_port))) as stack:
-        port = int(stack.url.rsplit(":", 1)[1])
-        yield System("inferq", port, {"api": stack.api.pid, "worker": stack.workers[0].pid,
-                                      "redis": stack.redis_pid},
-                     f"http://127.0.0.1:{metrics_port}/metrics")
+                     worker_args=("--metrics-port", str(metrics_port)),
+                     api_replicas=api_replicas) as stack:
+        apis = {("api" if i == 0 else f"api-{i + 1}"): api.pid
+                for i, api in enumerate(stack.apis)}
+        yield System("inferq", stack.ports[0], {**apis, "worker": stack.workers[0].pid,
+                                                "redis": stack.redis_pid},
+                     f"http://127.0.0.1:{metrics_port}/metrics", stack.ports)
 
 
 def _spawn(args: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

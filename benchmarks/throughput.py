@@ -101,7 +101,7 @@ async def measured_run(system: systems.System, model: str, bodies: list[bytes],
         shots.append(snapshot(system))
 
     load, _ = await asyncio.gather(
-        client.closed_loop("127.0.0.1", system.port, CALLS[system.name](model), bodies,
+        client.closed_loop("127.0.0.1", system.ports, CALLS[system.name](model), bodies,
                            concurrency, warmup, duration),
         sampler(),
     )
@@ -152,11 +152,12 @@ def soak(store: Path, args: argparse.Namespace, bodies: list[bytes]) -> dict[str
     """inferq under steady load for ``--soak`` seconds, memory sampled every ``interval``."""
     interval = max(5.0, args.soak / 20)
     samples = []
-    with systems.inferq(store, args.inferq_worker_concurrency) as system:
+    with systems.inferq(store, args.inferq_worker_concurrency,
+                                                         args.inferq_api_replicas) as system:
         call = client.inferq_call("forest")
 
         async def load() -> client.LoadResult:
-            return await client.closed_loop("127.0.0.1", system.port, call, bodies, 32,
+            return await client.closed_loop("127.0.0.1", system.ports, call, bodies, 32,
                                             0.0, args.soak)
 
         async def watch() -> None:
@@ -238,6 +239,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--inferq-worker-concurrency", type=int, default=1,
                         help="prefork children of the inferq worker (its main process "
                              "buffers and batches, so one child fills a core)")
+    parser.add_argument("--inferq-api-replicas", type=int, default=2,
+                        help="inferq API processes, the client's connections spread over "
+                             "them (the chart runs two replicas)")
     parser.add_argument("--soak", type=float, default=0.0,
                         help="also run inferq this many seconds and record its memory")
     parser.add_argument("--out", type=Path, default=Path("benchmark-results"))
@@ -262,7 +266,8 @@ def main(argv: list[str] | None = None) -> None:
         for name, path in paths.items():
             import_model(store, path, name)
         for name in args.systems:
-            started = {"inferq": lambda: systems.inferq(store, args.inferq_worker_concurrency),
+            started = {"inferq": lambda: systems.inferq(store, args.inferq_worker_concurrency,
+                                                         args.inferq_api_replicas),
                        "classic": lambda: systems.classic(paths["forest"].parent,
                                                           args.worker_concurrency),
                        "sync": lambda: systems.sync(paths["forest"].parent)}[name]

@@ -32,7 +32,7 @@ class PoolSpec:
 
 
 INFERENCE = PoolSpec("inference", soft_time_limit=50, hard_time_limit=60,
-                     batch_max_rows=256, batch_max_wait_ms=0.0, prefetch_per_child=64)
+                     batch_max_rows=256, batch_max_wait_ms=0.0, prefetch_per_child=128)
 BATCH = PoolSpec("batch", soft_time_limit=1740, hard_time_limit=1800)
 TRAINING = PoolSpec("training", soft_time_limit=10740, hard_time_limit=10800)
 
