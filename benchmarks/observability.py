@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import client
 import models
 from common import local_stack, machine, percentiles
+from throughput import cpu_seconds
 
 from ml.importer import import_model
 from services.cli.redis_server import free_port
@@ -94,17 +95,33 @@ def run(store: Path, ratio: float | None, args: argparse.Namespace,
         port = int(stack.url.rsplit(":", 1)[1])
         urls = [f"{stack.url}/metrics", f"http://127.0.0.1:{metrics_port}/metrics"]
 
+        pids = {"api": stack.api.pid, "worker": stack.workers[0].pid, "redis": stack.redis_pid}
+
         async def measure() -> dict[str, Any]:
             stop = asyncio.Event()
             scraper = asyncio.create_task(scrape_every_second(urls, stop)) if observed else None
-            load = await client.closed_loop("127.0.0.1", port, client.inferq_call(args.model),
-                                            bodies, args.concurrency, args.warmup,
-                                            args.duration)
+            shots: list[dict[str, float]] = []
+
+            async def sample_cpu() -> None:
+                await asyncio.sleep(args.warmup)
+                shots.append({role: cpu_seconds(pid) for role, pid in pids.items()})
+                await asyncio.sleep(args.duration)
+                shots.append({role: cpu_seconds(pid) for role, pid in pids.items()})
+
+            load, _ = await asyncio.gather(
+                client.closed_loop("127.0.0.1", port, client.inferq_call(args.model), bodies,
+                                   args.concurrency, args.warmup, args.duration),
+                sample_cpu(),
+            )
             stop.set()
             scrapes = await scraper if scraper else 0
-            rate = round(len(load.latencies) / args.duration, 1)
-            return {"observed": observed, "sampler_ratio": ratio, "throughput_rps": rate,
-                    **percentiles(load.latencies), "errors": load.errors, "scrapes": scrapes}
+            done = max(1, len(load.latencies))
+            cpu = {role: round(1000 * (shots[1][role] - shots[0][role]) / done, 3)
+                   for role in pids}
+            return {"observed": observed, "sampler_ratio": ratio,
+                    "throughput_rps": round(len(load.latencies) / args.duration, 1),
+                    **percentiles(load.latencies), "errors": load.errors, "scrapes": scrapes,
+                    "cpu_ms_per_prediction": cpu}
 
         return asyncio.run(measure())
 
@@ -137,8 +154,13 @@ def main(argv: list[str] | None = None) -> None:
     summary: dict[str, Any] = {}
     for label in settings:
         mine = [r for r in runs if r["setting"] == label]
-        summary[label] = {"throughput_rps": statistics.median(r["throughput_rps"] for r in mine),
-                          "p50_ms": statistics.median(r["p50_ms"] for r in mine)}
+        summary[label] = {
+            "throughput_rps": statistics.median(r["throughput_rps"] for r in mine),
+            "p50_ms": statistics.median(r["p50_ms"] for r in mine),
+            "cpu_ms_per_prediction": {
+                role: statistics.median(r["cpu_ms_per_prediction"][role] for r in mine)
+                for role in mine[0]["cpu_ms_per_prediction"]},
+        }
     off = summary["off"]
     for label in list(settings)[1:]:
         summary[label]["throughput_cost_percent"] = round(
