@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,3 +161,35 @@ def test_worker_survives_redis_restart(
         assert [t["status"] for t in tasks] == ["succeeded"] * 3
     finally:
         worker.stop()
+
+
+def test_sigterm_hands_back_held_tasks_at_once(
+    client: httpx.Client, stack_env: dict[str, str], logs: Path, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    """A scale-in: Kubernetes sends SIGTERM to the worker's main process only.
+
+    The running task finishes; the tasks the worker holds but has not started go back to
+    the queue when it exits, not after the visibility timeout (set long here to tell the
+    two apart), so the pods that remain take them at once.
+    """
+    env = dict(stack_env, INFERQ_VISIBILITY_TIMEOUT="600")
+    task_ids = [submit(client, "sleepy", [[1.0, i]]) for i in range(5)]
+    worker = start_worker(env, logs)
+    wait_status(client, task_ids[0], "running")
+    store = redis_server.client()
+    deadline = time.monotonic() + 10
+    while store.hlen("inferq:unacked:inference") < 5:
+        assert time.monotonic() < deadline, "the worker never held every task"
+        time.sleep(0.05)
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.process.wait(timeout=30) == 0
+    assert store.hlen("inferq:unacked:inference") == 0
+    assert client.get(f"/v1/tasks/{task_ids[0]}").json()["status"] == "succeeded"
+    assert store.llen("inference") == 4
+    replacement = start_worker(env, logs)
+    try:
+        tasks = wait_all(client, task_ids, timeout=30)
+        assert [t["status"] for t in tasks] == ["succeeded"] * 5
+        assert [t["result"]["predictions"] for t in tasks] == [[1.0 + i] for i in range(5)]
+    finally:
+        replacement.stop()
