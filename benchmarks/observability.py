@@ -4,8 +4,9 @@ On: every process exports its spans over OTLP/HTTP to a local sink that answers 
 worker serves its metrics (``--metrics-port``), and the benchmark scrapes the API's and the
 worker's ``/metrics`` every second, as Prometheus would. Tracing samples as the chart does
 by default (``parentbased_traceidratio`` at ``--sampler-ratio``); a third setting traces
-every request. Off: no exporter configured and ``--metrics-port 0``. The settings
-alternate, ``--repeat`` times each, on the same models as ``throughput.py``; the report
+every request. Off: no exporter configured and ``--metrics-port 0``. "Metrics only" and
+"tracing only" turn on one of the two, to tell their costs apart. The settings alternate,
+``--repeat`` times each, on the same models as ``throughput.py``; the report
 gives each run and the median of each setting.
 """
 
@@ -20,6 +21,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -77,19 +79,36 @@ async def scrape_every_second(urls: list[str], stop: asyncio.Event) -> int:
 DEFAULT_SAMPLER_RATIO = 0.01
 
 
-def run(store: Path, ratio: float | None, args: argparse.Namespace,
+@dataclass(frozen=True)
+class Setting:
+    """What one run turns on: tracing at a sampling ratio (None: off), worker metrics."""
+
+    ratio: float | None
+    metrics: bool
+
+
+def settings(ratio: float) -> dict[str, Setting]:
+    return {
+        "off": Setting(None, metrics=False),
+        "metrics only": Setting(None, metrics=True),
+        f"tracing only ({ratio:g})": Setting(ratio, metrics=False),
+        "on": Setting(ratio, metrics=True),
+        "on, every request traced": Setting(1.0, metrics=True),
+    }
+
+
+def run(store: Path, setting: Setting, args: argparse.Namespace,
         bodies: list[bytes]) -> dict[str, Any]:
-    """One measurement; ``ratio`` None is the unobserved baseline."""
-    observed = ratio is not None
+    """One measurement of ``setting``."""
+    ratio = setting.ratio
     with ExitStack() as stack_exit:
         extra: dict[str, str] = {}
-        metrics_port = 0
-        if observed:
+        metrics_port = free_port() if setting.metrics else 0
+        if ratio is not None:
             endpoint = stack_exit.enter_context(otlp_sink())
             extra = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "1000",
                      "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
                      "OTEL_TRACES_SAMPLER_ARG": str(ratio)}
-            metrics_port = free_port()
         stack = stack_exit.enter_context(local_stack(
             store=store, extra_env=extra, worker_args=("--metrics-port", str(metrics_port))))
         port = int(stack.url.rsplit(":", 1)[1])
@@ -99,7 +118,8 @@ def run(store: Path, ratio: float | None, args: argparse.Namespace,
 
         async def measure() -> dict[str, Any]:
             stop = asyncio.Event()
-            scraper = asyncio.create_task(scrape_every_second(urls, stop)) if observed else None
+            scraper = (asyncio.create_task(scrape_every_second(urls, stop))
+                       if setting.metrics else None)
             shots: list[dict[str, float]] = []
 
             async def sample_cpu() -> None:
@@ -118,7 +138,7 @@ def run(store: Path, ratio: float | None, args: argparse.Namespace,
             done = max(1, len(load.latencies))
             cpu = {role: round(1000 * (shots[1][role] - shots[0][role]) / done, 3)
                    for role in pids}
-            return {"observed": observed, "sampler_ratio": ratio,
+            return {"metrics": setting.metrics, "sampler_ratio": ratio,
                     "throughput_rps": round(len(load.latencies) / args.duration, 1),
                     **percentiles(load.latencies), "errors": load.errors, "scrapes": scrapes,
                     "cpu_ms_per_prediction": cpu}
@@ -136,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each setting")
     parser.add_argument("--sampler-ratio", type=float, default=DEFAULT_SAMPLER_RATIO,
                         help="share of traces exported in the 'on' setting (chart default)")
+    parser.add_argument("--settings", default="",
+                        help="comma-separated names of the settings to run (default: all)")
     parser.add_argument("--out", type=Path, default=Path("benchmark-results"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -146,13 +168,16 @@ def main(argv: list[str] | None = None) -> None:
         store = Path(tmp)
         for name, path in paths.items():
             import_model(store, path, name)
-        settings = {"off": None, "on": args.sampler_ratio, "on, every request traced": 1.0}
+        chosen = settings(args.sampler_ratio)
+        if args.settings:
+            wanted = args.settings.split(",")
+            chosen = {k: v for k, v in chosen.items() if k == "off" or k.split(" (")[0] in wanted}
         for _ in range(args.repeat):
-            for label, ratio in settings.items():
-                runs.append({"setting": label, **run(store, ratio, args, bodies)})
+            for label, setting in chosen.items():
+                runs.append({"setting": label, **run(store, setting, args, bodies)})
                 print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     summary: dict[str, Any] = {}
-    for label in settings:
+    for label in chosen:
         mine = [r for r in runs if r["setting"] == label]
         summary[label] = {
             "throughput_rps": statistics.median(r["throughput_rps"] for r in mine),
@@ -162,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
                 for role in mine[0]["cpu_ms_per_prediction"]},
         }
     off = summary["off"]
-    for label in list(settings)[1:]:
+    for label in list(chosen)[1:]:
         summary[label]["throughput_cost_percent"] = round(
             100 * (1 - summary[label]["throughput_rps"] / off["throughput_rps"]), 1)
         summary[label]["p50_cost_percent"] = round(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common.telemetry import extract, span_headers, tracer
+from services.common.telemetry import extract, span_headers, start_root_span, tracer
 
 UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
 _CONTEXT_HEADERS = (b"traceparent", b"tracestate")
@@ -24,12 +24,14 @@ class TracingMiddleware:
             return
         carrier = {k.decode(): v.decode() for k, v in scope["headers"] if k in _CONTEXT_HEADERS}
         method = scope["method"]
-        span = tracer().start_span(
-            f"{method} {scope['path']}",
-            context=extract(carrier) if carrier else None,
-            kind=SpanKind.SERVER,
-            attributes={"http.request.method": method, "url.path": scope["path"]},
-        )
+        name = f"{method} {scope['path']}"
+        attributes = {"http.request.method": method, "url.path": scope["path"]}
+        if carrier:
+            span = tracer().start_span(
+                name, context=extract(carrier), kind=SpanKind.SERVER, attributes=attributes
+            )
+        else:
+            span = start_root_span(name, SpanKind.SERVER, attributes)
         recording = span.is_recording()
         response_headers = [
             (k.encode(), v.encode()) for k, v in span_headers(span.get_span_context()).items()
@@ -44,9 +46,18 @@ class TracingMiddleware:
                         span.set_status(Status(StatusCode.ERROR))
             await send(message)
 
+        if not recording:
+            # Only the trace id travels on (to the task record and the worker): no span
+            # to end, no exception to record.
+            token = context.attach(trace.set_span_in_context(span))
+            try:
+                await self.app(scope, receive, send_with_context)
+            finally:
+                context.detach(token)
+            return
         with trace.use_span(span, end_on_exit=True):
             await self.app(scope, receive, send_with_context)
             route = scope.get("route")
-            if recording and route is not None:
+            if route is not None:
                 span.update_name(f"{method} {route.path}")
                 span.set_attribute("http.route", route.path)

@@ -9,20 +9,48 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 log = logging.getLogger(__name__)
 
 PROPAGATOR = TraceContextTextMapPropagator()
 TRACER_NAME = "inferq"
+_UNSAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT | trace.TraceFlags.RANDOM_TRACE_ID)
+_EMPTY = Context()
+
+
+class _PreDrawnIds(RandomIdGenerator):
+    """Random ids; a new trace's id may be drawn before the SDK starts its root span."""
+
+    def __init__(self) -> None:
+        self._drawn = threading.local()
+
+    def hand_over(self, trace_id: int | None) -> None:
+        """Make ``trace_id`` the id of the next trace this thread's tracer starts."""
+        self._drawn.trace_id = trace_id
+
+    def generate_trace_id(self) -> int:
+        trace_id: int | None = getattr(self._drawn, "trace_id", None)
+        if trace_id is None:
+            return super().generate_trace_id()
+        self._drawn.trace_id = None
+        return trace_id
+
 
 _provider: object | None = None
 _tracer: trace.Tracer | None = None
+_ids: _PreDrawnIds | None = None
+#: What the configured sampler keeps of a new trace, as ``TraceIdRatioBased`` tests it
+#: (the trace id's low 64 bits below it); None where inferq leaves the decision to the SDK.
+_root_bound: int | None = None
 
 
 def exporter_configured() -> bool:
@@ -36,9 +64,27 @@ def exporter_configured() -> bool:
     )
 
 
+def root_sampling_bound() -> int | None:
+    """The bound ``start_root_span`` samples new traces by, from ``OTEL_TRACES_SAMPLER``.
+
+    Known for the ratio samplers (and ``always_off``), read exactly as the SDK reads them;
+    None for the others, whose decisions the SDK makes.
+    """
+    name = os.environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower()
+    if name in ("always_off", "parentbased_always_off"):
+        return 0
+    if name not in ("traceidratio", "parentbased_traceidratio"):
+        return None
+    try:
+        rate = float(os.environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0"))
+    except ValueError:
+        rate = 1.0
+    return TraceIdRatioBased.get_bound_for_rate(rate) if 0.0 <= rate <= 1.0 else None
+
+
 def init_tracing(service_name: str) -> bool:
     """Install an OTLP/HTTP exporting tracer provider when an endpoint is configured."""
-    global _provider
+    global _provider, _ids, _root_bound
     if _provider is not None or not exporter_configured():
         return False
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -47,10 +93,11 @@ def init_tracing(service_name: str) -> bool:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
-    provider = TracerProvider(resource=resource)
+    ids = _PreDrawnIds()
+    provider = TracerProvider(resource=resource, id_generator=ids)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    _provider = provider
+    _provider, _ids, _root_bound = provider, ids, root_sampling_bound()
     _reset_tracer()
     log.info("tracing on", extra={"service": service_name})
     return True
@@ -58,11 +105,11 @@ def init_tracing(service_name: str) -> bool:
 
 def shutdown_tracing() -> None:
     """Flush and stop the exporter; called when a process exits."""
-    global _provider
+    global _provider, _ids, _root_bound
     shutdown = getattr(_provider, "shutdown", None)
     if shutdown is not None:
         shutdown()
-    _provider = None
+    _provider, _ids, _root_bound = None, None, None
     _reset_tracer()
 
 
@@ -77,6 +124,29 @@ def tracer() -> trace.Tracer:
     if _tracer is None:
         _tracer = trace.get_tracer(TRACER_NAME)
     return _tracer
+
+
+def start_root_span(
+    name: str, kind: trace.SpanKind, attributes: dict[str, Any]
+) -> trace.Span:
+    """The first span of a new trace, its sampling decided before the SDK builds anything.
+
+    The trace id is drawn first and tested as the configured ratio sampler tests it: a
+    trace it drops (99 in 100 at the chart's default) is a bare span context, two random
+    numbers and two objects; one it keeps is started by the SDK with that same id.
+    """
+    ids, bound = _ids, _root_bound
+    if ids is None or bound is None:
+        return tracer().start_span(name, context=_EMPTY, kind=kind, attributes=attributes)
+    trace_id = ids.generate_trace_id()
+    if trace_id & TraceIdRatioBased.TRACE_ID_LIMIT >= bound:
+        return trace.NonRecordingSpan(trace.SpanContext(
+            trace_id, ids.generate_span_id(), is_remote=False, trace_flags=_UNSAMPLED))
+    ids.hand_over(trace_id)
+    try:
+        return tracer().start_span(name, context=_EMPTY, kind=kind, attributes=attributes)
+    finally:
+        ids.hand_over(None)
 
 
 def extract(carrier: Mapping[str, str]) -> Context:

@@ -149,3 +149,40 @@ def test_latency_of_a_sampled_request_carries_its_trace_id_as_exemplar(
     classic = httpx.get(f"{traced_api_url}/metrics")
     assert classic.headers["content-type"].startswith("text/plain")
     assert "inferq_http_request_seconds_bucket" in classic.text and " # {" not in classic.text
+
+
+def test_new_traces_are_sampled_by_the_configured_ratio(
+    redis_server, model_store: Path, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """At half the traces, exactly those whose trace id passes the ratio test are
+    exported, each of them whole, and every task keeps its trace id either way."""
+    receiver = OtlpReceiver()
+    # A database of its own: the module's traced worker must not take these tasks.
+    env = service_env(redis_server.url.rsplit("/", 1)[0] + "/3", model_store,
+                      OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY="100",
+                      OTEL_TRACES_SAMPLER="parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG="0.5")
+    port = free_port()
+    api = start_api(env, port, tmp_path)
+    worker = start_worker(env, tmp_path)
+    try:
+        trace_ids = []
+        for _ in range(30):
+            response = httpx.post(f"http://127.0.0.1:{port}/v1/models/iris/predict?wait=10",
+                                  json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, timeout=20)
+            assert response.status_code == 200
+            trace_id = response.json()["trace_id"]
+            sampled = response.headers["traceparent"].endswith("-03")
+            assert sampled == (int(trace_id, 16) & (2**64 - 1) < 2**63)
+            trace_ids.append((trace_id, sampled))
+        kept = [t for t, sampled in trace_ids if sampled]
+        dropped = [t for t, sampled in trace_ids if not sampled]
+        assert kept and dropped
+        for trace_id in kept:
+            wait_for_spans(receiver, trace_id)
+        time.sleep(0.3)
+        assert all(receiver.trace(t) == [] for t in dropped)
+        assert {s["trace_id"] for s in receiver.spans} == set(kept)
+    finally:
+        worker.stop()
+        api.stop()
+        receiver.server.shutdown()
