@@ -15,6 +15,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -45,7 +46,7 @@ class _PreDrawnIds(RandomIdGenerator):
         return trace_id
 
 
-_provider: object | None = None
+_provider: TracerProvider | None = None
 _tracer: trace.Tracer | None = None
 _ids: _PreDrawnIds | None = None
 #: What the configured sampler keeps of a new trace, as ``TraceIdRatioBased`` tests it
@@ -89,7 +90,6 @@ def init_tracing(service_name: str) -> bool:
         return False
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
@@ -106,9 +106,8 @@ def init_tracing(service_name: str) -> bool:
 def shutdown_tracing() -> None:
     """Flush and stop the exporter; called when a process exits."""
     global _provider, _ids, _root_bound
-    shutdown = getattr(_provider, "shutdown", None)
-    if shutdown is not None:
-        shutdown()
+    if _provider is not None:
+        _provider.shutdown()
     _provider, _ids, _root_bound = None, None, None
     _reset_tracer()
 
@@ -119,10 +118,11 @@ def _reset_tracer() -> None:
 
 
 def tracer() -> trace.Tracer:
-    """inferq's tracer, made once: ``get_tracer`` builds a new tracer on every call."""
+    """inferq's tracer, made once (``get_tracer`` builds a new tracer on every call), from
+    the provider ``init_tracing`` installed, else from the global one."""
     global _tracer
     if _tracer is None:
-        _tracer = trace.get_tracer(TRACER_NAME)
+        _tracer = (_provider or trace.get_tracer_provider()).get_tracer(TRACER_NAME)
     return _tracer
 
 
@@ -177,17 +177,28 @@ def consumer_span(
 ) -> trace.Span:
     """A task's consumer span, continuing the trace its message carries.
 
-    Under a parent the producer did not sample, the span is not made: a parent-based
-    sampler would drop it, and making it costs as much as the rest of a small task's
-    bookkeeping. Without a parent, the sampler decides as for any new trace.
+    Under a parent the producer did not sample, no span is made: a parent-based sampler
+    would drop it, and reading the parent alone costs as much as the rest of a small
+    task's bookkeeping, so only its sampled flag is read. Without a parent, the span
+    starts a new trace, sampled as any new trace is.
     """
-    context = extract(headers)
-    parent = trace.get_current_span(context).get_span_context()
-    if parent.is_valid and not parent.trace_flags.sampled:
-        return trace.NonRecordingSpan(parent)
+    traceparent = headers.get("traceparent")
+    if not traceparent:
+        return start_root_span(name, trace.SpanKind.CONSUMER, attributes)
+    if _unsampled(traceparent):
+        return trace.INVALID_SPAN
     return tracer().start_span(
-        name, context=context, kind=trace.SpanKind.CONSUMER, attributes=attributes
+        name, context=extract(headers), kind=trace.SpanKind.CONSUMER, attributes=attributes
     )
+
+
+def _unsampled(traceparent: str) -> bool:
+    """Whether a W3C ``traceparent``'s sampled flag is clear; False when it does not parse."""
+    fields = traceparent.strip().split("-")
+    try:
+        return len(fields) >= 4 and len(fields[3]) >= 2 and not int(fields[3][:2], 16) & 1
+    except ValueError:
+        return False
 
 
 def recording() -> bool:

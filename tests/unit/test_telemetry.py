@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import pytest
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+from opentelemetry.trace import SpanKind
 
+from services.common import telemetry
 from services.common.telemetry import root_sampling_bound
 
 
@@ -35,24 +39,57 @@ def test_root_sampling_bound(
     assert root_sampling_bound() == bound
 
 
-def test_root_spans_are_sampled_at_the_configured_ratio(monkeypatch: pytest.MonkeyPatch) -> None:
-    from opentelemetry.trace import SpanKind
+@pytest.fixture
+def tracing_at(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Turn tracing on in this process, new traces sampled at a ratio; spans never end, so
+    nothing is exported to the address nobody listens on."""
 
-    from services.common import telemetry
+    def start(ratio: str) -> None:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", ratio)
+        assert telemetry.init_tracing("inferq-test")
 
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
-    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.5")
-    assert telemetry.init_tracing("inferq-test")
-    try:
-        spans = [telemetry.start_root_span("root", SpanKind.SERVER, {}) for _ in range(400)]
-        for span in spans:
-            context = span.get_span_context()
-            passes = context.trace_id & (2**64 - 1) < 2**63
-            assert span.is_recording() == passes == context.trace_flags.sampled
-            assert context.trace_flags.random_trace_id and not context.is_remote
-        # The SDK starts a kept trace with the id inferq drew, so its own test of the ratio
-        # agrees: a second, independent draw would keep a quarter of the traces, not half.
-        assert 150 < sum(span.is_recording() for span in spans) < 250
-    finally:
-        telemetry.shutdown_tracing()
+    yield start
+    telemetry.shutdown_tracing()
+
+
+def test_root_spans_are_sampled_at_the_configured_ratio(
+    tracing_at: Callable[[str], None],
+) -> None:
+    tracing_at("0.5")
+    spans = [telemetry.start_root_span("root", SpanKind.SERVER, {}) for _ in range(400)]
+    for span in spans:
+        context = span.get_span_context()
+        passes = context.trace_id & (2**64 - 1) < 2**63
+        assert span.is_recording() == passes == context.trace_flags.sampled
+        assert context.trace_flags.random_trace_id and not context.is_remote
+    # The SDK starts a kept trace with the id inferq drew, so its own test of the ratio
+    # agrees: a second, independent draw would keep a quarter of the traces, not half.
+    assert 150 < sum(span.is_recording() for span in spans) < 250
+
+
+PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize(
+    ("traceparent", "recording"),
+    [
+        (f"{PARENT}-01", True),
+        (f"{PARENT}-03", True),
+        (f"{PARENT}-00", False),
+        (f"{PARENT}-02", False),
+        (None, False),  # a new trace, and new traces are never sampled here
+        ("00-garbage", False),  # unreadable: a new trace too
+    ],
+)
+def test_consumer_span_follows_the_producers_decision(
+    tracing_at: Callable[[str], None], traceparent: str | None, recording: bool
+) -> None:
+    tracing_at("0")
+    headers = {"traceparent": traceparent} if traceparent else {}
+    span = telemetry.consumer_span("inferq.execute", headers, {})
+    assert span.is_recording() == recording
+    if recording:
+        assert format(span.get_span_context().trace_id, "032x") == PARENT.split("-")[1]
+        assert format(span.parent.span_id, "016x") == PARENT.split("-")[2]  # type: ignore[attr-defined]
