@@ -142,9 +142,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=ORJSONResponse,
         lifespan=lifespan,
     )
-    traced = exporter_configured()
-    app.add_middleware(HttpMetricsMiddleware, exemplars=traced)
-    if traced:
+    app.add_middleware(HttpMetricsMiddleware)
+    if exporter_configured():
         # Outermost, so the metrics middleware and every handler run inside the span.
         app.add_middleware(TracingMiddleware)
     app.add_exception_handler(ApiError, _api_error)

@@ -8,11 +8,11 @@ import logging
 import time
 
 import redis.asyncio as aioredis
-from opentelemetry import trace
 from prometheus_client import Gauge
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.api.tracing import request_trace
 from services.common import keys
 from services.common.metrics import (
     HTTP_REQUEST_SECONDS,
@@ -31,13 +31,12 @@ REDIS_UP = Gauge("inferq_redis_up", "1 when the API's last Redis check succeeded
 class HttpMetricsMiddleware:
     """Counts and times every request under its route template, not its raw path.
 
-    With ``exemplars`` (tracing on), a sampled request's latency carries its trace id as an
-    exemplar, which Grafana turns into a link from the latency panel to the trace.
+    A sampled request's latency carries its trace id as an exemplar, which Grafana turns
+    into a link from the latency panel to the trace.
     """
 
-    def __init__(self, app: ASGIApp, exemplars: bool = False) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.exemplars = exemplars
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,17 +58,11 @@ class HttpMetricsMiddleware:
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
             HTTP_REQUESTS.labels(method, template, str(status)).inc()
+            traced = request_trace(scope)
             HTTP_REQUEST_SECONDS.labels(method, template).observe(
-                time.perf_counter() - started, self._exemplar()
+                time.perf_counter() - started,
+                {"trace_id": traced.trace_id} if traced and traced.sampled else None,
             )
-
-    def _exemplar(self) -> dict[str, str] | None:
-        if not self.exemplars:
-            return None
-        context = trace.get_current_span().get_span_context()
-        if not context.trace_flags.sampled:
-            return None
-        return {"trace_id": format(context.trace_id, "032x")}
 
 
 async def read_backlog(client: aioredis.Redis) -> dict[str, tuple[int, int]]:

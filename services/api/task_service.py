@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
 from opentelemetry.trace import SpanKind
 
+from services.api.tracing import RequestTrace
 from services.api.waiter import TaskWaiter, Waiter
 from services.common import keys
 from services.common.catalog import ModelMetadata
@@ -24,7 +26,7 @@ from services.common.records import (
     to_public,
 )
 from services.common.settings import Settings
-from services.common.telemetry import current_trace_id, inject, recording, tracer
+from services.common.telemetry import inject, tracer
 
 
 class TaskService:
@@ -41,17 +43,21 @@ class TaskService:
         rows: list[list[Any]],
         return_probabilities: bool,
         wait: float,
+        trace: RequestTrace | None = None,
     ) -> dict[str, Any]:
-        """Record and enqueue in one round trip; wait up to ``wait`` s for the result."""
+        """Record and enqueue in one round trip; wait up to ``wait`` s for the result.
+
+        ``trace`` is the request's: the record keeps its id, the message carries it on.
+        """
         task_id = str(uuid.uuid4())
         now = time.time()
         queue = INFERENCE.queue
         key = keys.task_key(task_id)
         with self._waiter.watch(task_id) as finished:
-            with _enqueue_span(task_id, metadata.name, queue, len(rows)):
+            with _enqueue(trace, task_id, metadata.name, queue, len(rows)) as headers:
                 record = new_record(model=metadata.name, version=metadata.version,
-                                    queue=queue, rows=len(rows), trace_id=current_trace_id(),
-                                    now=now)
+                                    queue=queue, rows=len(rows),
+                                    trace_id=trace.trace_id if trace else None, now=now)
                 message = build_message(PREDICT_TASK, task_id, queue, {
                     "task_id": task_id,
                     "model": metadata.name,
@@ -59,7 +65,7 @@ class TaskService:
                     "rows": rows,
                     "return_probabilities": return_probabilities,
                     "submitted_at": now,
-                }, inject())
+                }, headers)
                 fields = [item for pair in record.items() for item in pair]
                 await self._submit(keys=[key, keys.queue_key(queue)],
                                    args=[self._ttl, message, *fields])
@@ -94,11 +100,16 @@ class TaskService:
         return bool(cancelled), status.decode() if isinstance(status, bytes) else str(status)
 
 
-def _enqueue_span(task_id: str, model: str, queue: str, rows: int) -> AbstractContextManager[Any]:
-    """The producer span of an enqueue, when the request's span is sampled."""
-    if not recording():
-        return nullcontext()
-    return tracer().start_as_current_span(
+@contextmanager
+def _enqueue(
+    trace: RequestTrace | None, task_id: str, model: str, queue: str, rows: int
+) -> Iterator[dict[str, str]]:
+    """The trace headers of the task's message: of a producer span when the request is
+    sampled, of the request's own span when it is not (the worker then makes no span)."""
+    if trace is None or not trace.sampled:
+        yield trace.headers if trace else {}
+        return
+    with tracer().start_as_current_span(
         "inferq.enqueue",
         kind=SpanKind.PRODUCER,
         attributes={
@@ -107,7 +118,8 @@ def _enqueue_span(task_id: str, model: str, queue: str, rows: int) -> AbstractCo
             "messaging.destination.name": queue,
             "inferq.rows": rows,
         },
-    )
+    ):
+        yield inject()
 
 
 async def _woken(future: Waiter, timeout: float) -> bool:

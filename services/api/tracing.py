@@ -2,18 +2,50 @@
 
 from __future__ import annotations
 
-from opentelemetry import context, trace
+from dataclasses import dataclass
+
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common.telemetry import extract, span_headers, start_root_span, tracer
+from services.common.telemetry import (
+    draw_new_trace,
+    extract,
+    span_headers,
+    start_root_span,
+    tracer,
+    unsampled_traceparent,
+)
 
 UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
 _CONTEXT_HEADERS = (b"traceparent", b"tracestate")
+_SCOPE_KEY = "inferq.trace"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestTrace:
+    """A request's place in its trace, decided once by the tracing middleware."""
+
+    trace_id: str
+    #: The W3C headers of the request's span, for its response and its task's message.
+    headers: dict[str, str]
+    #: Whether the trace is exported; only then is the span in OpenTelemetry's context.
+    sampled: bool
+
+
+def request_trace(scope: Scope) -> RequestTrace | None:
+    """The request's trace; None when tracing is off or the path is not traced."""
+    found: RequestTrace | None = scope.get(_SCOPE_KEY)
+    return found
 
 
 class TracingMiddleware:
-    """Opens the request's span and returns its ``traceparent`` in the response headers."""
+    """Opens the request's span and returns its ``traceparent`` in the response headers.
+
+    An unsampled request (most of them, at the default ratio) is not put into
+    OpenTelemetry's context at all: what the rest of the request needs of its trace is in
+    ``request_trace(scope)``.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -23,6 +55,17 @@ class TracingMiddleware:
             await self.app(scope, receive, send)
             return
         carrier = {k.decode(): v.decode() for k, v in scope["headers"] if k in _CONTEXT_HEADERS}
+        drawn = None if carrier else draw_new_trace()
+        if drawn is not None and not drawn[2]:
+            # A new trace that is not kept: its ids, and no span.
+            trace_id, span_id, _ = drawn
+            traceparent = unsampled_traceparent(trace_id, span_id)
+            scope[_SCOPE_KEY] = RequestTrace(
+                format(trace_id, "032x"), {"traceparent": traceparent}, sampled=False
+            )
+            await self.app(scope, receive, _with_headers(send, [(b"traceparent",
+                                                                traceparent.encode())]))
+            return
         method = scope["method"]
         name = f"{method} {scope['path']}"
         attributes = {"http.request.method": method, "url.path": scope["path"]}
@@ -31,33 +74,40 @@ class TracingMiddleware:
                 name, context=extract(carrier), kind=SpanKind.SERVER, attributes=attributes
             )
         else:
-            span = start_root_span(name, SpanKind.SERVER, attributes)
+            span = start_root_span(name, SpanKind.SERVER, attributes,
+                                   drawn[0] if drawn else None)
+        span_context = span.get_span_context()
         recording = span.is_recording()
-        response_headers = [
-            (k.encode(), v.encode()) for k, v in span_headers(span.get_span_context()).items()
-        ]
+        headers = span_headers(span_context)
+        scope[_SCOPE_KEY] = RequestTrace(format(span_context.trace_id, "032x"), headers, recording)
+        response_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
+
+        if not recording:
+            await self.app(scope, receive, _with_headers(send, response_headers))
+            return
 
         async def send_with_context(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), *response_headers]
-                if recording:
-                    span.set_attribute("http.response.status_code", message["status"])
-                    if message["status"] >= 500:
-                        span.set_status(Status(StatusCode.ERROR))
+                span.set_attribute("http.response.status_code", message["status"])
+                if message["status"] >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
             await send(message)
 
-        if not recording:
-            # Only the trace id travels on (to the task record and the worker): no span
-            # to end, no exception to record.
-            token = context.attach(trace.set_span_in_context(span))
-            try:
-                await self.app(scope, receive, send_with_context)
-            finally:
-                context.detach(token)
-            return
         with trace.use_span(span, end_on_exit=True):
             await self.app(scope, receive, send_with_context)
             route = scope.get("route")
             if route is not None:
                 span.update_name(f"{method} {route.path}")
                 span.set_attribute("http.route", route.path)
+
+
+def _with_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
+    """``send``, adding ``headers`` to the response."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), *headers]
+        await send(message)
+
+    return send_with_headers

@@ -126,27 +126,37 @@ def tracer() -> trace.Tracer:
     return _tracer
 
 
-def start_root_span(
-    name: str, kind: trace.SpanKind, attributes: dict[str, Any]
-) -> trace.Span:
-    """The first span of a new trace, its sampling decided before the SDK builds anything.
+def draw_new_trace() -> tuple[int, int, bool] | None:
+    """A new trace's ids and whether the configured ratio sampler keeps it, decided before
+    any span exists; None where the SDK decides (``start_root_span`` then starts it).
 
-    The trace id is drawn first and tested as the configured ratio sampler tests it: a
-    trace it drops (99 in 100 at the chart's default) is a bare span context, two random
-    numbers and two objects; one it keeps is started by the SDK with that same id.
+    The trace id is tested as ``TraceIdRatioBased`` tests it, so a trace this drops (99 in
+    100 at the chart's default) costs two random numbers and no span at all.
     """
     ids, bound = _ids, _root_bound
     if ids is None or bound is None:
-        return tracer().start_span(name, context=_EMPTY, kind=kind, attributes=attributes)
+        return None
     trace_id = ids.generate_trace_id()
-    if trace_id & TraceIdRatioBased.TRACE_ID_LIMIT >= bound:
-        return trace.NonRecordingSpan(trace.SpanContext(
-            trace_id, ids.generate_span_id(), is_remote=False, trace_flags=_UNSAMPLED))
-    ids.hand_over(trace_id)
+    return trace_id, ids.generate_span_id(), trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < bound
+
+
+def start_root_span(
+    name: str, kind: trace.SpanKind, attributes: dict[str, Any], trace_id: int | None = None
+) -> trace.Span:
+    """The first span of a new trace, started by the SDK; under ``trace_id`` when given
+    (one that ``draw_new_trace`` kept), so that the SDK's sampler keeps it too."""
+    if trace_id is None or _ids is None:
+        return tracer().start_span(name, context=_EMPTY, kind=kind, attributes=attributes)
+    _ids.hand_over(trace_id)
     try:
         return tracer().start_span(name, context=_EMPTY, kind=kind, attributes=attributes)
     finally:
-        ids.hand_over(None)
+        _ids.hand_over(None)
+
+
+def unsampled_traceparent(trace_id: int, span_id: int) -> str:
+    """The W3C ``traceparent`` of a span ``draw_new_trace`` did not keep."""
+    return f"00-{trace_id:032x}-{span_id:016x}-{_UNSAMPLED:02x}"
 
 
 def extract(carrier: Mapping[str, str]) -> Context:
@@ -184,7 +194,11 @@ def consumer_span(
     """
     traceparent = headers.get("traceparent")
     if not traceparent:
-        return start_root_span(name, trace.SpanKind.CONSUMER, attributes)
+        drawn = draw_new_trace()
+        if drawn is not None and not drawn[2]:
+            return trace.INVALID_SPAN
+        return start_root_span(name, trace.SpanKind.CONSUMER, attributes,
+                               drawn[0] if drawn else None)
     if _unsampled(traceparent):
         return trace.INVALID_SPAN
     return tracer().start_span(
@@ -199,17 +213,3 @@ def _unsampled(traceparent: str) -> bool:
         return len(fields) >= 4 and len(fields[3]) >= 2 and not int(fields[3][:2], 16) & 1
     except ValueError:
         return False
-
-
-def recording() -> bool:
-    """Whether the current span is sampled: a child of an unsampled span is not made at all.
-
-    The SDK's parent-based samplers would drop such a child anyway; skipping it keeps an
-    unsampled request nearly as cheap as one with tracing off.
-    """
-    return trace.get_current_span().is_recording()
-
-
-def current_trace_id() -> str | None:
-    context = trace.get_current_span().get_span_context()
-    return format(context.trace_id, "032x") if context.is_valid else None

@@ -58,15 +58,20 @@ def test_root_spans_are_sampled_at_the_configured_ratio(
     tracing_at: Callable[[str], None],
 ) -> None:
     tracing_at("0.5")
-    spans = [telemetry.start_root_span("root", SpanKind.SERVER, {}) for _ in range(400)]
-    for span in spans:
-        context = span.get_span_context()
-        passes = context.trace_id & (2**64 - 1) < 2**63
-        assert span.is_recording() == passes == context.trace_flags.sampled
-        assert context.trace_flags.random_trace_id and not context.is_remote
-    # The SDK starts a kept trace with the id inferq drew, so its own test of the ratio
-    # agrees: a second, independent draw would keep a quarter of the traces, not half.
-    assert 150 < sum(span.is_recording() for span in spans) < 250
+    kept = 0
+    for _ in range(400):
+        drawn = telemetry.draw_new_trace()
+        assert drawn is not None
+        trace_id, _, keep = drawn
+        assert keep == (trace_id & (2**64 - 1) < 2**63)
+        if keep:
+            kept += 1
+            # The SDK starts a kept trace under the drawn id, and its own sampler keeps it.
+            span = telemetry.start_root_span("root", SpanKind.SERVER, {}, trace_id)
+            context = span.get_span_context()
+            assert span.is_recording() and context.trace_flags.sampled
+            assert context.trace_id == trace_id and context.trace_flags.random_trace_id
+    assert 150 < kept < 250
 
 
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from services.api.body import read_body
 from services.api.deps import WAIT_OPENAPI, StateDep, resolve_model, state_of, wait_seconds
 from services.api.responses import json_response
+from services.api.tracing import request_trace
 from services.api.validation import check_rows, parse_predict_body
 from services.common.metrics import TASKS_SUBMITTED
 from services.common.pools import INFERENCE
@@ -50,7 +51,9 @@ async def predict(request: Request, model: str) -> Response:
     body = parse_predict_body(raw, state.settings.max_rows)
     metadata = resolve_model(state, model, body.version)
     rows = check_rows(body.instances, metadata)
-    task = await state.tasks.submit_prediction(metadata, rows, body.return_probabilities, wait)
+    task = await state.tasks.submit_prediction(
+        metadata, rows, body.return_probabilities, wait, request_trace(request.scope)
+    )
     TASKS_SUBMITTED.labels(metadata.name, INFERENCE.queue).inc()
     location = f"/v1/tasks/{task['task_id']}"
     status = 200 if task["status"] in TERMINAL else 202
