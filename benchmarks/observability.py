@@ -5,9 +5,11 @@ worker serves its metrics (``--metrics-port``), and the benchmark scrapes the AP
 worker's ``/metrics`` every second, as Prometheus would. Tracing samples as the chart does
 by default (``parentbased_traceidratio`` at ``--sampler-ratio``); a third setting traces
 every request. Off: no exporter configured and ``--metrics-port 0``. "Metrics only" and
-"tracing only" turn on one of the two, to tell their costs apart. The settings alternate,
-``--repeat`` times each, on the same models as ``throughput.py``; the report
-gives each run and the median of each setting.
+"tracing only" turn on one of the two, to tell their costs apart. Every run of a setting
+follows a run with both off, ``--repeat`` times each, on the same models as
+``throughput.py``; a cost is the median over those pairs, so that the machine's drift from
+minute to minute cancels out. The report gives each run, each setting's medians and its
+costs.
 """
 
 from __future__ import annotations
@@ -172,10 +174,14 @@ def main(argv: list[str] | None = None) -> None:
         if args.settings:
             wanted = args.settings.split(",")
             chosen = {k: v for k, v in chosen.items() if k == "off" or k.split(" (")[0] in wanted}
+        # Each setting runs right after a run with both off: the machine's speed drifts
+        # over minutes, so a cost is read from such pairs, not from distant runs.
         for _ in range(args.repeat):
-            for label, setting in chosen.items():
-                runs.append({"setting": label, **run(store, setting, args, bodies)})
-                print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
+            for label, setting in list(chosen.items())[1:]:
+                for name, measured in (("off", chosen["off"]), (label, setting)):
+                    runs.append({"setting": name, "pair": len(runs) // 2,
+                                 **run(store, measured, args, bodies)})
+                    print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     summary: dict[str, Any] = {}
     for label in chosen:
         mine = [r for r in runs if r["setting"] == label]
@@ -186,12 +192,16 @@ def main(argv: list[str] | None = None) -> None:
                 role: statistics.median(r["cpu_ms_per_prediction"][role] for r in mine)
                 for role in mine[0]["cpu_ms_per_prediction"]},
         }
-    off = summary["off"]
     for label in list(chosen)[1:]:
-        summary[label]["throughput_cost_percent"] = round(
-            100 * (1 - summary[label]["throughput_rps"] / off["throughput_rps"]), 1)
-        summary[label]["p50_cost_percent"] = round(
-            100 * (summary[label]["p50_ms"] / off["p50_ms"] - 1), 1)
+        pairs = [(runs[i], runs[i + 1]) for i in range(0, len(runs), 2)
+                 if runs[i + 1]["setting"] == label]
+        summary[label]["throughput_cost_percent"] = round(statistics.median(
+            100 * (1 - on["throughput_rps"] / off["throughput_rps"]) for off, on in pairs), 1)
+        summary[label]["p50_cost_percent"] = round(statistics.median(
+            100 * (on["p50_ms"] / off["p50_ms"] - 1) for off, on in pairs), 1)
+        summary[label]["cpu_cost_ms_per_prediction"] = round(statistics.median(
+            sum(on["cpu_ms_per_prediction"].values()) - sum(off["cpu_ms_per_prediction"].values())
+            for off, on in pairs), 3)
     report = {"benchmark": "metrics and tracing on vs off", "machine": machine(),
               "settings": {"model": args.model, "concurrency": args.concurrency,
                            "duration": args.duration, "repeat": args.repeat,

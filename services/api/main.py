@@ -9,73 +9,23 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, ORJSONResponse
-from redis.exceptions import RedisError
-from starlette.exceptions import HTTPException
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
 
 from services.api.cluster import ClusterView
 from services.api.deps import ApiState
-from services.api.errors import (
-    ApiError,
-    InputError,
-    InvalidParameter,
-    MethodNotAllowed,
-    NotFound,
-    RedisUnavailable,
-    error_body,
-)
+from services.api.error_responses import install_error_handlers
+from services.api.hot_routes import HotRoutesMiddleware
 from services.api.metrics import BacklogExporter, HttpMetricsMiddleware
 from services.api.routes import health, models, pools, tasks
 from services.api.task_service import TaskService
 from services.api.tracing import TracingMiddleware
 from services.api.waiter import TaskWaiter
 from services.common.catalog import Catalog
-from services.common.metrics import INPUT_REJECTED
 from services.common.settings import Settings, get_settings
 from services.common.telemetry import exporter_configured, init_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
-
-
-def _error_response(error: ApiError) -> JSONResponse:
-    if isinstance(error, InputError):
-        INPUT_REJECTED.labels(error.code).inc()
-    return JSONResponse(error_body(error), status_code=error.status, headers=error.headers())
-
-
-async def _api_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return _error_response(exc)
-
-
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0] if exc.errors() else {}
-    where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path"))
-    return _error_response(
-        InvalidParameter(
-            f"{where or 'request'}: {first.get('msg', 'invalid value')}", {"parameter": where}
-        )
-    )
-
-
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 405:
-        return _error_response(MethodNotAllowed("this method is not allowed on this path"))
-    return _error_response(NotFound("no such endpoint; the API lives under /v1"))
-
-
-async def _redis_error(_: Request, exc: Exception) -> JSONResponse:
-    log.warning("redis unavailable", extra={"error": repr(exc)})
-    return _error_response(RedisUnavailable("Redis is unreachable; retry in a moment"))
-
-
-async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error", exc_info=exc)
-    return _error_response(ApiError("an unexpected error occurred; it has been logged"))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -142,16 +92,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=ORJSONResponse,
         lifespan=lifespan,
     )
+    # Innermost: the hot routes are still counted, timed and traced.
+    app.add_middleware(HotRoutesMiddleware)
     app.add_middleware(HttpMetricsMiddleware)
     if exporter_configured():
         # Outermost, so the metrics middleware and every handler run inside the span.
         app.add_middleware(TracingMiddleware)
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(RedisError, _redis_error)
-    app.add_exception_handler(ConnectionError, _redis_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    install_error_handlers(app)
     for module in (health, models, tasks, pools):
         app.include_router(module.router)
     return app

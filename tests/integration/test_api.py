@@ -239,6 +239,20 @@ def test_cancel_errors(client: httpx.Client) -> None:
 def test_unknown_route_and_method(client: httpx.Client) -> None:
     assert_error(client.get("/v2/anything"), 404, "not_found")
     assert_error(client.put("/v1/models"), 405, "method_not_allowed")
+    # The paths of the hot routes, with other methods or an empty name.
+    assert_error(client.put("/v1/models/iris/predict"), 405, "method_not_allowed")
+    assert_error(client.post("/v1/models//predict", json={"instances": [IRIS_ROW]}), 404,
+                 "not_found")
+
+
+def test_hot_routes_are_counted_under_their_templates(client: httpx.Client) -> None:
+    task = client.post("/v1/models/iris/predict", json={"instances": [IRIS_ROW]}).json()
+    assert client.get(f"/v1/tasks/{task['task_id']}").status_code == 200
+    metrics = client.get("/metrics").text
+    assert ('inferq_http_requests_total{method="POST",route="/v1/models/{model}/predict",'
+            'status="202"}') in metrics
+    assert 'inferq_http_requests_total{method="GET",route="/v1/tasks/{task_id}",status="200"}' \
+        in metrics
 
 
 def test_redis_unreachable_is_503(model_store: Path, tmp_path: Path) -> None:
