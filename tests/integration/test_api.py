@@ -10,6 +10,7 @@ import pytest
 from processes import ServiceProcess, service_env
 
 from services.cli.redis_server import free_port
+from services.common import keys
 
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
 IRIS_FEATURES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
@@ -201,6 +202,36 @@ def test_get_task_unknown_is_404(client: httpx.Client) -> None:
         client.get("/v1/tasks/00000000-0000-0000-0000-000000000000"), 404, "task_not_found"
     )
     assert_error(client.get("/v1/tasks/not-even-a-uuid"), 404, "task_not_found")
+
+
+def test_records_live_for_their_ttl(client: httpx.Client, redis_server) -> None:  # type: ignore[no-untyped-def]
+    task = client.post("/v1/models/iris/predict?wait=10", json={"instances": [IRIS_ROW]}).json()
+    assert task["status"] == "succeeded"
+    # Kept for the default 24 h from the moment it finished.
+    assert 86_000 < redis_server.client().ttl(keys.task_key(task["task_id"])) <= 86_400
+
+
+def test_an_expired_task_is_404(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    from processes import start_api
+
+    # A database no worker consumes: the record expires while its task is queued.
+    redis_url = stack_env["INFERQ_REDIS_URL"].rsplit("/", 1)[0] + "/4"
+    api = start_api(dict(stack_env, INFERQ_REDIS_URL=redis_url, INFERQ_TASK_TTL_SECONDS="1"),
+                    free_port(), tmp_path)
+    url = f"http://127.0.0.1:{api.args[api.args.index('--port') + 1]}"
+    try:
+        task = httpx.post(f"{url}/v1/models/sleepy/predict",
+                          json={"instances": [[0.1, 1]]}).json()
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{url}/v1/tasks/{task['task_id']}").status_code == 200:
+            assert time.monotonic() < deadline, "the record never expired"
+            time.sleep(0.2)
+        assert_error(httpx.get(f"{url}/v1/tasks/{task['task_id']}"), 404, "task_not_found")
+        assert_error(httpx.delete(f"{url}/v1/tasks/{task['task_id']}"), 404, "task_not_found")
+    finally:
+        api.stop()
 
 
 def test_get_task_wait_wakes_on_completion(client: httpx.Client) -> None:
