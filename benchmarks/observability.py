@@ -153,9 +153,9 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="logistic", choices=list(models.MODELS))
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each setting")
+    parser.add_argument("--repeat", type=int, default=4, help="runs of each setting")
     parser.add_argument("--sampler-ratio", type=float, default=DEFAULT_SAMPLER_RATIO,
                         help="share of traces exported in the 'on' setting (chart default)")
     parser.add_argument("--settings", default="",
