@@ -49,7 +49,11 @@ class HotRoutesMiddleware:
             route = _declared(router, handler)
             segments = route.path.split("/")[1:]
             for method in route.methods or ():
-                self._routes[(method, len(segments))] = (segments, route, handler)
+                key = (method, len(segments))
+                if key in self._routes:
+                    raise ValueError(f"hot routes {route.path} and "
+                                     f"{self._routes[key][1].path} take the same requests")
+                self._routes[key] = (segments, route, handler)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = self._match(scope) if scope["type"] == "http" else None
