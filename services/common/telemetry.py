@@ -66,7 +66,7 @@ def exporter_configured() -> bool:
 
 
 def root_sampling_bound() -> int | None:
-    """The bound ``start_root_span`` samples new traces by, from ``OTEL_TRACES_SAMPLER``.
+    """The bound ``draw_new_trace`` tests new traces by, from ``OTEL_TRACES_SAMPLER``.
 
     Known for the ratio samplers (and ``always_off``), read exactly as the SDK reads them;
     None for the others, whose decisions the SDK makes.
