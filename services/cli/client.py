@@ -20,8 +20,10 @@ def read_csv_rows(path: Path) -> list[dict[str, Any] | list[Any]]:
         return [{k: float(v) for k, v in row.items()} for row in reader]
 
 
-def predict(url: str, model: str, instances: list[Any], wait: float, timeout: float = 60) -> int:
-    """Submit, wait for the result, write the task as JSON; exit status 0 only on success."""
+def predict(url: str, model: str, instances: list[Any], wait: float, timeout: float = 60,
+            expect: list[str] | None = None) -> int:
+    """Submit, wait for the result, write the task as JSON; exit status 0 only on success,
+    and, with ``expect``, only when the predictions, as text, are those."""
     base = url.rstrip("/")
     with httpx.Client(timeout=timeout) as client:
         response = client.post(
@@ -39,4 +41,11 @@ def predict(url: str, model: str, instances: list[Any], wait: float, timeout: fl
             body = client.get(f"{base}/v1/tasks/{body['task_id']}", params={"wait": step}).json()
             remaining -= step
     sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
-    return 0 if body.get("status") == SUCCESS else 1
+    if body.get("status") != SUCCESS:
+        return 1
+    if expect is not None:
+        predictions = [str(p) for p in (body.get("result") or {}).get("predictions", [])]
+        if predictions != expect:
+            sys.stderr.write(f"expected predictions {expect}, got {predictions}\n")
+            return 1
+    return 0

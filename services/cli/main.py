@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     rows.add_argument("--csv", type=Path, help="a CSV file with a header of feature names")
     predict.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the result")
     predict.add_argument("--url", default="http://127.0.0.1:8000", help="the API's base URL")
+    predict.add_argument("--expect", help="comma-separated predictions the rows must get; "
+                                          "anything else exits 1 (a smoke test)")
     add_bench_parser(commands)
     return parser
 
@@ -147,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     from services.cli.client import predict, read_csv_rows
 
     instances = read_csv_rows(args.csv) if args.csv else orjson.loads(args.rows_json)
-    return predict(args.url, args.model, instances, args.wait)
+    expect = args.expect.split(",") if args.expect is not None else None
+    return predict(args.url, args.model, instances, args.wait, expect=expect)
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def test_helm_test_pod_predicts_through_the_api_service() -> None:
     (container,) = pod["spec"]["containers"]
     assert container["image"] == "inferq-api:0.1.0"
     assert argv(container) == [
-        "inferq", "predict", "iris", "--json", "[[5.1,3.5,1.4,0.2]]",
+        "inferq", "predict", "iris", "--json", "[[5.1,3.5,1.4,0.2]]", "--expect", "setosa",
         "--wait", "10", "--url", f"http://{API}:8000",
     ]  # fmt: skip
     assert pod["spec"]["restartPolicy"] == "Never"

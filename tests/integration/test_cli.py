@@ -40,6 +40,12 @@ def test_predict_client(api_url: str, tmp_path: Path) -> None:
     assert json.loads(result.stdout)["result"]["predictions"] == ["virginica", "setosa"]
     bad = run("predict", "iris", "--json", "[[1, 2]]", "--url", api_url)
     assert bad.returncode == 1 and "invalid_rows" in bad.stderr
+    # --expect, as the chart's `helm test` uses it: the right answer passes, a wrong one fails.
+    row = "[[5.1, 3.5, 1.4, 0.2]]"
+    assert run("predict", "iris", "--json", row, "--expect", "setosa", "--url", api_url) \
+        .returncode == 0
+    wrong = run("predict", "iris", "--json", row, "--expect", "virginica", "--url", api_url)
+    assert wrong.returncode == 1 and "expected predictions ['virginica']" in wrong.stderr
 
 
 def test_models_commands(tmp_path: Path, model_store: Path) -> None:
