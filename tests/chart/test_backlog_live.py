@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,9 @@ from chart.manifests import backlog_terms, scaled_objects, scenario_objects
 from processes import service_env, start_api, start_worker
 
 from services.cli.redis_server import free_port
+from services.common import keys
+from services.common.messages import PREDICT_TASK, build_message
+from services.common.records import new_record
 
 _LENGTH_BY_TYPE = {"list": "LLEN", "hash": "HLEN", "set": "SCARD", "zset": "ZCARD"}
 
@@ -89,4 +93,48 @@ def test_backlog_counts_waiting_and_held_tasks(
     assert unfinished == 6
     assert values["inflight"] >= 2 and backlog == unfinished
     # What Celery's list alone shows: too low while workers are busy.
+    assert values["waiting"] < unfinished
+
+
+def enqueue(client: redis.Redis, queue: str, model: str, row: list[float]) -> str:
+    """A task written straight to ``queue`` the way the API writes one: record, message."""
+    task_id = str(uuid.uuid4())
+    now = time.time()
+    record = new_record(model=model, version=1, queue=queue, rows=1, trace_id=None, now=now)
+    message = build_message(PREDICT_TASK, task_id, queue, {
+        "task_id": task_id, "model": model, "version": 1, "rows": [row],
+        "return_probabilities": False, "submitted_at": now,
+    })
+    client.pipeline().hset(keys.task_key(task_id), mapping=record) \
+        .lpush(keys.queue_key(queue), message).execute()
+    return task_id
+
+
+@pytest.mark.parametrize("pool", ["batch", "training"])
+def test_backlog_of_the_other_pools_counts_held_tasks(
+    redis_server, model_store: Path, tmp_path: Path, pool: str  # type: ignore[no-untyped-def]
+) -> None:
+    client = redis_server.client()
+    client.flushdb()
+    env = service_env(redis_server.url, model_store)
+    worker = start_worker(env, tmp_path, pool=pool, concurrency=2)
+    try:
+        ids = [enqueue(client, pool, "sleepy", [1.5, i]) for i in range(5)]
+        deadline = time.monotonic() + 15
+        previous = -1
+        while (held := client.hlen(keys.unacked_key(pool))) < 2 or held != previous:
+            assert time.monotonic() < deadline, "the worker never settled"
+            previous = held
+            time.sleep(0.2)
+        backlog, values = keda_backlog(client, scaled_objects(scenario_objects("default"))[pool])
+        statuses = [client.hget(keys.task_key(i), "status") for i in ids]
+        deadline = time.monotonic() + 30
+        while any(client.hget(keys.task_key(i), "status") != b"succeeded" for i in ids):
+            assert time.monotonic() < deadline, "the pool never finished its tasks"
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+    unfinished = sum(s in (b"queued", b"running") for s in statuses)
+    assert unfinished == 5
+    assert values["inflight"] >= 2 and backlog == unfinished
     assert values["waiting"] < unfinished
