@@ -37,11 +37,13 @@ def run_local_stack(
     settings: Settings, host: str, port: int, concurrency: int, state_dir: Path
 ) -> int:
     children: list[subprocess.Popen[bytes]] = []
+    redis: subprocess.Popen[bytes] | None = None
     env = dict(os.environ)
     if "INFERQ_REDIS_URL" not in os.environ:
         redis_port = 6379 if not port_open(6379) else free_port()
         log.info("starting redis", extra={"port": redis_port, "dir": str(state_dir / "redis")})
-        children.append(start_redis(redis_port, state_dir / "redis"))
+        redis = start_redis(redis_port, state_dir / "redis")
+        children.append(redis)
         env["INFERQ_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
     env["INFERQ_MODEL_STORE"] = str(settings.model_store)
     env.setdefault("INFERQ_LOG_FORMAT", "text")
@@ -79,7 +81,7 @@ def run_local_stack(
     except KeyboardInterrupt:
         return 0
     finally:
-        _stop(children)
+        _stop([child for child in children if child is not redis], redis)
 
 
 def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
@@ -96,13 +98,15 @@ def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout: floa
     raise RuntimeError(f"the API did not become ready at {url} within {timeout:g} s")
 
 
-def _stop(children: list[subprocess.Popen[bytes]]) -> None:
-    # Workers and API first, Redis (started first) last.
-    for child in reversed(children):
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    for child in reversed(children):
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
+def _stop(services: list[subprocess.Popen[bytes]], redis: subprocess.Popen[bytes] | None) -> None:
+    """The workers and the API first, and once they are gone the Redis this stack started,
+    so that none of them loses its connection while shutting down."""
+    for group in (services, [redis] if redis is not None else []):
+        for child in group:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in group:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()

@@ -65,6 +65,9 @@ def start_redis(
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
+        # Out of the terminal's process group: Ctrl-C stops the services that use it first,
+        # and whoever started it stops it last.
+        start_new_session=True,
     )
     deadline = time.monotonic() + 10
     while not port_open(port):
