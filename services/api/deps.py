@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
@@ -62,21 +62,6 @@ def wait_seconds(request: Request, settings: Settings) -> float:
             {"parameter": "wait", "value": raw},
         )
     return wait
-
-
-#: The ``wait`` parameter as OpenAPI documents it, for the routes that read it directly.
-WAIT_OPENAPI: dict[str, Any] = {
-    "parameters": [
-        {
-            "name": "wait",
-            "in": "query",
-            "required": False,
-            "description": "seconds to wait for the result (0 to INFERQ_MAX_WAIT_SECONDS, "
-            "30 by default); 0 answers at once",
-            "schema": {"type": "number", "minimum": 0, "default": 0},
-        }
-    ]
-}
 
 
 def resolve_model(state: ApiState, name: str, version: int | None) -> ModelMetadata:

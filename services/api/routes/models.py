@@ -7,7 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from services.api.body import read_body
-from services.api.deps import WAIT_OPENAPI, StateDep, resolve_model, state_of, wait_seconds
+from services.api.deps import StateDep, resolve_model, state_of, wait_seconds
+from services.api.openapi import (
+    MODEL_RESPONSES,
+    PREDICT_BODY,
+    PREDICT_RESPONSES,
+    WAIT_PARAMETER,
+)
 from services.api.responses import json_response
 from services.api.tracing import request_trace
 from services.api.validation import check_rows, parse_predict_body
@@ -34,7 +40,7 @@ async def list_models(state: StateDep) -> dict[str, Any]:
     return {"models": models}
 
 
-@router.get("/{model}")
+@router.get("/{model}", responses=MODEL_RESPONSES)
 async def get_model(
     state: StateDep, model: str, version: Annotated[int | None, Query(ge=1)] = None
 ) -> dict[str, Any]:
@@ -42,7 +48,11 @@ async def get_model(
 
 
 @router.post(
-    "/{model}/predict", status_code=202, response_class=Response, openapi_extra=WAIT_OPENAPI
+    "/{model}/predict",
+    status_code=202,
+    response_class=Response,
+    responses=PREDICT_RESPONSES,
+    openapi_extra={"parameters": [WAIT_PARAMETER], "requestBody": PREDICT_BODY},
 )
 async def predict(request: Request, model: str) -> Response:
     state = state_of(request)

@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from services.api.deps import WAIT_OPENAPI, StateDep, state_of, wait_seconds
+from services.api.deps import StateDep, state_of, wait_seconds
 from services.api.errors import TaskNotCancellable, TaskNotFound
+from services.api.openapi import CANCEL_RESPONSES, TASK_RESPONSES, WAIT_PARAMETER
 from services.api.responses import json_response
 from services.common.metrics import TASKS_FINISHED
 from services.common.pools import INFERENCE
@@ -22,7 +23,12 @@ def _not_found(task_id: str) -> TaskNotFound:
     )
 
 
-@router.get("/{task_id}", response_class=Response, openapi_extra=WAIT_OPENAPI)
+@router.get(
+    "/{task_id}",
+    response_class=Response,
+    responses=TASK_RESPONSES,
+    openapi_extra={"parameters": [WAIT_PARAMETER]},
+)
 async def get_task(request: Request, task_id: str) -> Response:
     state = state_of(request)
     wait = wait_seconds(request, state.settings)
@@ -32,7 +38,7 @@ async def get_task(request: Request, task_id: str) -> Response:
     return json_response(task)
 
 
-@router.delete("/{task_id}")
+@router.delete("/{task_id}", responses=CANCEL_RESPONSES)
 async def cancel_task(state: StateDep, task_id: str) -> dict[str, Any]:
     cancelled, outcome = await state.tasks.cancel(task_id)
     if outcome == "missing":
