@@ -65,7 +65,9 @@ async def _submit(app: Any) -> None:
 
 async def _measure(app: Any, requests: int) -> float:
     async with app.router.lifespan_context(app):
-        for _ in range(WARMUP if requests else 0):
+        # Warm-up runs whatever ``requests`` is, so that two runs differ by their
+        # measured requests alone.
+        for _ in range(WARMUP):
             await _submit(app)
         started = time.process_time()
         for _ in range(requests):
