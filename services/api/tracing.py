@@ -59,12 +59,9 @@ class TracingMiddleware:
         if drawn is not None and not drawn[2]:
             # A new trace that is not kept: its ids, and no span.
             trace_id, span_id, _ = drawn
-            traceparent = unsampled_traceparent(trace_id, span_id)
-            scope[_SCOPE_KEY] = RequestTrace(
-                format(trace_id, "032x"), {"traceparent": traceparent}, sampled=False
-            )
-            await self.app(scope, receive, _with_headers(send, [(b"traceparent",
-                                                                traceparent.encode())]))
+            headers = {"traceparent": unsampled_traceparent(trace_id, span_id)}
+            await self._untraced(scope, receive, send,
+                                 RequestTrace(format(trace_id, "032x"), headers, sampled=False))
             return
         method = scope["method"]
         name = f"{method} {scope['path']}"
@@ -77,14 +74,13 @@ class TracingMiddleware:
             span = start_root_span(name, SpanKind.SERVER, attributes,
                                    drawn[0] if drawn else None)
         span_context = span.get_span_context()
-        recording = span.is_recording()
-        headers = span_headers(span_context)
-        scope[_SCOPE_KEY] = RequestTrace(format(span_context.trace_id, "032x"), headers, recording)
-        response_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
-
-        if not recording:
-            await self.app(scope, receive, _with_headers(send, response_headers))
+        traced = RequestTrace(format(span_context.trace_id, "032x"), span_headers(span_context),
+                              span.is_recording())
+        if not traced.sampled:
+            await self._untraced(scope, receive, send, traced)
             return
+        scope[_SCOPE_KEY] = traced
+        response_headers = _encoded(traced.headers)
 
         async def send_with_context(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -100,6 +96,17 @@ class TracingMiddleware:
             if route is not None:
                 span.update_name(f"{method} {route.path}")
                 span.set_attribute("http.route", route.path)
+
+
+    async def _untraced(self, scope: Scope, receive: Receive, send: Send,
+                        traced: RequestTrace) -> None:
+        """A request whose trace is not kept: its ids travel on, and no span is made."""
+        scope[_SCOPE_KEY] = traced
+        await self.app(scope, receive, _with_headers(send, _encoded(traced.headers)))
+
+
+def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode(), v.encode()) for k, v in headers.items()]
 
 
 def _with_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
