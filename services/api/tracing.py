@@ -14,7 +14,6 @@ from services.common.telemetry import (
     span_headers,
     start_root_span,
     tracer,
-    unsampled_traceparent,
 )
 
 UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -56,12 +55,11 @@ class TracingMiddleware:
             return
         carrier = {k.decode(): v.decode() for k, v in scope["headers"] if k in _CONTEXT_HEADERS}
         drawn = None if carrier else draw_new_trace()
-        if drawn is not None and not drawn[2]:
+        if drawn is not None and not drawn.kept:
             # A new trace that is not kept: its ids, and no span.
-            trace_id, span_id, _ = drawn
-            headers = {"traceparent": unsampled_traceparent(trace_id, span_id)}
-            await self._untraced(scope, receive, send,
-                                 RequestTrace(format(trace_id, "032x"), headers, sampled=False))
+            headers = {"traceparent": drawn.traceparent}
+            await self._untraced(scope, receive, send, RequestTrace(
+                format(drawn.trace_id, "032x"), headers, sampled=False))
             return
         method = scope["method"]
         name = f"{method} {scope['path']}"
@@ -72,7 +70,7 @@ class TracingMiddleware:
             )
         else:
             span = start_root_span(name, SpanKind.SERVER, attributes,
-                                   drawn[0] if drawn else None)
+                                   drawn.trace_id if drawn else None)
         span_context = span.get_span_context()
         traced = RequestTrace(format(span_context.trace_id, "032x"), span_headers(span_context),
                               span.is_recording())

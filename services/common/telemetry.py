@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -126,7 +126,20 @@ def tracer() -> trace.Tracer:
     return _tracer
 
 
-def draw_new_trace() -> tuple[int, int, bool] | None:
+class NewTrace(NamedTuple):
+    """A new trace's ids, and whether the configured sampler keeps it."""
+
+    trace_id: int
+    span_id: int
+    kept: bool
+
+    @property
+    def traceparent(self) -> str:
+        """The W3C ``traceparent`` of a span of this trace, for a trace not kept."""
+        return f"00-{self.trace_id:032x}-{self.span_id:016x}-{_UNSAMPLED:02x}"
+
+
+def draw_new_trace() -> NewTrace | None:
     """A new trace's ids and whether the configured ratio sampler keeps it, decided before
     any span exists; None where the SDK decides (``start_root_span`` then starts it).
 
@@ -137,7 +150,8 @@ def draw_new_trace() -> tuple[int, int, bool] | None:
     if ids is None or bound is None:
         return None
     trace_id = ids.generate_trace_id()
-    return trace_id, ids.generate_span_id(), trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < bound
+    return NewTrace(trace_id, ids.generate_span_id(),
+                    trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < bound)
 
 
 def start_root_span(
@@ -152,11 +166,6 @@ def start_root_span(
         return tracer().start_span(name, context=_EMPTY, kind=kind, attributes=attributes)
     finally:
         _ids.hand_over(None)
-
-
-def unsampled_traceparent(trace_id: int, span_id: int) -> str:
-    """The W3C ``traceparent`` of a span ``draw_new_trace`` did not keep."""
-    return f"00-{trace_id:032x}-{span_id:016x}-{_UNSAMPLED:02x}"
 
 
 def extract(carrier: Mapping[str, str]) -> Context:
@@ -195,10 +204,10 @@ def consumer_span(
     traceparent = headers.get("traceparent")
     if not traceparent:
         drawn = draw_new_trace()
-        if drawn is not None and not drawn[2]:
+        if drawn is not None and not drawn.kept:
             return trace.INVALID_SPAN
         return start_root_span(name, trace.SpanKind.CONSUMER, attributes,
-                               drawn[0] if drawn else None)
+                               drawn.trace_id if drawn else None)
     if _unsampled(traceparent):
         return trace.INVALID_SPAN
     return tracer().start_span(
