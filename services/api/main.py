@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         client = aioredis.Redis.from_pool(pool)
         waiter = TaskWaiter(client)
-        backlog = BacklogExporter(client)
+        backlog = BacklogExporter(client, settings.pool_queues.values())
         app.state.inferq = ApiState(
             settings=settings,
             redis=client,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 
 import redis.asyncio as aioredis
 from prometheus_client import Gauge
@@ -20,7 +21,6 @@ from services.common.metrics import (
     QUEUE_INFLIGHT,
     QUEUE_WAITING,
 )
-from services.common.pools import POOLS
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +65,27 @@ class HttpMetricsMiddleware:
             )
 
 
-async def read_backlog(client: aioredis.Redis) -> dict[str, tuple[int, int]]:
-    """(waiting, in flight) of every pool's queue, in one round trip."""
+async def read_backlog(
+    client: aioredis.Redis, queues: Iterable[str]
+) -> dict[str, tuple[int, int]]:
+    """(waiting, in flight) of each of ``queues``, in one round trip."""
+    ordered = list(dict.fromkeys(queues))
     async with client.pipeline(transaction=False) as pipe:
-        for pool in POOLS.values():
-            pipe.llen(keys.queue_key(pool.queue))
-            pipe.hlen(keys.unacked_key(pool.queue))
+        for queue in ordered:
+            pipe.llen(keys.queue_key(queue))
+            pipe.hlen(keys.unacked_key(queue))
         counts = await pipe.execute()
-    return {pool.queue: (counts[2 * i], counts[2 * i + 1]) for i, pool in enumerate(POOLS.values())}
+    return {queue: (counts[2 * i], counts[2 * i + 1]) for i, queue in enumerate(ordered)}
 
 
 class BacklogExporter:
-    """Refreshes the queue gauges every ``interval`` s, workers or not."""
+    """Refreshes the gauges of the pools' queues every ``interval`` s, workers or not."""
 
-    def __init__(self, client: aioredis.Redis, interval: float = 5.0) -> None:
+    def __init__(
+        self, client: aioredis.Redis, queues: Iterable[str], interval: float = 5.0
+    ) -> None:
         self._client = client
+        self._queues = list(queues)
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
 
@@ -94,7 +100,7 @@ class BacklogExporter:
 
     async def refresh(self) -> None:
         try:
-            backlog = await read_backlog(self._client)
+            backlog = await read_backlog(self._client, self._queues)
         except (RedisError, OSError):
             REDIS_UP.set(0)
             return

@@ -17,7 +17,6 @@ from services.api.waiter import TaskWaiter, Waiter
 from services.common import keys
 from services.common.catalog import ModelMetadata
 from services.common.messages import PREDICT_TASK, build_message
-from services.common.pools import INFERENCE
 from services.common.records import (
     CANCEL_SCRIPT,
     SUBMIT_SCRIPT,
@@ -40,18 +39,19 @@ class TaskService:
     async def submit_prediction(
         self,
         metadata: ModelMetadata,
+        queue: str,
         rows: list[list[Any]],
         return_probabilities: bool,
         wait: float,
         trace: RequestTrace | None = None,
     ) -> dict[str, Any]:
-        """Record and enqueue in one round trip; wait up to ``wait`` s for the result.
+        """Record and enqueue on ``queue`` in one round trip; wait up to ``wait`` s for the
+        result.
 
         ``trace`` is the request's: the record keeps its id, the message carries it on.
         """
         task_id = str(uuid.uuid4())
         now = time.time()
-        queue = INFERENCE.queue
         key = keys.task_key(task_id)
         with self._waiter.watch(task_id) as finished:
             with _enqueue(trace, task_id, metadata.name, queue, len(rows)) as headers:
@@ -91,13 +91,14 @@ class TaskService:
         raw = await self._client.hgetall(key)
         return to_public(task_id, raw) if raw else None
 
-    async def cancel(self, task_id: str) -> tuple[bool, str]:
-        """Whether this call cancelled the task, and its status (``missing`` when unknown)."""
-        cancelled, status = await self._cancel(
+    async def cancel(self, task_id: str) -> tuple[bool, str, str | None]:
+        """Whether this call cancelled the task, its status (``missing`` when unknown) and
+        the queue it was sent to."""
+        cancelled, status, queue = await self._cancel(
             keys=[keys.task_key(task_id)],
             args=[repr(time.time()), self._ttl, keys.TASK_EVENTS_CHANNEL, task_id],
         )
-        return bool(cancelled), status.decode() if isinstance(status, bytes) else str(status)
+        return bool(cancelled), _text(status), _text(queue) if queue else None
 
 
 @contextmanager
@@ -126,6 +127,10 @@ async def _woken(future: Waiter, timeout: float) -> bool:
     """Sleep until ``future`` resolves or ``timeout`` passes; True when it resolved."""
     done, _ = await asyncio.wait({future}, timeout=timeout)
     return bool(done)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _status(raw: dict[Any, Any]) -> str:

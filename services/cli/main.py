@@ -10,7 +10,7 @@ import orjson
 
 from services.cli.bench import add_bench_parser, run_bench
 from services.common.logging import configure_logging
-from services.common.pools import POOLS
+from services.common.pools import POOLS, pool
 from services.common.settings import Settings, get_settings
 
 
@@ -37,7 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, default=8000)
 
     worker = commands.add_parser("worker", help="run one worker pool")
-    worker.add_argument("--pool", required=True, choices=sorted(POOLS))
+    worker.add_argument("--pool", required=True, metavar="NAME",
+                        help=f"the pool's name; one of {', '.join(POOLS)} or a pool of its own "
+                             "with --kind")
+    worker.add_argument("--kind", choices=sorted(POOLS),
+                        help="the kind of work and its defaults (default: the pool's name)")
+    worker.add_argument("--queue", help="the queue it consumes (default: the pool's name)")
     worker.add_argument("--concurrency", type=int, default=1, help="worker processes")
     worker.add_argument(
         "--metrics-port",
@@ -106,7 +111,8 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "up" and args.redis_url:
         import os
 
@@ -130,13 +136,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     if args.command == "worker":
+        try:
+            worker_pool = pool(args.pool, args.kind, args.queue)
+        except ValueError as exc:
+            parser.error(f"worker: {exc}")
         if args.metrics_port:
             from services.worker.metrics_server import prepare_multiprocess_dir
 
             prepare_multiprocess_dir(args.pool)
         from services.worker.main import run_worker
 
-        run_worker(settings, args.pool, args.concurrency, args.metrics_port)
+        run_worker(settings, worker_pool, args.concurrency, args.metrics_port)
         return 0
     if args.command == "bench":
         return run_bench(args)

@@ -1,15 +1,26 @@
-"""Worker pools and their queues: the one place that names them."""
+"""Worker pools, their kinds and their queues: the one place that names them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
+
+#: A pool's or a queue's name: it becomes part of Kubernetes object names and Redis keys.
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
 
 @dataclass(frozen=True)
 class PoolSpec:
-    """Defaults of one worker pool; each pool consumes the Celery queue of its own name."""
+    """One worker pool: its name, the queue it consumes, and its kind's defaults.
+
+    The kind (``inference``, ``batch`` or ``training``) fixes the defaults below. By default
+    a pool is named after its kind and consumes the queue of its own name; a deployment may
+    run more pools of a kind, each on a queue of its own (see ``pool``).
+    """
 
     name: str
+    kind: str
+    queue: str
     soft_time_limit: float
     hard_time_limit: float
     #: Micro-batching: rows one model call may take, and how long a lone task waits for
@@ -22,20 +33,19 @@ class PoolSpec:
     prefetch_per_child: int = 1
 
     @property
-    def queue(self) -> str:
-        return self.name
-
-    @property
     def default_visibility_timeout(self) -> float:
         # Above the hard limit, so a live task is never handed to a second worker.
         return self.hard_time_limit + 60
 
 
-INFERENCE = PoolSpec("inference", soft_time_limit=50, hard_time_limit=60,
-                     batch_max_rows=256, batch_max_wait_ms=0.0, prefetch_per_child=128)
-BATCH = PoolSpec("batch", soft_time_limit=1740, hard_time_limit=1800)
-TRAINING = PoolSpec("training", soft_time_limit=10740, hard_time_limit=10800)
+INFERENCE = PoolSpec("inference", "inference", "inference", soft_time_limit=50,
+                     hard_time_limit=60, batch_max_rows=256, batch_max_wait_ms=0.0,
+                     prefetch_per_child=128)
+BATCH = PoolSpec("batch", "batch", "batch", soft_time_limit=1740, hard_time_limit=1800)
+TRAINING = PoolSpec("training", "training", "training", soft_time_limit=10740,
+                    hard_time_limit=10800)
 
+#: The kinds, which are also the default pools.
 POOLS: dict[str, PoolSpec] = {p.name: p for p in (INFERENCE, BATCH, TRAINING)}
 
 
@@ -43,4 +53,16 @@ def get_pool(name: str) -> PoolSpec:
     try:
         return POOLS[name]
     except KeyError:
-        raise ValueError(f"unknown pool {name!r}; known pools: {', '.join(POOLS)}") from None
+        raise ValueError(f"unknown pool kind {name!r}; known kinds: {', '.join(POOLS)}") from None
+
+
+def pool(name: str, kind: str | None = None, queue: str | None = None) -> PoolSpec:
+    """The pool ``name``: of ``kind`` (default: the kind named ``name``), consuming
+    ``queue`` (default: the queue named after the pool)."""
+    for label, value in (("pool", name), ("queue", queue)):
+        if value is not None and not NAME_PATTERN.match(value):
+            raise ValueError(f"{label} name {value!r} must be lowercase letters, digits and "
+                             "dashes, starting with a letter, at most 40 characters")
+    if kind is None and name not in POOLS:
+        raise ValueError(f"pool {name!r} is not a kind ({', '.join(POOLS)}): give its kind")
+    return replace(get_pool(kind or name), name=name, queue=queue or name)

@@ -72,15 +72,16 @@ redis.call('PUBLISH', ARGV[6], event)
 return ARGV[1]
 """
 
-# KEYS[1] record; ARGV: now, ttl, channel, task id. Returns {cancelled now?, status}.
+# KEYS[1] record; ARGV: now, ttl, channel, task id. Returns {cancelled now?, status, queue}.
 CANCEL_SCRIPT = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {0, 'missing'} end
-if status ~= 'queued' then return {0, status} end
+local found = redis.call('HMGET', KEYS[1], 'status', 'queue')
+local status, queue = found[1], found[2] or ''
+if not status then return {0, 'missing', queue} end
+if status ~= 'queued' then return {0, status, queue} end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
-return {1, 'cancelled'}
+return {1, 'cancelled', queue}
 """
 
 

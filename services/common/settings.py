@@ -9,6 +9,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.pools import NAME_PATTERN, POOLS
+
 
 def _default_model_store() -> Path:
     return Path.home() / ".inferq" / "models"
@@ -35,6 +37,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
     max_wait_seconds: float = Field(30.0, ge=0)
 
+    # -- Routing: which queue a prediction goes to, and the pools the API reports.
+    # Predictions go to ``predict_queue`` unless ``model_queues`` routes their model
+    # elsewhere (a JSON object, model name to queue).
+    predict_queue: str = "inference"
+    model_queues: dict[str, str] = Field(default_factory=dict)
+    # The pools of the deployment (a JSON object, pool name to queue): their backlog is
+    # exported and reported by ``GET /v1/pools``.
+    pool_queues: dict[str, str] = Field(default_factory=lambda: {p: p for p in POOLS})
+
     # -- Worker: per-pool defaults from services.common.pools apply where these are unset.
     soft_time_limit: float | None = Field(None, gt=0)
     hard_time_limit: float | None = Field(None, gt=0)
@@ -56,6 +67,23 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: str) -> str:
         return value.upper()
 
+    @field_validator("predict_queue")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        _check_queue(value)
+        return value
+
+    @field_validator("model_queues", "pool_queues")
+    @classmethod
+    def _queue_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for queue in value.values():
+            _check_queue(queue)
+        return value
+
+    def queue_for(self, model: str) -> str:
+        """The queue a prediction of ``model`` is sent to."""
+        return self.model_queues.get(model, self.predict_queue)
+
     @property
     def broker_url(self) -> str:
         """The Redis URL with the password from ``INFERQ_REDIS_PASSWORD`` merged in."""
@@ -76,6 +104,12 @@ class Settings(BaseSettings):
             return self.broker_url
         host = parts.netloc.rsplit("@", 1)[-1]
         return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def _check_queue(name: str) -> None:
+    if not NAME_PATTERN.match(name):
+        raise ValueError(f"queue name {name!r} must be lowercase letters, digits and dashes, "
+                         "starting with a letter, at most 40 characters")
 
 
 @lru_cache(maxsize=1)

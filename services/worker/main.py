@@ -9,7 +9,7 @@ from typing import Any
 from celery import signals
 
 from services.common.metrics import WORKER_PROCESSES
-from services.common.pools import get_pool
+from services.common.pools import PoolSpec
 from services.common.settings import Settings
 from services.common.telemetry import init_tracing, shutdown_tracing
 from services.worker.celery_app import create_celery_app
@@ -19,10 +19,9 @@ from services.worker.tasks import register_tasks
 log = logging.getLogger(__name__)
 
 
-def run_worker(settings: Settings, pool_name: str, concurrency: int, metrics_port: int) -> None:
-    pool = get_pool(pool_name)
+def run_worker(settings: Settings, pool: PoolSpec, concurrency: int, metrics_port: int) -> None:
     app = create_celery_app(settings, pool)
-    register_tasks(app, settings, pool.queue)
+    register_tasks(app, settings, pool)
 
     # Tracing starts in each child after the fork (an exporter thread does not survive
     # fork), and is flushed when the child exits.
@@ -43,7 +42,8 @@ def run_worker(settings: Settings, pool_name: str, concurrency: int, metrics_por
         serve_metrics(metrics_port)
     log.info(
         "worker starting",
-        extra={"pool": pool.name, "concurrency": concurrency, "redis": settings.redis_url_redacted},
+        extra={"pool": pool.name, "kind": pool.kind, "queue": pool.queue,
+               "concurrency": concurrency, "redis": settings.redis_url_redacted},
     )
     app.worker_main([
         "worker",

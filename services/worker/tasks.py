@@ -15,7 +15,7 @@ from opentelemetry import trace
 
 from ml.store import ModelCache
 from services.common.messages import PREDICT_TASK
-from services.common.pools import get_pool
+from services.common.pools import PoolSpec
 from services.common.records import Status
 from services.common.settings import Settings
 from services.common.telemetry import consumer_span
@@ -122,13 +122,11 @@ def _seconds_per_row(outcomes: list[Outcome]) -> dict[str, float]:
     return {key: (end - start) / max(1, rows) for key, (start, end, rows) in spans.items()}
 
 
-def register_tasks(app: Celery, settings: Settings, queue: str) -> None:
+def register_tasks(app: Celery, settings: Settings, pool: PoolSpec) -> None:
     """Register inferq's tasks on ``app``; they read ``settings`` when they first run."""
+    limits = BatchLimits.for_pool(settings, pool)
 
-    # Queues are named after their pools.
-    limits = BatchLimits.for_pool(settings, get_pool(queue))
-
-    @app.task(name=PREDICT_TASK, bind=True, base=ExecutorTask, settings=settings, queue=queue,
+    @app.task(name=PREDICT_TASK, bind=True, base=ExecutorTask, settings=settings, queue=pool.queue,
               batch_limits=limits)
     def predict_task(self: ExecutorTask, **kwargs: Any) -> None:
         request = PredictRequest.from_kwargs(kwargs)
@@ -138,7 +136,7 @@ def register_tasks(app: Celery, settings: Settings, queue: str) -> None:
             {
                 "inferq.task_id": request.task_id,
                 "inferq.model": request.model,
-                "messaging.destination.name": queue,
+                "messaging.destination.name": pool.queue,
             },
         )
         try:

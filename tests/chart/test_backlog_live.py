@@ -16,7 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from chart.manifests import backlog_terms, scaled_objects, scenario_objects
+from chart.manifests import (
+    argv,
+    backlog_terms,
+    scaled_objects,
+    scenario_objects,
+    worker_deployments,
+)
 from processes import service_env, start_api, start_worker
 
 from services.cli.redis_server import free_port
@@ -111,23 +117,39 @@ def enqueue(client: redis.Redis, queue: str, model: str, row: list[float]) -> st
     return task_id
 
 
-@pytest.mark.parametrize("pool", ["batch", "training"])
+def _worker_options(scenario: str, pool: str) -> tuple[str, tuple[str, ...]]:
+    """The queue a pool's rendered worker consumes, and its --kind and --queue options."""
+    (container,) = worker_deployments(scenario_objects(scenario))[pool]["spec"]["template"][
+        "spec"]["containers"]
+    args = argv(container)
+    queue = args[args.index("--queue") + 1]
+    return queue, ("--kind", args[args.index("--kind") + 1], "--queue", queue)
+
+
+@pytest.mark.parametrize(("scenario", "pool"), [
+    ("default", "batch"),
+    ("default", "training"),
+    # A queue named apart from its pool, and an added pool.
+    ("production", "training"),
+    ("production", "inference-large"),
+])
 def test_backlog_of_the_other_pools_counts_held_tasks(
-    redis_server, model_store: Path, tmp_path: Path, pool: str  # type: ignore[no-untyped-def]
+    redis_server, model_store: Path, tmp_path: Path, scenario: str, pool: str  # type: ignore[no-untyped-def]
 ) -> None:
     client = redis_server.client()
     client.flushdb()
     env = service_env(redis_server.url, model_store)
-    worker = start_worker(env, tmp_path, pool=pool, concurrency=2)
+    queue, options = _worker_options(scenario, pool)
+    worker = start_worker(env, tmp_path, pool=pool, concurrency=2, extra=options)
     try:
-        ids = [enqueue(client, pool, "sleepy", [1.5, i]) for i in range(5)]
+        ids = [enqueue(client, queue, "sleepy", [1.5, i]) for i in range(5)]
         deadline = time.monotonic() + 15
         previous = -1
-        while (held := client.hlen(keys.unacked_key(pool))) < 2 or held != previous:
+        while (held := client.hlen(keys.unacked_key(queue))) < 2 or held != previous:
             assert time.monotonic() < deadline, "the worker never settled"
             previous = held
             time.sleep(0.2)
-        backlog, values = keda_backlog(client, scaled_objects(scenario_objects("default"))[pool])
+        backlog, values = keda_backlog(client, scaled_objects(scenario_objects(scenario))[pool])
         statuses = [client.hget(keys.task_key(i), "status") for i in ids]
         deadline = time.monotonic() + 30
         while any(client.hget(keys.task_key(i), "status") != b"succeeded" for i in ids):

@@ -57,7 +57,10 @@ def test_schema_is_closed_at_every_level() -> None:
     [
         ({"replicaCount": 3}, "replicaCount"),
         ({"workers": {"pools": {"inference": {"concurency": 4}}}}, "concurency"),
-        ({"workers": {"pools": {"gpu": {"concurrency": 1}}}}, "gpu"),
+        ({"workers": {"pools": {"gpu": {"concurrency": 1}}}}, "/workers/pools/gpu"),
+        ({"workers": {"pools": {"gpu": {"kind": "gpu"}}}}, "/workers/pools/gpu/kind"),
+        ({"workers": {"pools": {"GPU_pool": {"kind": "training"}}}}, "GPU_pool"),
+        ({"workers": {"pools": {"batch": {"queue": "Batch Jobs"}}}}, "/workers/pools/batch/queue"),
         ({"api": {"replicas": -1}}, "/api/replicas"),
         ({"workers": {"pools": {"batch": {"replicas": -2}}}}, "/workers/pools/batch/replicas"),
         ({"workers": {"pools": {"batch": {"concurrency": 0}}}}, "concurrency"),
@@ -87,6 +90,23 @@ def test_schema_refuses_bad_values(values: dict[str, Any], complaint: str) -> No
             "workers.pools.training.autoscaling",
         ),
         ({"redis": {"auth": {"password": "p", "existingSecret": "s"}}}, "redis.auth"),
+        (
+            {"workers": {"pools": {"gpu": {"kind": "training", "queue": "training"}}}},
+            'workers.pools.training.queue: pool gpu consumes queue "training" already',
+        ),
+        (
+            {"workers": {"pools": {"batch": {"models": ["iris"]}}}},
+            "workers.pools.batch.models: only a pool of kind inference",
+        ),
+        (
+            {"workers": {"pools": {"a": {"kind": "inference", "models": ["iris"]},
+                                   "b": {"kind": "inference", "models": ["iris"]}}}},
+            'workers.pools.b.models: model "iris" is served by pool a already',
+        ),
+        (
+            {"workers": {"pools": {"training": None, "gpu": {"kind": "training"}}}},
+            "workers.pools.gpu: set concurrency, timeLimits and autoscaling",
+        ),
     ],
 )
 def test_render_refuses_inconsistent_values(values: dict[str, Any], complaint: str) -> None:

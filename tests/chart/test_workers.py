@@ -22,13 +22,32 @@ from chart.manifests import (
 
 from services.common import keys
 from services.common.pools import POOLS
+from services.common.settings import Settings
 
 METRICS_PORT = 9808
 
 
 def _pools(scenario: str) -> dict[str, dict]:
-    merged = chart().merge_values(scenario_values(scenario))
-    return {name: spec for name, spec in merged["workers"]["pools"].items() if spec["enabled"]}
+    """The scenario's enabled pools as values give them, with kind and queue resolved."""
+    merged = chart().merge_values(scenario_values(scenario))["workers"]["pools"]
+    pools = {}
+    for name, spec in merged.items():
+        kind = spec.get("kind") or name
+        # An added pool takes its kind's pool's settings for what it does not set.
+        base = {k: v for k, v in merged[kind].items() if k not in ("enabled", "queue", "models")}
+        resolved = spec if kind == name else _merged(base, spec)
+        if resolved.get("enabled", True):
+            pools[name] = {**resolved, "kind": kind, "queue": spec.get("queue") or name}
+    return pools
+
+
+def _merged(base: dict, override: dict) -> dict:
+    """``override`` over ``base``, maps merged key by key as Helm's mergeOverwrite does."""
+    out = dict(base)
+    for key, value in override.items():
+        both_maps = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both_maps else value
+    return out
 
 
 def test_chart_defaults_match_the_pools_of_the_code() -> None:
@@ -52,7 +71,8 @@ def test_each_pool_runs_its_own_worker_command(scenario: str) -> None:
         (worker,) = deployment["spec"]["template"]["spec"]["containers"]
         concurrency = str(pools[pool]["concurrency"])
         assert argv(worker) == [
-            "inferq", "worker", "--pool", pool, "--concurrency", concurrency,
+            "inferq", "worker", "--pool", pool, "--kind", pools[pool]["kind"],
+            "--queue", pools[pool]["queue"], "--concurrency", concurrency,
             "--metrics-port", str(METRICS_PORT),
         ]  # fmt: skip
 
@@ -105,7 +125,8 @@ def test_each_scaled_object_counts_its_pools_backlog(scenario: str) -> None:
         spec = scaled_object["spec"]
         assert spec["scaleTargetRef"]["name"] == component_name(f"worker-{pool}")
         terms, formula = backlog_terms(scaled_object)
-        assert terms == [("waiting", keys.queue_key(pool)), ("inflight", keys.unacked_key(pool))]
+        queue = pools[pool]["queue"]
+        assert terms == [("waiting", keys.queue_key(queue)), ("inflight", keys.unacked_key(queue))]
         assert formula.replace(" ", "") == "waiting+inflight"
         scaling = pools[pool]["autoscaling"]
         modifiers = spec["advanced"]["scalingModifiers"]
@@ -165,3 +186,43 @@ def test_external_tls_redis_reaches_keda_with_tls() -> None:
             assert trigger["metadata"]["address"] == "master.inferq.cache.example.com:6380"
             assert trigger["metadata"]["enableTLS"] == "true"
             assert trigger["metadata"]["databaseIndex"] == "0"
+
+
+def test_an_added_pool_takes_its_kinds_settings_and_its_own() -> None:
+    manifests = scenario_objects("production")
+    large = worker_deployments(manifests)["inference-large"]
+    pod = large["spec"]["template"]["spec"]
+    (worker,) = pod["containers"]
+    variables = env(worker)
+    # Its own settings...
+    assert argv(worker)[2:8] == ["--pool", "inference-large", "--kind", "inference",
+                                 "--queue", "inference-large"]
+    assert worker["resources"]["limits"]["memory"] == "8Gi"
+    assert pod["nodeSelector"] == {"inferq.io/node-class": "highmem"}
+    # ...and, where it sets none, the inference pool's.
+    assert variables["INFERQ_BATCH_MAX_ROWS"]["value"] == "512"
+    assert variables["INFERQ_HARD_TIME_LIMIT"]["value"] == "60"
+    scaling = scaled_objects(manifests)["inference-large"]["spec"]
+    assert (scaling["minReplicaCount"], scaling["maxReplicaCount"]) == (0, 4)
+    assert scaling["advanced"]["scalingModifiers"]["target"] == "64"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_the_api_sends_each_model_to_the_pool_that_serves_it(
+    scenario: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pools = _pools(scenario)
+    api = named(scenario_objects(scenario), "Deployment", component_name("api"))
+    variables = env(api["spec"]["template"]["spec"]["containers"][0])
+    for name in ("INFERQ_PREDICT_QUEUE", "INFERQ_MODEL_QUEUES", "INFERQ_POOL_QUEUES"):
+        monkeypatch.setenv(name, variables[name]["value"])
+    # The chart's values as the code reads them.
+    settings = Settings()
+    assert settings.pool_queues == {name: spec["queue"] for name, spec in pools.items()}
+    assert settings.predict_queue == pools["inference"]["queue"]
+    served = {model: name for name, spec in pools.items() for model in spec.get("models", [])}
+    for model in ("iris", "breast-cancer", "diabetes"):
+        assert settings.queue_for(model) == pools[served.get(model, "inference")]["queue"]
+    if scenario == "production":
+        assert settings.queue_for("breast-cancer") == "inference-large"
+        assert settings.pool_queues["training"] == "training-gpu"

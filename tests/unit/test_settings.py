@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from services.common.settings import Settings
 
@@ -39,4 +40,36 @@ def test_password_in_url_is_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_predictions_go_to_their_models_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERQ_PREDICT_QUEUE", "online")
+    monkeypatch.setenv("INFERQ_MODEL_QUEUES", '{"big-forest": "inference-large"}')
+    settings = Settings()
+    assert settings.queue_for("big-forest") == "inference-large"
+    assert settings.queue_for("iris") == "online"
+
+
+def test_pools_default_to_the_three_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INFERQ_POOL_QUEUES", raising=False)
+    assert Settings().pool_queues == {"inference": "inference", "batch": "batch",
+                                      "training": "training"}
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("INFERQ_PREDICT_QUEUE", "Online Queue"),
+    ("INFERQ_MODEL_QUEUES", '{"iris": "inferq:task:x"}'),
+    ("INFERQ_POOL_QUEUES", '{"gpu": ""}'),
+])
+def test_bad_queue_names_are_refused(monkeypatch: pytest.MonkeyPatch, name: str,
+                                     value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=name.removeprefix("INFERQ_").lower()):
+        Settings()
+
+
+def test_a_queue_map_that_is_not_json_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERQ_POOL_QUEUES", "inference")
+    with pytest.raises(SettingsError, match="pool_queues"):
         Settings()

@@ -103,17 +103,68 @@ Service account of the worker pods.
 {{- end }}
 
 {{/*
+The worker pools, resolved, as JSON (read with fromJson): name to settings, each with its
+kind (default: its name), its queue (default: its name), its models and whether it is
+enabled (default: true). A pool that is not one of the three kinds starts from the
+settings of its kind's pool and overrides what it sets; it never inherits that pool's
+enabled, queue or models. The code's copy is services/common/pools.py.
+*/}}
+{{- define "inferq.workerPools" -}}
+{{- $all := .Values.workers.pools }}
+{{- $pools := dict }}
+{{- range $name, $spec := $all }}
+{{- $spec = $spec | default dict }}
+{{- $kind := $spec.kind | default $name }}
+{{- $resolved := deepCopy $spec }}
+{{- if and (ne $kind $name) (get $all $kind) }}
+{{- $resolved = mergeOverwrite (omit (deepCopy (get $all $kind)) "enabled" "queue" "models") $resolved }}
+{{- end }}
+{{- $_ := set $resolved "kind" $kind }}
+{{- $_ = set $resolved "queue" ($spec.queue | default $name) }}
+{{- $_ = set $resolved "models" ($spec.models | default list) }}
+{{- $_ = set $resolved "enabled" (ternary $spec.enabled true (hasKey $spec "enabled")) }}
+{{- $_ = set $pools $name $resolved }}
+{{- end }}
+{{- toJson $pools }}
+{{- end }}
+
+{{/*
+Routing for the API, as JSON environment values (services/common/settings.py): the queue
+predictions go to (the inference pool's), the queue of each model an enabled pool claims,
+and the queue of every enabled pool.
+*/}}
+{{- define "inferq.routingEnv" -}}
+{{- $pools := include "inferq.workerPools" . | fromJson }}
+{{- $modelQueues := dict }}
+{{- $poolQueues := dict }}
+{{- range $name, $spec := $pools }}
+{{- if $spec.enabled }}
+{{- $_ := set $poolQueues $name $spec.queue }}
+{{- range $spec.models }}
+{{- $_ := set $modelQueues . $spec.queue }}
+{{- end }}
+{{- end }}
+{{- end }}
+- name: INFERQ_PREDICT_QUEUE
+  value: {{ (get $pools "inference" | default dict).queue | default "inference" | quote }}
+- name: INFERQ_MODEL_QUEUES
+  value: {{ toJson $modelQueues | quote }}
+- name: INFERQ_POOL_QUEUES
+  value: {{ toJson $poolQueues | quote }}
+{{- end }}
+
+{{/*
 Redis key names: the chart's one copy of services/common/keys.py, which defines them for
 the code. KEDA counts both keys of a pool (see worker-scaledobject.yaml).
-The queue of a pool: the Redis list named after it (keys.queue_key). Call with the pool.
+A queue: the Redis list of that name (keys.queue_key). Call with the queue.
 */}}
 {{- define "inferq.keys.queue" -}}
 {{- . }}
 {{- end }}
 
 {{/*
-What a pool's workers hold, reserved or running: a Redis hash (keys.unacked_key).
-Call with the pool.
+What the workers of a queue hold, reserved or running: a Redis hash (keys.unacked_key).
+Call with the queue.
 */}}
 {{- define "inferq.keys.unacked" -}}
 {{- printf "inferq:unacked:%s" . }}
@@ -391,12 +442,36 @@ Checks across values that values.schema.json cannot express; fails the render wi
 message naming the key to fix.
 */}}
 {{- define "inferq.validateValues" -}}
-{{- range $pool, $spec := .Values.workers.pools }}
+{{- $kinds := list "inference" "batch" "training" }}
+{{- $queues := dict }}
+{{- $models := dict }}
+{{- range $pool, $spec := include "inferq.workerPools" . | fromJson }}
+{{- if not (has $spec.kind $kinds) }}
+{{- fail (printf "workers.pools.%s: %q is not a kind of pool; set kind to one of %s" $pool $spec.kind (join ", " $kinds)) }}
+{{- end }}
+{{- if not (and $spec.concurrency $spec.timeLimits $spec.autoscaling) }}
+{{- fail (printf "workers.pools.%s: set concurrency, timeLimits and autoscaling (there is no %s pool to take them from)" $pool $spec.kind) }}
+{{- end }}
 {{- if ge (int $spec.timeLimits.soft) (int $spec.timeLimits.hard) }}
 {{- fail (printf "workers.pools.%s.timeLimits: soft (%v) must be below hard (%v)" $pool $spec.timeLimits.soft $spec.timeLimits.hard) }}
 {{- end }}
 {{- if gt (int $spec.autoscaling.minReplicas) (int $spec.autoscaling.maxReplicas) }}
 {{- fail (printf "workers.pools.%s.autoscaling: minReplicas (%v) exceeds maxReplicas (%v)" $pool $spec.autoscaling.minReplicas $spec.autoscaling.maxReplicas) }}
+{{- end }}
+{{- if and $spec.models (ne $spec.kind "inference") }}
+{{- fail (printf "workers.pools.%s.models: only a pool of kind inference serves predictions" $pool) }}
+{{- end }}
+{{- if $spec.enabled }}
+{{- with get $queues $spec.queue }}
+{{- fail (printf "workers.pools.%s.queue: pool %s consumes queue %q already; give each pool a queue of its own (each pool's autoscaler counts its whole queue)" $pool . $spec.queue) }}
+{{- end }}
+{{- $_ := set $queues $spec.queue $pool }}
+{{- range $model := $spec.models }}
+{{- with get $models $model }}
+{{- fail (printf "workers.pools.%s.models: model %q is served by pool %s already" $pool $model .) }}
+{{- end }}
+{{- $_ := set $models $model $pool }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if and .Values.api.autoscaling.enabled (gt (int .Values.api.autoscaling.minReplicas) (int .Values.api.autoscaling.maxReplicas)) }}

@@ -18,7 +18,6 @@ from services.api.responses import json_response
 from services.api.tracing import request_trace
 from services.api.validation import check_rows, parse_predict_body
 from services.common.metrics import TASKS_SUBMITTED
-from services.common.pools import INFERENCE
 from services.common.records import TERMINAL
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -61,10 +60,11 @@ async def predict(request: Request, model: str) -> Response:
     body = parse_predict_body(raw, state.settings.max_rows)
     metadata = resolve_model(state, model, body.version)
     rows = check_rows(body.instances, metadata)
+    queue = state.settings.queue_for(metadata.name)
     task = await state.tasks.submit_prediction(
-        metadata, rows, body.return_probabilities, wait, request_trace(request.scope)
+        metadata, queue, rows, body.return_probabilities, wait, request_trace(request.scope)
     )
-    TASKS_SUBMITTED.labels(metadata.name, INFERENCE.queue).inc()
+    TASKS_SUBMITTED.labels(metadata.name, queue).inc()
     location = f"/v1/tasks/{task['task_id']}"
     status = 200 if task["status"] in TERMINAL else 202
     return json_response(task, status, {"Location": location})

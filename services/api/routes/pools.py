@@ -14,13 +14,15 @@ router = APIRouter(prefix="/v1/pools", tags=["pools"])
 
 @router.get("")
 async def list_pools(state: StateDep) -> dict[str, Any]:
-    backlog = await read_backlog(state.redis)
+    pool_queues = state.settings.pool_queues
+    backlog = await read_backlog(state.redis, pool_queues.values())
     replicas = await state.cluster.replicas() if state.cluster is not None else None
     pools = []
-    for queue, (waiting, inflight) in backlog.items():
-        found = replicas.get(queue) if replicas is not None else None
+    for name, queue in pool_queues.items():
+        waiting, inflight = backlog[queue]
+        found = replicas.get(name) if replicas is not None else None
         pools.append({
-            "name": queue,
+            "name": name,
             "queue": queue,
             "waiting": waiting,
             "inflight": inflight,

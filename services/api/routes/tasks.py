@@ -11,7 +11,6 @@ from services.api.errors import TaskNotCancellable, TaskNotFound
 from services.api.openapi import CANCEL_RESPONSES, TASK_RESPONSES, WAIT_PARAMETER
 from services.api.responses import json_response
 from services.common.metrics import TASKS_FINISHED
-from services.common.pools import INFERENCE
 from services.common.records import Status
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
@@ -40,7 +39,7 @@ async def get_task(request: Request, task_id: str) -> Response:
 
 @router.delete("/{task_id}", responses=CANCEL_RESPONSES)
 async def cancel_task(state: StateDep, task_id: str) -> dict[str, Any]:
-    cancelled, outcome = await state.tasks.cancel(task_id)
+    cancelled, outcome, queue = await state.tasks.cancel(task_id)
     if outcome == "missing":
         raise _not_found(task_id)
     if not cancelled:
@@ -51,5 +50,5 @@ async def cancel_task(state: StateDep, task_id: str) -> dict[str, Any]:
     task = await state.tasks.get(task_id)
     if task is None:
         raise _not_found(task_id)
-    TASKS_FINISHED.labels(task["model"], INFERENCE.queue, Status.CANCELLED.value).inc()
+    TASKS_FINISHED.labels(task["model"], queue or "unknown", Status.CANCELLED.value).inc()
     return task

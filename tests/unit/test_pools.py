@@ -1,0 +1,31 @@
+"""Worker pools: a pool is named, has a kind whose defaults it takes, and consumes a queue."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.pools import INFERENCE, TRAINING, pool
+
+
+def test_a_default_pool_is_its_kind_on_the_queue_of_its_name() -> None:
+    assert pool("inference") == INFERENCE
+    assert (INFERENCE.name, INFERENCE.kind, INFERENCE.queue) == ("inference",) * 3
+
+
+def test_an_added_pool_takes_its_kinds_defaults() -> None:
+    gpu = pool("training-gpu", kind="training")
+    assert (gpu.name, gpu.kind, gpu.queue) == ("training-gpu", "training", "training-gpu")
+    assert gpu.hard_time_limit == TRAINING.hard_time_limit
+    assert pool("inference", queue="online").queue == "online"
+
+
+@pytest.mark.parametrize(("args", "complaint"), [
+    (("gpu", None, None), "pool 'gpu' is not a kind (inference, batch, training): give its kind"),
+    (("gpu", "serving", None), "unknown pool kind 'serving'"),
+    (("GPU", "training", None), "pool name 'GPU' must be lowercase"),
+    (("gpu", "training", "gpu jobs"), "queue name 'gpu jobs' must be lowercase"),
+])
+def test_bad_pools_are_refused_by_name(args: tuple[str, str | None, str | None],
+                                       complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint.replace("(", r"\(").replace(")", r"\)")):
+        pool(*args)
