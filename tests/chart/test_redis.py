@@ -8,7 +8,9 @@ from urllib.parse import urlsplit
 import pytest
 from chart.manifests import (
     NAMESPACE,
+    RELEASE,
     SCENARIOS,
+    chart,
     component_name,
     env,
     named,
@@ -18,6 +20,7 @@ from chart.manifests import (
     render,
     scenario_objects,
 )
+from kube_stub import CORE_V1, StubKubernetes
 
 REDIS = component_name("redis")
 
@@ -67,6 +70,34 @@ def test_password_is_generated_once_into_the_charts_secret() -> None:
     secret = named(scenario_objects("default"), "Secret", REDIS)
     password = base64.b64decode(secret["data"]["redis-password"]).decode()
     assert len(password) == 32 and password.isalnum()
+
+
+@pytest.mark.parametrize("live", [None, b"kept-across-upgrades"])
+def test_an_upgrade_keeps_the_generated_password(live: bytes | None) -> None:
+    """``lookup`` against a stub API server: an upgrade reads the live Secret's password
+    back; with no Secret yet (a first install) a new one is generated."""
+    import helm_python
+
+    path = f"/api/v1/namespaces/{NAMESPACE}/secrets/{REDIS}"
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+              "metadata": {"name": REDIS, "namespace": NAMESPACE},
+              "data": {"redis-password": base64.b64encode(live or b"").decode()}}
+    stub = StubKubernetes(lambda p: CORE_V1 if p == "/api/v1" else
+                          secret if p == path and live else None)
+    try:
+        cluster = helm_python.Config(kube_apiserver=stub.url, kube_token="t",
+                                     namespace=NAMESPACE)
+        rendered = cluster.render(chart(), {}, name=RELEASE, namespace=NAMESPACE,
+                                  is_upgrade=live is not None, is_install=live is None)
+    finally:
+        stub.close()
+    assert path in [p.split("?")[0] for p in stub.requests]
+    kept = named(objects(rendered), "Secret", REDIS)["data"]["redis-password"]
+    password = base64.b64decode(kept)
+    if live:
+        assert password == live
+    else:
+        assert len(password) == 32 and password.isalnum()
 
 
 def test_password_from_values_lands_in_the_secret() -> None:

@@ -6,15 +6,13 @@ Deployment list at the HTTP boundary, reached through an ordinary kubeconfig.
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from kube_stub import StubKubernetes
 from processes import ServiceProcess, service_env, start_api
 
 from services.cli.redis_server import free_port
@@ -32,46 +30,13 @@ def deployment(pool: str, desired: int, ready: int | None) -> dict:
     }
 
 
-class StubKubernetes:
-    def __init__(self) -> None:
-        self.requests: list[str] = []
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                stub.requests.append(self.path)
-                body = json.dumps({
-                    "kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": {},
-                    "items": [deployment("inference", 3, 2), deployment("batch", 0, None)],
-                }).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def kubeconfig(self, path: Path) -> Path:
-        url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        path.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "stub",
-            "clusters": [{"name": "stub", "cluster": {"server": url}}],
-            "users": [{"name": "stub", "user": {"token": "t"}}],
-            "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "stub"}}],
-        }))
-        return path
-
-
 @pytest.fixture
 def stub() -> Iterator[StubKubernetes]:
-    stub = StubKubernetes()
+    items = [deployment("inference", 3, 2), deployment("batch", 0, None)]
+    stub = StubKubernetes(lambda _: {"kind": "DeploymentList", "apiVersion": "apps/v1",
+                                     "metadata": {}, "items": items})
     yield stub
-    stub.server.shutdown()
+    stub.close()
 
 
 def test_pools_outside_a_cluster(client: httpx.Client, redis_server) -> None:  # type: ignore[no-untyped-def]
