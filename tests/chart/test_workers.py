@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from chart.manifests import (
+    CHART_DIR,
     SCENARIOS,
     argv,
     backlog_terms,
@@ -21,7 +24,7 @@ from chart.manifests import (
 )
 
 from services.common import keys
-from services.common.pools import POOLS
+from services.common.pools import NAME_PATTERN, POOLS
 from services.common.settings import Settings
 
 METRICS_PORT = 9808
@@ -226,3 +229,11 @@ def test_the_api_sends_each_model_to_the_pool_that_serves_it(
     if scenario == "production":
         assert settings.queue_for("breast-cancer") == "inference-large"
         assert settings.pool_queues["training"] == "training-gpu"
+
+
+def test_the_schema_names_pools_as_the_code_does() -> None:
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    pools = schema["properties"]["workers"]["properties"]["pools"]
+    assert pools["propertyNames"]["pattern"] == NAME_PATTERN.pattern
+    kind = schema["definitions"]["pool"]["properties"]["kind"]
+    assert set(kind["enum"]) == {"", *POOLS}
