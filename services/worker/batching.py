@@ -108,6 +108,7 @@ class Batcher:
     def __init__(self, task: BatchedTask, consumer: Any) -> None:
         self._task = task
         self._pool = consumer.pool
+        self._write_now = _immediate_writer(consumer)
         self._timer = consumer.timer
         self._limits = task.batch_limits
         self._soft_timeout = task.soft_time_limit or task.app.conf.task_soft_time_limit
@@ -195,6 +196,7 @@ class Batcher:
             soft_timeout=self._soft_timeout,
             timeout=self._hard_timeout,
         )
+        self._write_now()
 
     def _learn(self, costs: Any) -> None:
         for key, seconds in (costs or {}).items():
@@ -219,6 +221,33 @@ class Batcher:
         # A lost child or an unexpected error: the tasks run again elsewhere. Their
         # records count attempts, so a task that keeps killing workers fails in the end.
         reject_all(messages, self._errors)
+
+
+def _immediate_writer(consumer: Any) -> Callable[[], None]:
+    """What writes the pool's queued jobs to its idle children at once.
+
+    The prefork pool queues a job and writes it when the event loop next finds a child's
+    pipe writable: after the rest of this turn (the broker's replies read, its next BRPOP
+    sent) and one more poll. Calling the loop's own write handler with the idle children's
+    pipes writes the job while the turn goes on, so the child starts meanwhile. A pipe
+    that cannot take the job whole is finished by the loop as usual. Pools without that
+    machinery keep their own pace.
+    """
+    pool: Any = getattr(consumer.pool, "_pool", None)
+    hub = getattr(consumer, "hub", None)
+    inqueues = getattr(pool, "_all_inqueues", None)
+    busy = getattr(pool, "_active_writes", None)
+    if hub is None or inqueues is None or busy is None:
+        return lambda: None
+
+    def write_now() -> None:
+        # Looked up each time: the pool installs its handler when it joins the loop.
+        write = getattr(hub, "consolidate_callback", None)
+        idle = [fd for fd in inqueues if fd not in busy]
+        if write is not None and idle and pool.outbound_buffer:
+            write(idle)
+
+    return write_now
 
 
 def ack_all(messages: Sequence[Message], errors: tuple[type[BaseException], ...]) -> None:
