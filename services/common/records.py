@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import redis
 from redis.client import Pipeline
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from services.common import keys
 
@@ -40,16 +40,16 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return redis.call('LPUSH', KEYS[2], ARGV[2])
 """
 
-# KEYS[1] record; ARGV[1] now. Redelivery after a worker died finds "running": run again.
+# KEYS[1] record; ARGV[1] now. Returns {status, attempts}. Redelivery after a worker died
+# finds "running": run again.
 START_SCRIPT = """
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return 'missing' end
+if not status then return {'missing', 0} end
 if status == 'queued' or status == 'running' then
   redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
-  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-  return 'running'
+  return {'running', redis.call('HINCRBY', KEYS[1], 'attempts', 1)}
 end
-return status
+return {status, 0}
 """
 
 #: A finished task's notification carries its whole record when its result or error is no
@@ -116,10 +116,70 @@ class ScriptPipeline:
             build(pipe)
             return list(pipe.execute())
 
+    def send(self, build: Callable[[Pipeline], None]) -> SentPipeline:
+        """Send the pipeline ``build`` fills without waiting for its replies.
+
+        The caller works while Redis runs it, then reads the replies with ``read()``. A
+        connection lost before the replies came runs the pipeline again, so its commands
+        must bear running twice.
+        """
+        if not self._loaded:
+            self._load()
+        pipe = self._client.pipeline(transaction=False)
+        build(pipe)
+        return SentPipeline(self, build, [args for args, _options in pipe.command_stack])
+
     def _load(self) -> None:
         for script in self._sha:
             self._client.script_load(script)
         self._loaded = True
+
+
+class SentPipeline:
+    """Commands written to a connection held until their replies are read."""
+
+    def __init__(self, scripts: ScriptPipeline, build: Callable[[Pipeline], None],
+                 commands: list[tuple[Any, ...]]) -> None:
+        self._scripts = scripts
+        self._build = build
+        self._count = len(commands)
+        self._pool = scripts._client.connection_pool
+        self._connection: Any = self._pool.get_connection()
+        try:
+            self._connection.send_packed_command(self._connection.pack_commands(commands))
+        except BaseException:
+            self._release(broken=True)
+            raise
+
+    def read(self) -> list[Any]:
+        """The replies, as ``ScriptPipeline.execute`` returns them."""
+        replies: list[Any] = []
+        try:
+            for _ in range(self._count):
+                try:
+                    replies.append(self._connection.read_response())
+                except ResponseError as exc:
+                    replies.append(exc)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._release(broken=True)
+            # Ambiguous: run them again, with the client's own reconnection and retries.
+            return self._scripts.execute(self._build)
+        except BaseException:
+            self._release(broken=True)
+            raise
+        self._release()
+        if any(isinstance(r, NoScriptError) for r in replies):
+            return self._scripts.execute(self._build)  # Nothing ran: load, then run.
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        return replies
+
+    def _release(self, broken: bool = False) -> None:
+        if broken:
+            # Replies may still be owed on this connection: never reuse it.
+            self._connection.disconnect()
+        self._pool.release(self._connection)
 
 
 def new_record(

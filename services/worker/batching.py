@@ -21,7 +21,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from billiard.exceptions import WorkerLostError
 from celery import Celery, Task
@@ -34,8 +34,13 @@ from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: One buffered message as a child receives it: the task's kwargs and its headers.
-BatchItem = tuple[dict[str, Any], dict[str, Any]]
+class BatchItem(NamedTuple):
+    """One buffered message as a child receives it."""
+
+    kwargs: dict[str, Any]
+    headers: dict[str, Any]
+    #: What acknowledges the message: its field in the pool's unacked hash.
+    delivery_tag: str
 
 #: A batch whose rows are estimated to take longer is not grown further.
 MAX_BATCH_SECONDS = 0.25
@@ -69,6 +74,8 @@ class BatchedTask(Task):
     def run_batch(self, items: list[BatchItem]) -> dict[str, float]:
         """Run one batch, storing each result; runs in a pool child.
 
+        On return every item's message is acknowledged in Redis (after its result is
+        stored, in the same round trip): the worker's main process only forgets them.
         Returns the seconds per row each ``cost_key`` took, to size the next batches.
         """
         raise NotImplementedError
@@ -101,6 +108,7 @@ class Batcher:
     def __init__(self, task: BatchedTask, consumer: Any) -> None:
         self._task = task
         self._pool = consumer.pool
+        self._write_now = _immediate_writer(consumer)
         self._timer = consumer.timer
         self._limits = task.batch_limits
         self._soft_timeout = task.soft_time_limit or task.app.conf.task_soft_time_limit
@@ -116,7 +124,8 @@ class Batcher:
                    callbacks: Any, **_: Any) -> None:
         _args, kwargs, _embed = message.decode() if body is None else body
         rows = kwargs.get("rows")
-        self._buffer.append(_Buffered(message, (kwargs, dict(message.headers or {})),
+        self._buffer.append(_Buffered(message, BatchItem(kwargs, dict(message.headers or {}),
+                                                         message.delivery_tag),
                                       len(rows) if isinstance(rows, list) else 1,
                                       self._task.cost_key(kwargs)))
         self._rows += self._buffer[-1].rows
@@ -167,7 +176,7 @@ class Batcher:
                 done = True
                 self._running -= 1
                 self._learn(costs)
-                ack_all([entry.message for entry in batch], self._errors)
+                forget_acked([entry.message for entry in batch])
                 self._flush()
 
         def failed(error: Any) -> None:
@@ -187,6 +196,7 @@ class Batcher:
             soft_timeout=self._soft_timeout,
             timeout=self._hard_timeout,
         )
+        self._write_now()
 
     def _learn(self, costs: Any) -> None:
         for key, seconds in (costs or {}).items():
@@ -213,6 +223,33 @@ class Batcher:
         reject_all(messages, self._errors)
 
 
+def _immediate_writer(consumer: Any) -> Callable[[], None]:
+    """What writes the pool's queued jobs to its idle children at once.
+
+    The prefork pool queues a job and writes it when the event loop next finds a child's
+    pipe writable: after the rest of this turn (the broker's replies read, its next BRPOP
+    sent) and one more poll. Calling the loop's own write handler with the idle children's
+    pipes writes the job while the turn goes on, so the child starts meanwhile. A pipe
+    that cannot take the job whole is finished by the loop as usual. Pools without that
+    machinery keep their own pace.
+    """
+    pool: Any = getattr(consumer.pool, "_pool", None)
+    hub = getattr(consumer, "hub", None)
+    inqueues = getattr(pool, "_all_inqueues", None)
+    busy = getattr(pool, "_active_writes", None)
+    if hub is None or inqueues is None or busy is None:
+        return lambda: None
+
+    def write_now() -> None:
+        # Looked up each time: the pool installs its handler when it joins the loop.
+        write = getattr(hub, "consolidate_callback", None)
+        idle = [fd for fd in inqueues if fd not in busy]
+        if write is not None and idle and pool.outbound_buffer:
+            write(idle)
+
+    return write_now
+
+
 def ack_all(messages: Sequence[Message], errors: tuple[type[BaseException], ...]) -> None:
     """Acknowledge ``messages`` in one Redis round trip where the transport allows it."""
     pending = [m for m in messages if not m.acknowledged]
@@ -234,9 +271,15 @@ def ack_all(messages: Sequence[Message], errors: tuple[type[BaseException], ...]
         # records (already finished) make the second delivery a no-op.
         log.exception("could not acknowledge a batch", extra={"tasks": len(pending)})
         return
-    for message in pending:
-        virtual.QoS.ack(qos, message.delivery_tag)
-        message._state = "ACK"
+    forget_acked(pending)
+
+
+def forget_acked(messages: Sequence[Message]) -> None:
+    """Drop ``messages``, acknowledged in Redis already, from the consumer's bookkeeping."""
+    for message in messages:
+        if not message.acknowledged:
+            virtual.QoS.ack(message.channel.qos, message.delivery_tag)
+            message._state = "ACK"
 
 
 def reject_all(messages: Sequence[Message], errors: tuple[type[BaseException], ...]) -> None:

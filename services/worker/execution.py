@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,9 +54,11 @@ class PredictRequest:
     submitted_at: float = 0.0
     #: The task's consumer span: its model call is traced under it.
     span: Span | None = None
+    #: Whether its message came back to the queue (its worker died, say) since first sent.
+    redelivered: bool = False
 
     @classmethod
-    def from_kwargs(cls, kwargs: dict[str, Any]) -> PredictRequest:
+    def from_message(cls, kwargs: dict[str, Any], headers: dict[str, Any]) -> PredictRequest:
         return cls(
             task_id=kwargs["task_id"],
             model=kwargs["model"],
@@ -64,6 +66,7 @@ class PredictRequest:
             rows=kwargs["rows"],
             return_probabilities=bool(kwargs.get("return_probabilities", False)),
             submitted_at=float(kwargs.get("submitted_at", 0.0)),
+            redelivered=bool(headers.get("redelivered")),
         )
 
 
@@ -90,42 +93,56 @@ class Executor:
         self._queue = queue
         self._scripts = ScriptPipeline(client, START_SCRIPT, FINISH_SCRIPT)
 
-    def start(self, requests: Sequence[PredictRequest]) -> list[PredictRequest]:
-        """Mark the tasks running; return those that should run (not cancelled, not gone)."""
+    def start(
+        self, requests: Sequence[PredictRequest]
+    ) -> tuple[list[PredictRequest], list[Outcome]]:
+        """Mark the tasks running: those that should run, and the failures of those tried
+        too often (their workers died running them)."""
+        return self._runnable(requests, self._scripts.execute(self._start_commands(requests)))
+
+    def _start_commands(self, requests: Sequence[PredictRequest]) -> Callable[[Pipeline], None]:
         now = repr(time.time())
+
         def build(pipe: Pipeline) -> None:
             for request in requests:
                 self._scripts.call(pipe, START_SCRIPT, [keys.task_key(request.task_id)], [now])
-                pipe.hget(keys.task_key(request.task_id), "attempts")
 
-        replies = self._scripts.execute(build)
-        runnable = []
-        for request, status, attempts in zip(requests, replies[::2], replies[1::2], strict=True):
+        return build
+
+    def _runnable(self, requests: Sequence[PredictRequest],
+                  replies: Sequence[Any]) -> tuple[list[PredictRequest], list[Outcome]]:
+        runnable, refused = [], []
+        for request, (status, attempts) in zip(requests, replies, strict=True):
             status = status.decode() if isinstance(status, bytes) else status
             if status != Status.RUNNING:
                 log.info("task skipped", extra={"task_id": request.task_id, "status": status})
-            elif int(attempts or 0) > MAX_ATTEMPTS:
-                self.finish_one(
-                    request,
-                    Status.FAILED,
-                    {
-                        "type": "WorkerLost",
-                        "message": f"the task's worker died {MAX_ATTEMPTS} times while running it",
-                    },
-                )
+            elif int(attempts) > MAX_ATTEMPTS:
+                now = time.time()
+                refused.append(Outcome(request, Status.FAILED, {
+                    "type": "WorkerLost",
+                    "message": f"the task's worker died {MAX_ATTEMPTS} times while running it",
+                }, now, now))
             else:
                 runnable.append(request)
-        return runnable
+        return runnable, refused
 
-    def finish(self, outcomes: Sequence[Outcome]) -> None:
+    def finish(self, outcomes: Sequence[Outcome], delivery_tags: Sequence[str] = ()) -> None:
+        """Store the outcomes, then acknowledge ``delivery_tags`` in the same round trip.
+
+        Acknowledging is removing a message from the pool's unacked hash, once its task's
+        record is final: a worker that dies before that leaves the message to be restored.
+        """
         def build(pipe: Pipeline) -> None:
             for o in outcomes:
                 args = finish_args(o.request.task_id, o.status, o.payload, self._ttl)
                 self._scripts.call(pipe, FINISH_SCRIPT, [keys.task_key(o.request.task_id)], args)
+            if delivery_tags:
+                pipe.zrem(keys.unacked_index_key(self._queue), *delivery_tags)
+                pipe.hdel(keys.unacked_key(self._queue), *delivery_tags)
 
         replies = self._scripts.execute(build)
         stored = time.time()
-        for outcome, reply in zip(outcomes, replies, strict=True):
+        for outcome, reply in zip(outcomes, replies[:len(outcomes)], strict=True):
             status = reply.decode() if isinstance(reply, bytes) else reply
             if status != outcome.status:
                 continue  # Not running any more (cancelled or finished elsewhere).
@@ -142,11 +159,29 @@ class Executor:
         now = time.time()
         self.finish([Outcome(request, status, payload, now, now)])
 
-    def run(self, requests: Sequence[PredictRequest]) -> list[Outcome]:
-        """Start, predict and finish ``requests``; return what happened to each."""
-        runnable = self.start(requests)
-        outcomes = predict_all(self._cache, runnable)
-        self.finish(outcomes)
+    def run(self, requests: Sequence[PredictRequest],
+            delivery_tags: Sequence[str] = ()) -> list[Outcome]:
+        """Start, predict and finish ``requests``; return what happened to each.
+
+        A first delivery's start is sent before the model call and its reply read after,
+        so the round trip overlaps the call; a task whose start was refused (cancelled,
+        say) has its prediction dropped, never stored. A redelivered task may be what
+        killed its last worker, so a batch holding one calls the model only once the
+        records say how often each task was tried.
+        """
+        if any(r.redelivered for r in requests):
+            runnable, refused = self.start(requests)
+            outcomes = predict_all(self._cache, runnable)
+        else:
+            sent = self._scripts.send(self._start_commands(requests))
+            try:
+                outcomes = predict_all(self._cache, requests)
+            finally:
+                runnable, refused = self._runnable(requests, sent.read())
+            started = {id(r) for r in runnable}
+            outcomes = [o for o in outcomes if id(o.request) in started]
+        outcomes += refused
+        self.finish(outcomes, delivery_tags)
         return outcomes
 
 

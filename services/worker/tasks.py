@@ -51,13 +51,14 @@ class ExecutorTask(BatchedTask):
         return _cost_key(kwargs.get("model"), kwargs.get("version"))
 
     def run_batch(self, items: list[BatchItem]) -> dict[str, float]:
-        requests = [PredictRequest.from_kwargs(kwargs) for kwargs, _ in items]
+        requests = [PredictRequest.from_message(item.kwargs, item.headers) for item in items]
+        tags = [item.delivery_tag for item in items]
         # One consumer span per task, each in its own trace; the executor traces the
         # shared model call under each of them.
         spans = [
             consumer_span(
                 "inferq.execute",
-                headers or {},
+                item.headers,
                 {
                     "inferq.task_id": request.task_id,
                     "inferq.model": request.model,
@@ -65,16 +66,16 @@ class ExecutorTask(BatchedTask):
                     "inferq.batch_tasks": len(requests),
                 },
             )
-            for (_, headers), request in zip(items, requests, strict=True)
+            for item, request in zip(items, requests, strict=True)
         ]
         for request, span in zip(requests, spans, strict=True):
             request.span = span
         try:
             with trace.use_span(spans[0], end_on_exit=False):
-                return _seconds_per_row(self.executor.run(requests))
+                return _seconds_per_row(self.executor.run(requests, tags))
         except SoftTimeLimitExceeded:
             self._fail_all(requests, {"type": "SoftTimeLimitExceeded",
-                                      "message": "the task ran past its soft time limit"})
+                                      "message": "the task ran past its soft time limit"}, tags)
             return {_cost_key(r.model, r.version): math.inf for r in requests}
         finally:
             for span in spans:
@@ -83,20 +84,22 @@ class ExecutorTask(BatchedTask):
     def fail_batch(self, items: list[BatchItem], exc: BaseException) -> None:
         limit = exc.args[0] if exc.args else "?"
         self._fail_all(
-            [PredictRequest.from_kwargs(kwargs) for kwargs, _ in items],
+            [PredictRequest.from_message(item.kwargs, item.headers) for item in items],
             {"type": type(exc).__name__,
              "message": f"the task ran past its hard time limit of {limit} s"},
         )
 
-    def _fail_all(self, requests: list[PredictRequest], error: dict[str, Any]) -> None:
+    def _fail_all(self, requests: list[PredictRequest], error: dict[str, Any],
+                  delivery_tags: list[str] | None = None) -> None:
         # Only records still running change: tasks already finished keep their result.
         now = time.time()
-        self.executor.finish([Outcome(r, Status.FAILED, error, now, now) for r in requests])
+        self.executor.finish([Outcome(r, Status.FAILED, error, now, now) for r in requests],
+                             delivery_tags or ())
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         # Reached for a hard time limit (the child was killed): fail the record too.
         if isinstance(exc, TimeLimitExceeded):
-            request = PredictRequest.from_kwargs(kwargs)
+            request = PredictRequest.from_message(kwargs, {})
             self.executor.finish_one(
                 request,
                 Status.FAILED,
@@ -129,7 +132,7 @@ def register_tasks(app: Celery, settings: Settings, pool: PoolSpec) -> None:
     @app.task(name=PREDICT_TASK, bind=True, base=ExecutorTask, settings=settings, queue=pool.queue,
               batch_limits=limits)
     def predict_task(self: ExecutorTask, **kwargs: Any) -> None:
-        request = PredictRequest.from_kwargs(kwargs)
+        request = PredictRequest.from_message(kwargs, self.request.headers or {})
         span = consumer_span(
             "inferq.execute",
             self.request.headers or {},

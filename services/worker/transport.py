@@ -1,12 +1,14 @@
-"""kombu's Redis transport, taking a burst of messages in one round trip.
+"""kombu's Redis transport, recording each delivery and taking a burst in one round trip.
 
-kombu's consumer pays two Redis round trips per message: a BRPOP for one message, then a
-pipeline writing it into the ``unacked`` hash, on a Redis client built anew for each call.
-Here, after each BRPOP, one Lua script moves up to the prefetch room's worth of further
-messages from the queue into the ``unacked`` hash and index at once (atomically, so a
-message is never out of both), and kombu's bookkeeping for them stays in memory. The hash
-holds exactly what kombu writes there, so restoring, acknowledging and the backlog that
-KEDA counts work unchanged.
+kombu's consumer pays two Redis round trips per message, both before the message reaches
+the worker: a BRPOP for one message, then a MULTI/EXEC pipeline writing it into the
+``unacked`` hash. Here, once a BRPOP has popped a message, one Lua script writes it into
+the ``unacked`` hash and index and moves up to the prefetch room's worth of further
+messages from the queue there too (atomically, so a message is never out of both). The
+script is sent before the popped message goes on to the worker and its reply read after,
+so the round trip overlaps the hand-over to the pool instead of preceding it. kombu's
+bookkeeping stays in memory. The hash holds exactly what kombu writes there, so restoring,
+acknowledging and the backlog that KEDA counts work unchanged.
 """
 
 from __future__ import annotations
@@ -19,16 +21,25 @@ from typing import Any
 
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
+from redis.exceptions import NoScriptError
 
 #: At most this many messages are taken per round trip, whatever the prefetch room.
 MAX_BURST = 64
 
-# KEYS: queue, unacked hash, unacked index; ARGV: count, now. Returns the messages, oldest
-# first. The hash's value is kombu's ``[message, exchange, routing key]`` built around the
-# message's own bytes, so no field is re-encoded.
+# KEYS: queue, unacked hash, unacked index; ARGV: count, now, then the popped message's
+# delivery tag and its hash value, if any. Records that message, then takes up to count
+# more and returns them, oldest first. Each taken message's hash value is kombu's
+# ``[message, exchange, routing key]`` built around the message's own bytes, so no field
+# is re-encoded.
 TAKE_SCRIPT = """
-local items = redis.call('RPOP', KEYS[1], tonumber(ARGV[1]))
+if ARGV[3] then
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+  redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+end
+local count = tonumber(ARGV[1])
+if count <= 0 then return {} end
+local items = redis.call('RPOP', KEYS[1], count)
 if not items then return {} end
 for _, raw in ipairs(items) do
   local message = cjson.decode(raw)
@@ -45,6 +56,42 @@ return items
 """
 
 
+class _PendingTake:
+    """A TAKE_SCRIPT call sent on a connection held until its reply is read."""
+
+    def __init__(self, channel: Channel, queue: str, args: list[Any]) -> None:
+        self.queue = queue
+        self._channel = channel
+        self._keys = [queue, channel.unacked_key, channel.unacked_index_key]
+        self._args = args
+        self._pool = channel._sync_client.connection_pool
+        self._connection = self._pool.get_connection()
+        try:
+            self._connection.send_command("EVALSHA", channel._take.sha, len(self._keys),
+                                          *self._keys, *args)
+        except BaseException:
+            self._release(broken=True)
+            raise
+
+    def read(self) -> list[bytes]:
+        try:
+            items = self._connection.read_response()
+        except NoScriptError:
+            # Not run (Redis restarted or flushed its scripts): load it and run it now.
+            items = self._channel._take(keys=self._keys, args=self._args)
+        except BaseException:
+            self._release(broken=True)
+            raise
+        self._release()
+        return list(items or ())
+
+    def _release(self, broken: bool = False) -> None:
+        if broken:
+            # A reply may still be owed on this connection: never reuse it.
+            self._connection.disconnect()
+        self._pool.release(self._connection)
+
+
 class QoS(kombu_redis.QoS):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -54,13 +101,18 @@ class QoS(kombu_redis.QoS):
     def append(self, message: Any, delivery_tag: str) -> None:
         if delivery_tag in self.recorded:
             self.recorded.discard(delivery_tag)
-            virtual.QoS.append(self, message, delivery_tag)
+        elif not self.channel.record_popped(message, delivery_tag):
+            super().append(message, delivery_tag)
             return
-        super().append(message, delivery_tag)
+        virtual.QoS.append(self, message, delivery_tag)
 
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
+
+    #: The queue a BRPOP being delivered came from, while its message is delivered.
+    _popped_from: str | None = None
+    _pending: _PendingTake | None = None
 
     @cached_property
     def _sync_client(self) -> Any:
@@ -76,24 +128,49 @@ class Channel(kombu_redis.Channel):
         yield client or self._sync_client
 
     def _brpop_read(self, **options: Any) -> bool:
-        delivered = bool(super()._brpop_read(**options))
-        if delivered and self.qos.prefetch_count:
-            self._take_burst()
+        self._popped_from = self._burst_queue()
+        try:
+            delivered = bool(super()._brpop_read(**options))
+        except BaseException:
+            self._give_back(self._read_pending())
+            raise
+        finally:
+            self._popped_from = None
+        pending = self._pending
+        for item in self._read_pending():
+            message = loads(item)
+            self.qos.recorded.add(message["properties"]["delivery_tag"])
+            self.connection._deliver(message, pending.queue if pending else "")
         return delivered
 
-    def _take_burst(self) -> None:
-        room = min(MAX_BURST, self.qos.can_consume_max_estimate() or 0)
-        queues = [q for q in self.active_queues if not self.global_keyprefix]
-        if room <= 0 or len(queues) != 1 or self.priority_steps != [0]:
-            return  # Several queues, priorities or key prefixes: kombu's own path only.
-        queue = queues[0]
-        items = self._take(keys=[queue, self.unacked_key, self.unacked_index_key],
-                           args=[room, time.time()])
-        qos: QoS = self.qos
-        for item in items or ():
-            message = loads(item)
-            qos.recorded.add(message["properties"]["delivery_tag"])
-            self.connection._deliver(message, queue)
+    def _read_pending(self) -> list[bytes]:
+        pending, self._pending = self._pending, None
+        return pending.read() if pending is not None else []
+
+    def _give_back(self, items: list[bytes]) -> None:
+        """Put taken messages back at the head of their queue, at once."""
+        for item in items:
+            self.qos.restore_by_tag(loads(item)["properties"]["delivery_tag"], leftmost=True)
+
+    def record_popped(self, message: Any, delivery_tag: str) -> bool:
+        """Send the script recording a message BRPOP popped; False outside a BRPOP."""
+        if self._popped_from is None or self._pending is not None:
+            return False
+        delivery = message.delivery_info
+        value = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        # The prefetch room left once this message is held.
+        room = min(MAX_BURST, max(0, (self.qos.can_consume_max_estimate() or 0) - 1))
+        self._pending = _PendingTake(self, self._popped_from,
+                                     [room, time.time(), delivery_tag, value])
+        return True
+
+    def _burst_queue(self) -> str | None:
+        """The one queue this channel consumes, when its messages can be taken by script."""
+        queues = self.active_queues
+        if (not self.qos.prefetch_count or len(queues) != 1 or self.global_keyprefix
+                or self.priority_steps != [0]):
+            return None  # Several queues, priorities or key prefixes: kombu's own path.
+        return str(queues[0])
 
 
 class Transport(kombu_redis.Transport):

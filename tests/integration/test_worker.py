@@ -66,6 +66,29 @@ def test_cancelled_task_never_runs(
         worker.stop()
 
 
+def test_a_delete_racing_the_worker_cancels_or_answers_409_never_both(
+    client: httpx.Client, stack_env: dict[str, str], logs: Path
+) -> None:
+    """Each task is cancelled before it starts, never to get a result, or its DELETE
+    answers 409 and it runs to its result."""
+    worker = start_worker(stack_env, logs)
+    try:
+        raced = []
+        for _ in range(40):
+            task_id = submit(client, "iris", [IRIS_ROW])
+            raced.append((task_id, client.delete(f"/v1/tasks/{task_id}").status_code))
+        tasks = wait_all(client, [task_id for task_id, _ in raced])
+        for (_, code), task in zip(raced, tasks, strict=True):
+            if code == 200:
+                assert task["status"] == "cancelled" and task["started_at"] is None
+                assert task.get("result") is None
+            else:
+                assert code == 409
+                assert task["status"] == "succeeded" and task["result"]["predictions"] == [0]
+    finally:
+        worker.stop()
+
+
 def test_tampered_artifact_is_refused(
     client: httpx.Client, model_store: Path, stack_env: dict[str, str], logs: Path
 ) -> None:
