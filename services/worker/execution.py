@@ -197,6 +197,9 @@ def predict_all(cache: ModelCache, requests: Sequence[PredictRequest]) -> list[O
         started = time.time()
         try:
             metadata, estimator = cache.get(model, version)
+            # Timed from here: loading a model on its first call is no part of its cost per
+            # row, which the batcher learns from these times to size the next batches.
+            started = time.time()
             rows = np.concatenate([np.asarray(r.rows, dtype=np.float64) for r in group])
             # One model call serves the group; each task's trace gets a span for it.
             spans = [

@@ -45,10 +45,11 @@ def held(store: redis.Redis, x0: float, x1: float, **fields: str) -> tuple[Predi
 
 
 def cancel(store: redis.Redis, task_id: str) -> list:
+    """The cancel script's (cancelled now?, status), its queue left out."""
     script = store.register_script(CANCEL_SCRIPT)
     return [v.decode() if isinstance(v, bytes) else v for v in script(
         keys=[keys.task_key(task_id)],
-        args=[repr(time.time()), 3600, keys.TASK_EVENTS_CHANNEL, task_id])]
+        args=[repr(time.time()), 3600, keys.TASK_EVENTS_CHANNEL, task_id])][:2]
 
 
 def record(store: redis.Redis, task_id: str) -> dict[str, str]:
