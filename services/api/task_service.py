@@ -22,6 +22,7 @@ from services.common.records import (
     SUBMIT_SCRIPT,
     TERMINAL,
     new_record,
+    submit_args,
     to_public,
 )
 from services.common.settings import Settings
@@ -82,9 +83,8 @@ class TaskService:
                        kwargs: dict[str, Any], headers: dict[str, str]) -> None:
         """Store the task's record and push its message, in one round trip."""
         message = build_message(PREDICT_TASK, task_id, queue, kwargs, headers)
-        fields = [item for pair in record.items() for item in pair]
         await self._submit(keys=[keys.task_key(task_id), keys.queue_key(queue)],
-                           args=[self._ttl, message, *fields])
+                           args=submit_args(self._ttl, message, record))
 
     async def get(self, task_id: str, wait: float = 0) -> dict[str, Any] | None:
         """The task, waiting up to ``wait`` s for a terminal state; None when unknown."""
