@@ -16,10 +16,10 @@ from services.api.cluster import ClusterView
 from services.api.deps import ApiState
 from services.api.error_responses import install_error_handlers
 from services.api.hot_routes import HotRoutesMiddleware
-from services.api.metrics import BacklogExporter, HttpMetricsMiddleware
+from services.api.metrics import BacklogExporter
+from services.api.observation import ObservedRequestsMiddleware
 from services.api.routes import health, models, pools, tasks
 from services.api.task_service import TaskService
-from services.api.tracing import TracingMiddleware
 from services.api.waiter import TaskWaiter
 from services.common.catalog import Catalog
 from services.common.settings import Settings, get_settings
@@ -94,10 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Innermost: the hot routes are still counted, timed and traced.
     app.add_middleware(HotRoutesMiddleware)
-    app.add_middleware(HttpMetricsMiddleware)
-    if exporter_configured():
-        # Outermost, so the metrics middleware and every handler run inside the span.
-        app.add_middleware(TracingMiddleware)
+    app.add_middleware(ObservedRequestsMiddleware, tracing=exporter_configured())
     install_error_handlers(app)
     for module in (health, models, tasks, pools):
         app.include_router(module.router)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -22,6 +21,7 @@ from services.common.records import (
     SUBMIT_SCRIPT,
     TERMINAL,
     new_record,
+    submit_args,
     to_public,
 )
 from services.common.settings import Settings
@@ -52,29 +52,39 @@ class TaskService:
         """
         task_id = str(uuid.uuid4())
         now = time.time()
-        key = keys.task_key(task_id)
         with self._waiter.watch(task_id) as finished:
-            with _enqueue(trace, task_id, metadata.name, queue, len(rows)) as headers:
-                record = new_record(model=metadata.name, version=metadata.version,
-                                    queue=queue, rows=len(rows),
-                                    trace_id=trace.trace_id if trace else None, now=now)
-                message = build_message(PREDICT_TASK, task_id, queue, {
-                    "task_id": task_id,
-                    "model": metadata.name,
-                    "version": metadata.version,
-                    "rows": rows,
-                    "return_probabilities": return_probabilities,
-                    "submitted_at": now,
-                }, headers)
-                fields = [item for pair in record.items() for item in pair]
-                await self._submit(keys=[key, keys.queue_key(queue)],
-                                   args=[self._ttl, message, *fields])
+            record = new_record(model=metadata.name, version=metadata.version, queue=queue,
+                                rows=len(rows), trace_id=trace.trace_id if trace else None,
+                                now=now)
+            kwargs = {
+                "task_id": task_id,
+                "model": metadata.name,
+                "version": metadata.version,
+                "rows": rows,
+                "return_probabilities": return_probabilities,
+                "submitted_at": now,
+            }
+            if trace is not None and trace.sampled:
+                with _producer_span(task_id, metadata.name, queue, len(rows)):
+                    await self._enqueue(task_id, queue, record, kwargs, inject())
+            else:
+                # Unsampled: the message carries the request's own trace headers, and the
+                # worker, reading their cleared sampled flag, makes no span.
+                await self._enqueue(task_id, queue, record, kwargs,
+                                    trace.headers if trace else {})
             if wait > 0 and await _woken(finished, wait):
                 done = finished.result()
                 if done is not None:
                     return to_public(task_id, done)
                 return await self.get(task_id) or to_public(task_id, record)
         return to_public(task_id, record)
+
+    async def _enqueue(self, task_id: str, queue: str, record: dict[str, str],
+                       kwargs: dict[str, Any], headers: dict[str, str]) -> None:
+        """Store the task's record and push its message, in one round trip."""
+        message = build_message(PREDICT_TASK, task_id, queue, kwargs, headers)
+        await self._submit(keys=[keys.task_key(task_id), keys.queue_key(queue)],
+                           args=submit_args(self._ttl, message, record))
 
     async def get(self, task_id: str, wait: float = 0) -> dict[str, Any] | None:
         """The task, waiting up to ``wait`` s for a terminal state; None when unknown."""
@@ -101,16 +111,9 @@ class TaskService:
         return bool(cancelled), _text(status), _text(queue) if queue else None
 
 
-@contextmanager
-def _enqueue(
-    trace: RequestTrace | None, task_id: str, model: str, queue: str, rows: int
-) -> Iterator[dict[str, str]]:
-    """The trace headers of the task's message: of a producer span when the request is
-    sampled, of the request's own span when it is not (the worker then makes no span)."""
-    if trace is None or not trace.sampled:
-        yield trace.headers if trace else {}
-        return
-    with tracer().start_as_current_span(
+def _producer_span(task_id: str, model: str, queue: str, rows: int) -> AbstractContextManager[Any]:
+    """The enqueue's span of a sampled request, current while the message is built."""
+    return tracer().start_as_current_span(
         "inferq.enqueue",
         kind=SpanKind.PRODUCER,
         attributes={
@@ -119,8 +122,7 @@ def _enqueue(
             "messaging.destination.name": queue,
             "inferq.rows": rows,
         },
-    ):
-        yield inject()
+    )
 
 
 async def _woken(future: Waiter, timeout: float) -> bool:

@@ -6,7 +6,12 @@ Worker processes write through prometheus-client's multiprocess mode when
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+Metric = TypeVar("Metric", bound=MetricWrapperBase)
 
 # From a millisecond (a small model call) to an hour (a training job).
 LATENCY_BUCKETS = (
@@ -83,3 +88,19 @@ WORKER_PROCESSES = Gauge(
     ["pool"],
     multiprocess_mode="livesum",
 )
+
+_series: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
+
+
+def series(metric: Metric, *labels: str) -> Metric:
+    """``metric.labels(*labels)``, looked up in a dict after the first call.
+
+    ``labels()`` checks and converts its arguments and takes a lock on every call, which
+    costs more than counting or observing itself. It returns the same child every time
+    (inferq never removes one), so keeping it changes nothing else.
+    """
+    key = (metric, labels)
+    found: Metric | None = _series.get(key)
+    if found is None:
+        found = _series[key] = metric.labels(*labels)
+    return found

@@ -28,6 +28,7 @@ from services.common.metrics import (
     TASK_QUEUE_WAIT,
     TASK_RUN,
     TASKS_FINISHED,
+    series,
 )
 from services.common.records import (
     FINISH_SCRIPT,
@@ -147,11 +148,11 @@ class Executor:
             if status != outcome.status:
                 continue  # Not running any more (cancelled or finished elsewhere).
             model, request = outcome.request.model, outcome.request
-            TASKS_FINISHED.labels(model, self._queue, status).inc()
-            TASK_RUN.labels(model, self._queue).observe(outcome.finished_at - outcome.started_at)
+            series(TASKS_FINISHED, model, self._queue, status).inc()
+            series(TASK_RUN, model, self._queue).observe(outcome.finished_at - outcome.started_at)
             if request.submitted_at:
-                TASK_E2E.labels(model, self._queue).observe(stored - request.submitted_at)
-                TASK_QUEUE_WAIT.labels(model, self._queue).observe(
+                series(TASK_E2E, model, self._queue).observe(stored - request.submitted_at)
+                series(TASK_QUEUE_WAIT, model, self._queue).observe(
                     max(0.0, outcome.started_at - request.submitted_at)
                 )
 
@@ -217,7 +218,7 @@ def predict_all(cache: ModelCache, requests: Sequence[PredictRequest]) -> list[O
             finally:
                 for span in spans:
                     span.end()
-            INFERENCE_BATCH_ROWS.labels(model).observe(len(rows))
+            series(INFERENCE_BATCH_ROWS, model).observe(len(rows))
         except Exception as exc:
             if len(group) > 1:
                 half = len(group) // 2

@@ -28,7 +28,7 @@ from processes import service_env, start_api, start_worker
 from services.cli.redis_server import free_port
 from services.common import keys
 from services.common.messages import PREDICT_TASK, build_message
-from services.common.records import SUBMIT_SCRIPT, new_record
+from services.common.records import SUBMIT_SCRIPT, new_record, submit_args
 
 _LENGTH_BY_TYPE = {"list": "LLEN", "hash": "HLEN", "set": "SCARD", "zset": "ZCARD"}
 
@@ -111,9 +111,8 @@ def enqueue(client: redis.Redis, queue: str, model: str, row: list[float]) -> st
         "task_id": task_id, "model": model, "version": 1, "rows": [row],
         "return_probabilities": False, "submitted_at": now,
     })
-    fields = [item for pair in record.items() for item in pair]
     client.register_script(SUBMIT_SCRIPT)(keys=[keys.task_key(task_id), keys.queue_key(queue)],
-                                          args=[3600, message, *fields])
+                                          args=submit_args(3600, message, record))
     return task_id
 
 

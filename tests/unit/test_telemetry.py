@@ -98,3 +98,19 @@ def test_consumer_span_follows_the_producers_decision(
     if recording:
         assert format(span.get_span_context().trace_id, "032x") == PARENT.split("-")[1]
         assert format(span.parent.span_id, "016x") == PARENT.split("-")[2]  # type: ignore[attr-defined]
+
+
+def test_a_dropped_trace_is_two_ids_and_their_traceparent(
+    tracing_at: Callable[[str], None],
+) -> None:
+    tracing_at("0")
+    seen = set()
+    for _ in range(200):
+        drawn = telemetry.draw_new_trace()
+        assert drawn is not None and not drawn.kept
+        assert 0 < drawn.trace_id < 2**128 and 0 < drawn.span_id < 2**64
+        # Unsampled, with the W3C random-trace-id flag the SDK sets on the traces it starts.
+        assert drawn.traceparent == f"00-{drawn.trace_id:032x}-{drawn.span_id:016x}-02"
+        seen.add(drawn.trace_id)
+    assert len(seen) == 200
+

@@ -17,7 +17,7 @@ from services.api.openapi import (
 from services.api.responses import json_response
 from services.api.tracing import request_trace
 from services.api.validation import check_rows, parse_predict_body
-from services.common.metrics import TASKS_SUBMITTED
+from services.common.metrics import TASKS_SUBMITTED, series
 from services.common.records import TERMINAL
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -64,7 +64,7 @@ async def predict(request: Request, model: str) -> Response:
     task = await state.tasks.submit_prediction(
         metadata, queue, rows, body.return_probabilities, wait, request_trace(request.scope)
     )
-    TASKS_SUBMITTED.labels(metadata.name, queue).inc()
+    series(TASKS_SUBMITTED, metadata.name, queue).inc()
     location = f"/v1/tasks/{task['task_id']}"
     status = 200 if task["status"] in TERMINAL else 202
     return json_response(task, status, {"Location": location})
