@@ -20,6 +20,7 @@ from services.common.records import (
     CANCEL_SCRIPT,
     SUBMIT_SCRIPT,
     TERMINAL,
+    decoded,
     new_record,
     submit_args,
     to_public,
@@ -108,7 +109,7 @@ class TaskService:
             keys=[keys.task_key(task_id)],
             args=[repr(time.time()), self._ttl, keys.TASK_EVENTS_CHANNEL, task_id],
         )
-        return bool(cancelled), _text(status), _text(queue) if queue else None
+        return bool(cancelled), decoded(status), decoded(queue) or None
 
 
 def _producer_span(task_id: str, model: str, queue: str, rows: int) -> AbstractContextManager[Any]:
@@ -129,10 +130,6 @@ async def _woken(future: Waiter, timeout: float) -> bool:
     """Sleep until ``future`` resolves or ``timeout`` passes; True when it resolved."""
     done, _ = await asyncio.wait({future}, timeout=timeout)
     return bool(done)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _status(raw: dict[Any, Any]) -> str:

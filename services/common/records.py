@@ -249,13 +249,14 @@ def _rfc3339(value: str | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _decode(value: str | bytes) -> str:
+def decoded(value: str | bytes) -> str:
+    """A Redis reply as text: the client returns bytes, tests and scripts may give str."""
     return value.decode() if isinstance(value, bytes) else value
 
 
 def to_public(task_id: str, raw: Mapping[Any, Any]) -> dict[str, Any]:
     """The task as the REST API shows it, from the hash Redis returned."""
-    record = {_decode(k): _decode(v) for k, v in raw.items()}
+    record = {decoded(k): decoded(v) for k, v in raw.items()}
     task: dict[str, Any] = {
         "task_id": task_id,
         "status": record["status"],

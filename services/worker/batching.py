@@ -31,6 +31,7 @@ from kombu.transport import virtual
 
 from services.common.pools import PoolSpec
 from services.common.settings import Settings
+from services.worker.execution import forget_held
 
 log = logging.getLogger(__name__)
 
@@ -264,8 +265,9 @@ def ack_all(messages: Sequence[Message], errors: tuple[type[BaseException], ...]
     tags = [m.delivery_tag for m in pending]
     try:
         with channel.conn_or_acquire() as client:
-            client.pipeline().zrem(qos.unacked_index_key, *tags) \
-                .hdel(qos.unacked_key, *tags).execute()
+            pipe = client.pipeline()
+            forget_held(pipe, qos.unacked_key, qos.unacked_index_key, tags)
+            pipe.execute()
     except Exception:
         # Left in the unacked hash: restored after the visibility timeout, and their
         # records (already finished) make the second delivery a no-op.

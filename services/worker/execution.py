@@ -35,6 +35,7 @@ from services.common.records import (
     START_SCRIPT,
     ScriptPipeline,
     Status,
+    decoded,
     finish_args,
 )
 from services.common.telemetry import tracer
@@ -114,7 +115,7 @@ class Executor:
                   replies: Sequence[Any]) -> tuple[list[PredictRequest], list[Outcome]]:
         runnable, refused = [], []
         for request, (status, attempts) in zip(requests, replies, strict=True):
-            status = status.decode() if isinstance(status, bytes) else status
+            status = decoded(status)
             if status != Status.RUNNING:
                 log.info("task skipped", extra={"task_id": request.task_id, "status": status})
             elif int(attempts) > MAX_ATTEMPTS:
@@ -138,13 +139,13 @@ class Executor:
                 args = finish_args(o.request.task_id, o.status, o.payload, self._ttl)
                 self._scripts.call(pipe, FINISH_SCRIPT, [keys.task_key(o.request.task_id)], args)
             if delivery_tags:
-                pipe.zrem(keys.unacked_index_key(self._queue), *delivery_tags)
-                pipe.hdel(keys.unacked_key(self._queue), *delivery_tags)
+                forget_held(pipe, keys.unacked_key(self._queue),
+                            keys.unacked_index_key(self._queue), delivery_tags)
 
         replies = self._scripts.execute(build)
         stored = time.time()
         for outcome, reply in zip(outcomes, replies[:len(outcomes)], strict=True):
-            status = reply.decode() if isinstance(reply, bytes) else reply
+            status = decoded(reply)
             if status != outcome.status:
                 continue  # Not running any more (cancelled or finished elsewhere).
             model, request = outcome.request.model, outcome.request
@@ -184,6 +185,14 @@ class Executor:
         outcomes += refused
         self.finish(outcomes, delivery_tags)
         return outcomes
+
+
+def forget_held(pipe: Pipeline, unacked_key: str, unacked_index_key: str,
+                tags: Sequence[str]) -> None:
+    """Acknowledge messages in Redis: take ``tags`` out of the pool's unacked hash and its
+    index, as kombu's Redis QoS does, so they are never restored to the queue."""
+    pipe.zrem(unacked_index_key, *tags)
+    pipe.hdel(unacked_key, *tags)
 
 
 def predict_all(cache: ModelCache, requests: Sequence[PredictRequest]) -> list[Outcome]:

@@ -10,7 +10,7 @@ from services.api.deps import StateDep, state_of, wait_seconds
 from services.api.errors import TaskNotCancellable, TaskNotFound
 from services.api.openapi import CANCEL_RESPONSES, TASK_RESPONSES, WAIT_PARAMETER
 from services.api.responses import json_response
-from services.common.metrics import TASKS_FINISHED
+from services.common.metrics import TASKS_FINISHED, series
 from services.common.records import Status
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
@@ -50,5 +50,5 @@ async def cancel_task(state: StateDep, task_id: str) -> dict[str, Any]:
     task = await state.tasks.get(task_id)
     if task is None:
         raise _not_found(task_id)
-    TASKS_FINISHED.labels(task["model"], queue or "unknown", Status.CANCELLED.value).inc()
+    series(TASKS_FINISHED, task["model"], queue or "unknown", Status.CANCELLED.value).inc()
     return task
