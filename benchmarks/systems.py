@@ -39,7 +39,7 @@ def inferq(store: Path, concurrency: int, api_replicas: int = 1) -> Iterator[Sys
     metrics_port = free_port()
     # Batching settings given to the benchmark reach the worker (the stack drops INFERQ_*).
     batching = {k: v for k, v in os.environ.items()
-                if k.startswith(("INFERQ_BATCH_", "INFERQ_WORKER_PREFETCH"))}
+                if k.startswith(("INFERQ_BATCH_", "INFERQ_INLINE_", "INFERQ_WORKER_PREFETCH"))}
     with local_stack(store=store, concurrency=concurrency, extra_env=batching,
                      worker_args=("--metrics-port", str(metrics_port)),
                      api_replicas=api_replicas) as stack:

@@ -27,6 +27,9 @@ class PoolSpec:
     #: company while a child is idle (see services.worker.batching).
     batch_max_rows: int = 1
     batch_max_wait_ms: float = 0.0
+    #: A lone task whose model call is estimated under this runs in the worker's main
+    #: process when no child is busy: handing it to a child costs more than the call.
+    inline_max_ms: float = 0.0
     #: Messages one worker process may hold (reserved or running) per child. Held messages
     #: count as in flight for KEDA but never move to a pod it adds, so this stays small:
     #: for micro-batching, one batch running plus one gathering.
@@ -40,7 +43,7 @@ class PoolSpec:
 
 INFERENCE = PoolSpec("inference", "inference", "inference", soft_time_limit=50,
                      hard_time_limit=60, batch_max_rows=256, batch_max_wait_ms=0.0,
-                     prefetch_per_child=128)
+                     inline_max_ms=2.0, prefetch_per_child=128)
 BATCH = PoolSpec("batch", "batch", "batch", soft_time_limit=1740, hard_time_limit=1800)
 TRAINING = PoolSpec("training", "training", "training", soft_time_limit=10740,
                     hard_time_limit=10800)

@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     visibility_timeout: float | None = Field(None, gt=0)
     batch_max_rows: int | None = Field(None, gt=0)
     batch_max_wait_ms: float | None = Field(None, ge=0)
+    inline_max_ms: float | None = Field(None, ge=0)
     worker_prefetch: int | None = Field(None, gt=0)
 
     # -- Logging.

@@ -58,6 +58,8 @@ class _PreDrawnIds(RandomIdGenerator):
 
 
 _provider: TracerProvider | None = None
+#: The process that built ``_provider``: a forked child builds its own.
+_provider_pid: int | None = None
 _tracer: trace.Tracer | None = None
 _ids: _PreDrawnIds | None = None
 #: What the configured sampler keeps of a new trace, as ``TraceIdRatioBased`` tests it
@@ -94,10 +96,15 @@ def root_sampling_bound() -> int | None:
     return TraceIdRatioBased.get_bound_for_rate(rate) if 0.0 <= rate <= 1.0 else None
 
 
-def init_tracing(service_name: str) -> bool:
-    """Install an OTLP/HTTP exporting tracer provider when an endpoint is configured."""
-    global _provider, _ids, _root_bound
-    if _provider is not None or not exporter_configured():
+def init_tracing(service_name: str, global_provider: bool = True) -> bool:
+    """Install an OTLP/HTTP exporting tracer provider when an endpoint is configured.
+
+    A process forked after this builds its own (the exporter's thread and connections
+    stay with the parent). ``global_provider=False`` leaves OpenTelemetry's global
+    provider unset, for a parent whose forked children set theirs.
+    """
+    global _provider, _provider_pid, _ids, _root_bound
+    if (_provider is not None and _provider_pid == os.getpid()) or not exporter_configured():
         return False
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
@@ -107,8 +114,10 @@ def init_tracing(service_name: str) -> bool:
     ids = _PreDrawnIds()
     provider = TracerProvider(resource=resource, id_generator=ids)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)
-    _provider, _ids, _root_bound = provider, ids, root_sampling_bound()
+    if global_provider:
+        trace.set_tracer_provider(provider)
+    _provider, _provider_pid, _ids = provider, os.getpid(), ids
+    _root_bound = root_sampling_bound()
     _reset_tracer()
     log.info("tracing on", extra={"service": service_name})
     return True
@@ -116,10 +125,10 @@ def init_tracing(service_name: str) -> bool:
 
 def shutdown_tracing() -> None:
     """Flush and stop the exporter; called when a process exits."""
-    global _provider, _ids, _root_bound
-    if _provider is not None:
+    global _provider, _provider_pid, _ids, _root_bound
+    if _provider is not None and _provider_pid == os.getpid():
         _provider.shutdown()
-    _provider, _ids, _root_bound = None, None, None
+    _provider, _provider_pid, _ids, _root_bound = None, None, None, None
     _reset_tracer()
 
 

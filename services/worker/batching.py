@@ -10,6 +10,12 @@ cost dominates, so the batcher learns each model's cost per row from the batches
 and keeps a batch's estimated run time under ``MAX_BATCH_SECONDS``: a slow model's tasks
 run alone, within their own time limits, as do the tasks of a model not yet timed.
 
+A lone task of a model known to be cheap (its call estimated under ``inline_max``) that
+arrives while no child is busy runs in the main process itself: the hand-over to a child
+and back (a pickled job down a pipe, the child waking on a cold cache, two messages back)
+costs more than such a call. Under load tasks come in company, and batches go to children.
+A redelivered task always runs in a child, where its attempts are counted.
+
 Messages stay unacknowledged, in the pool's ``unacked`` hash, from delivery until their
 results are stored: a worker that dies mid-batch loses nothing (its messages are restored
 to the queue), and the hash keeps counting everything the worker holds.
@@ -19,13 +25,15 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from billiard.exceptions import WorkerLostError
 from celery import Celery, Task
-from celery.exceptions import TimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from kombu.message import Message
 from kombu.transport import virtual
 
@@ -53,13 +61,20 @@ class BatchLimits:
 
     max_rows: int
     max_wait: float
+    #: A lone task estimated to run under this many seconds runs in the main process.
+    inline_max: float = 0.0
 
     @classmethod
     def for_pool(cls, settings: Settings, pool: PoolSpec) -> BatchLimits:
         rows = settings.batch_max_rows or pool.batch_max_rows
-        wait_ms = pool.batch_max_wait_ms if settings.batch_max_wait_ms is None \
-            else settings.batch_max_wait_ms
-        return cls(max_rows=max(1, rows), max_wait=max(0.0, wait_ms) / 1000)
+        wait_ms = _configured(settings.batch_max_wait_ms, pool.batch_max_wait_ms)
+        inline_ms = _configured(settings.inline_max_ms, pool.inline_max_ms)
+        return cls(max_rows=max(1, rows), max_wait=max(0.0, wait_ms) / 1000,
+                   inline_max=max(0.0, inline_ms) / 1000)
+
+
+def _configured(setting: float | None, default: float) -> float:
+    return default if setting is None else setting
 
 
 class BatchedTask(Task):
@@ -168,6 +183,7 @@ class Batcher:
         return batch
 
     def _send(self, batch: list[_Buffered]) -> None:
+        inline = self._runs_inline(batch)
         self._running += 1
         done = False
 
@@ -189,6 +205,15 @@ class Batcher:
             self._on_failed(batch, getattr(error, "exception", error))
             self._flush()
 
+        if inline:
+            try:
+                with soft_time_limit(self._soft_timeout):
+                    costs = self._task.run_batch([entry.item for entry in batch])
+            except Exception as exc:
+                failed(exc)
+            else:
+                finished(costs)
+            return
         self._pool.apply_async(
             _run_batch_in_child,
             (self._task, [entry.item for entry in batch]),
@@ -199,10 +224,19 @@ class Batcher:
         )
         self._write_now()
 
+    def _runs_inline(self, batch: list[_Buffered]) -> bool:
+        """Whether ``batch`` is a lone cheap task on an idle worker (see the module)."""
+        if len(batch) != 1 or self._running or self._buffer or not self._limits.inline_max:
+            return False
+        (entry,) = batch
+        cost = entry.rows * self._seconds_per_row.get(entry.cost_key, math.inf)
+        return cost <= self._limits.inline_max and not entry.item.headers.get("redelivered")
+
     def _learn(self, costs: Any) -> None:
         for key, seconds in (costs or {}).items():
-            known = self._seconds_per_row.get(key)
-            self._seconds_per_row[key] = seconds if known is None else (known + seconds) / 2
+            known = self._seconds_per_row.get(key, math.inf)
+            # A call past its time limit counts as unbounded until the next one is timed.
+            self._seconds_per_row[key] = seconds if math.isinf(known) else (known + seconds) / 2
 
     def _on_failed(self, batch: list[_Buffered], exc: BaseException) -> None:
         messages = [entry.message for entry in batch]
@@ -222,6 +256,26 @@ class Batcher:
         # A lost child or an unexpected error: the tasks run again elsewhere. Their
         # records count attempts, so a task that keeps killing workers fails in the end.
         reject_all(messages, self._errors)
+
+
+@contextmanager
+def soft_time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise ``SoftTimeLimitExceeded`` in this (main) thread after ``seconds``, as a pool
+    child's soft limit does; the previous SIGALRM handler is restored after."""
+    if not seconds:
+        yield
+        return
+
+    def expired(_signum: int, _frame: Any) -> None:
+        raise SoftTimeLimitExceeded(seconds)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _immediate_writer(consumer: Any) -> Callable[[], None]:

@@ -23,8 +23,9 @@ def run_worker(settings: Settings, pool: PoolSpec, concurrency: int, metrics_por
     app = create_celery_app(settings, pool)
     register_tasks(app, settings, pool)
 
-    # Tracing starts in each child after the fork (an exporter thread does not survive
-    # fork), and is flushed when the child exits.
+    # Tracing starts in the main process (it runs lone cheap tasks itself) and again in
+    # each child after the fork (an exporter thread does not survive fork); each flushes
+    # when it exits.
     @signals.worker_process_init.connect(weak=False)
     def _child_started(**_: Any) -> None:
         init_tracing("inferq-worker")
@@ -40,18 +41,22 @@ def run_worker(settings: Settings, pool: PoolSpec, concurrency: int, metrics_por
 
     if metrics_port:
         serve_metrics(metrics_port)
+    init_tracing("inferq-worker", global_provider=False)
     log.info(
         "worker starting",
         extra={"pool": pool.name, "kind": pool.kind, "queue": pool.queue,
                "concurrency": concurrency, "redis": settings.redis_url_redacted},
     )
-    app.worker_main([
-        "worker",
-        "--queues", pool.queue,
-        "--concurrency", str(concurrency),
-        "--hostname", f"{pool.name}@%h",
-        "--loglevel", settings.log_level,
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    ])
+    try:
+        app.worker_main([
+            "worker",
+            "--queues", pool.queue,
+            "--concurrency", str(concurrency),
+            "--hostname", f"{pool.name}@%h",
+            "--loglevel", settings.log_level,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ])
+    finally:
+        shutdown_tracing()

@@ -29,3 +29,15 @@ def test_bad_pools_are_refused_by_name(args: tuple[str, str | None, str | None],
                                        complaint: str) -> None:
     with pytest.raises(ValueError, match=complaint.replace("(", r"\(").replace(")", r"\)")):
         pool(*args)
+
+
+def test_batch_limits_come_from_the_pool_unless_settings_override_them() -> None:
+    from services.common.settings import Settings
+    from services.worker.batching import BatchLimits
+
+    inference = BatchLimits.for_pool(Settings(), INFERENCE)
+    assert (inference.max_rows, inference.max_wait, inference.inline_max) == (256, 0.0, 0.002)
+    assert BatchLimits.for_pool(Settings(), pool("batch")).inline_max == 0.0
+    tuned = BatchLimits.for_pool(
+        Settings(batch_max_rows=64, batch_max_wait_ms=5, inline_max_ms=0), INFERENCE)
+    assert (tuned.max_rows, tuned.max_wait, tuned.inline_max) == (64, 0.005, 0.0)

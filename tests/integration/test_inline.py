@@ -1,0 +1,150 @@
+"""Where a task runs: a lone cheap task in the worker's main process, the rest in children.
+
+The model ``where`` answers the id of the process that called it, so each test reads
+where its tasks ran from their results.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import joblib
+import pytest
+from processes import ServiceProcess, start_worker
+from where import WhereRegressor
+
+from ml.importer import import_model
+
+#: Cheap enough to run in the main process whatever else loads the machine meanwhile.
+INLINE = {"INFERQ_INLINE_MAX_MS": "100"}
+CHEAP = [[0.0, 0.0]]
+#: Keeps the worker's only child busy: as ``where-slow``, a model the worker has not timed,
+#: it runs in a child.
+SLOW = [[1.5, 0.0]]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def where_model(model_store: Path) -> None:
+    artifact = model_store.parent / "where.joblib"
+    joblib.dump(WhereRegressor(), artifact)
+    import_model(model_store, artifact, "where", ["x0", "x1"])
+    import_model(model_store, artifact, "where-slow", ["x0", "x1"])
+
+
+@pytest.fixture(autouse=True)
+def empty_redis(redis_server) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    redis_server.client().flushdb()
+    yield
+
+
+def run(client: httpx.Client, rows: list, wait: float = 30) -> dict:
+    """Submit ``rows`` to ``where`` and wait for the finished task."""
+    response = client.post("/v1/models/where/predict", params={"wait": wait},
+                           json={"instances": rows})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def ran_in(task: dict) -> int:
+    assert task["status"] == "succeeded", task
+    (pid,) = set(task["result"]["predictions"])
+    return int(pid)
+
+
+def submit(client: httpx.Client, rows: list, model: str = "where") -> str:
+    response = client.post(f"/v1/models/{model}/predict", json={"instances": rows})
+    assert response.status_code == 202, response.text
+    return str(response.json()["task_id"])
+
+
+def test_a_lone_cheap_task_runs_in_the_main_process(
+    client: httpx.Client, api: ServiceProcess, stack_env: dict[str, str], logs: Path
+) -> None:
+    worker = start_worker({**stack_env, **INLINE}, logs)
+    try:
+        # Not yet timed: the first call runs in a child, which measures it.
+        first = ran_in(run(client, CHEAP))
+        assert first != worker.pid
+        later = [ran_in(run(client, CHEAP)) for _ in range(5)]
+        assert later == [worker.pid] * 5
+    finally:
+        worker.stop()
+
+
+def test_tasks_in_company_run_in_children(
+    client: httpx.Client, api: ServiceProcess, stack_env: dict[str, str], logs: Path
+) -> None:
+    worker = start_worker({**stack_env, **INLINE}, logs)
+    try:
+        ran_in(run(client, CHEAP))  # timed: cheap from now on
+        blocker = submit(client, SLOW, "where-slow")
+        with ThreadPoolExecutor(8) as pool:
+            task_ids = list(pool.map(lambda _: submit(client, CHEAP), range(16)))
+        tasks = [client.get(f"/v1/tasks/{t}", params={"wait": 30}).json() for t in task_ids]
+        where = {ran_in(task) for task in tasks}
+        assert worker.pid not in where, "tasks that came together ran in the main process"
+        done = client.get(f"/v1/tasks/{blocker}", params={"wait": 30}).json()
+        assert ran_in(done) != worker.pid
+    finally:
+        worker.stop()
+
+
+def test_inline_off_runs_every_task_in_a_child(
+    client: httpx.Client, api: ServiceProcess, stack_env: dict[str, str], logs: Path
+) -> None:
+    worker = start_worker({**stack_env, "INFERQ_INLINE_MAX_MS": "0"}, logs)
+    try:
+        where = {ran_in(run(client, CHEAP)) for _ in range(5)}
+        assert worker.pid not in where
+    finally:
+        worker.stop()
+
+
+def test_an_inline_task_past_its_soft_limit_fails_and_the_worker_goes_on(
+    client: httpx.Client, api: ServiceProcess, stack_env: dict[str, str], logs: Path
+) -> None:
+    worker = start_worker({**stack_env, **INLINE, "INFERQ_SOFT_TIME_LIMIT": "1"}, logs)
+    try:
+        ran_in(run(client, CHEAP))
+        assert ran_in(run(client, CHEAP)) == worker.pid
+        # Estimated cheap, so it runs in the main process; it sleeps past the soft limit.
+        started = time.monotonic()
+        overrun = run(client, [[3.0, 0.0]])
+        assert overrun["status"] == "failed"
+        assert overrun["error"]["type"] == "SoftTimeLimitExceeded"
+        assert time.monotonic() - started < 2.9
+        assert worker.process.poll() is None
+        # The overrun counts as the model's cost, so its next calls run in a child, until
+        # their timings bring the estimate back under the limit.
+        where = [ran_in(run(client, CHEAP)) for _ in range(8)]
+        assert where[0] != worker.pid
+        assert where[-1] == worker.pid
+    finally:
+        worker.stop()
+
+
+def test_a_redelivered_task_runs_in_a_child(
+    client: httpx.Client, api: ServiceProcess, stack_env: dict[str, str], logs: Path,
+    redis_server,  # type: ignore[no-untyped-def]
+) -> None:
+    worker = start_worker({**stack_env, **INLINE}, logs)
+    held = [submit(client, SLOW, "where-slow")] + [submit(client, CHEAP) for _ in range(3)]
+    deadline = time.monotonic() + 15
+    while redis_server.client().hlen("inferq:unacked:inference") < len(held):
+        assert time.monotonic() < deadline, "the worker never held the tasks"
+        time.sleep(0.05)
+    worker.kill()
+    replacement = start_worker({**stack_env, **INLINE}, logs)
+    try:
+        ran_in(run(client, CHEAP))
+        assert ran_in(run(client, CHEAP)) == replacement.pid  # cheap tasks run inline
+        # The killed worker's tasks come back after the visibility timeout, marked
+        # redelivered: each runs in a child, where its attempts are counted.
+        tasks = [client.get(f"/v1/tasks/{t}", params={"wait": 30}).json() for t in held]
+        assert all(ran_in(task) != replacement.pid for task in tasks)
+    finally:
+        replacement.stop()
