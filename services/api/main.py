@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tracing = init_tracing("inferq-api")
         log.info(
             "api ready",
-            extra={"redis": settings.redis_url_redacted, "model_store": str(settings.model_store)},
+            extra={"redis": settings.redis_url_redacted, "model_store": str(settings.model_store),
+                   "events_channel": waiter.channel},
         )
         try:
             yield

@@ -1,4 +1,8 @@
-"""Submitting, reading, waiting for and cancelling tasks in Redis, asynchronously."""
+"""Submitting, reading, waiting for and cancelling tasks in Redis, asynchronously.
+
+A request that waits for a task names this process's channel in the task's record, so the
+task's end is told to this process alone (see ``waiter``).
+"""
 
 from __future__ import annotations
 
@@ -20,8 +24,10 @@ from services.common.records import (
     CANCEL_SCRIPT,
     SUBMIT_SCRIPT,
     TERMINAL,
+    WATCH_SCRIPT,
     decoded,
     new_record,
+    pairs,
     submit_args,
     to_public,
 )
@@ -36,6 +42,7 @@ class TaskService:
         self._waiter = waiter
         self._cancel = client.register_script(CANCEL_SCRIPT)
         self._submit = client.register_script(SUBMIT_SCRIPT)
+        self._watch = client.register_script(WATCH_SCRIPT)
 
     async def submit_prediction(
         self,
@@ -56,7 +63,7 @@ class TaskService:
         with self._waiter.watch(task_id) as finished:
             record = new_record(model=metadata.name, version=metadata.version, queue=queue,
                                 rows=len(rows), trace_id=trace.trace_id if trace else None,
-                                now=now)
+                                now=now, notify=self._waiter.channel if wait > 0 else None)
             kwargs = {
                 "task_id": task_id,
                 "model": metadata.name,
@@ -90,24 +97,27 @@ class TaskService:
     async def get(self, task_id: str, wait: float = 0) -> dict[str, Any] | None:
         """The task, waiting up to ``wait`` s for a terminal state; None when unknown."""
         key = keys.task_key(task_id)
-        with self._waiter.watch(task_id) as finished:
+        if wait <= 0:
             raw = await self._client.hgetall(key)
-            if not raw or wait <= 0 or _status(raw) in TERMINAL:
-                return to_public(task_id, raw) if raw else None
-            if not await _woken(finished, wait):
+            return to_public(task_id, raw) if raw else None
+        with self._waiter.watch(task_id) as finished:
+            # Read the record and, unless it is terminal, have its end told to this process.
+            raw = pairs(await self._watch(keys=[key], args=[self._waiter.channel]))
+            if not raw:
+                return None
+            if _status(raw) in TERMINAL or not await _woken(finished, wait):
                 return to_public(task_id, raw)
             done = finished.result()
             if done is not None:
                 return to_public(task_id, done)
-        raw = await self._client.hgetall(key)
-        return to_public(task_id, raw) if raw else None
+        return await self.get(task_id)
 
     async def cancel(self, task_id: str) -> tuple[bool, str, str | None]:
         """Whether this call cancelled the task, its status (``missing`` when unknown) and
         the queue it was sent to."""
         cancelled, status, queue = await self._cancel(
             keys=[keys.task_key(task_id)],
-            args=[repr(time.time()), self._ttl, keys.TASK_EVENTS_CHANNEL, task_id],
+            args=[repr(time.time()), self._ttl, task_id],
         )
         return bool(cancelled), decoded(status), decoded(queue) or None
 

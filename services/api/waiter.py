@@ -1,10 +1,13 @@
 """Waking requests that wait for a task, from one Redis subscription per API process.
 
-Workers publish a task's id on ``TASK_EVENTS_CHANNEL`` when it reaches a terminal state,
-with its record when the result is small. A waiting request registers a future here and
-sleeps on it: hundreds of waiters cost one connection and no thread, and nobody polls
-Redis in a loop. The future's value is the record the event carried (None without one), so
-a woken request usually answers without reading Redis again.
+Each API process subscribes to a channel of its own, ``keys.events_channel`` of an id made
+when its waiter is built. A request that waits for a task registers a future here, then
+names this process's channel in the task's record (the submit, or ``WATCH_SCRIPT`` for a
+``GET ?wait=``); the script that ends the task publishes its id on the channels the record
+names, with its record when the result is small. So a process hears only of the tasks its
+own requests wait for. Hundreds of waiters cost one connection and no thread, and nobody
+polls Redis in a loop. The future's value is the record the event carried (None without
+one), so a woken request usually answers without reading Redis again.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -28,8 +32,10 @@ Waiter = asyncio.Future[dict[str, str] | None]
 
 
 class TaskWaiter:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, process_id: str | None = None) -> None:
         self._client = client
+        #: This process's channel: the one a task's record names to have its end told here.
+        self.channel = keys.events_channel(process_id or uuid.uuid4().hex)
         self._waiting: defaultdict[str, set[Waiter]] = defaultdict(set)
         self._listener: asyncio.Task[None] | None = None
 
@@ -60,7 +66,7 @@ class TaskWaiter:
         task_id, raw = parse_event(data)
         waiters = self._waiting.pop(task_id, None)
         if not waiters:
-            return  # Most events are for requests other API processes serve: not parsed.
+            return  # Its request gave up (its wait ran out) before the task ended.
         record = event_record(raw)
         for future in waiters:
             if not future.done():
@@ -70,14 +76,15 @@ class TaskWaiter:
         while True:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(keys.TASK_EVENTS_CHANNEL)
+                await pubsub.subscribe(self.channel)
                 async for message in pubsub.listen():
                     data = message.get("data")
                     if message.get("type") == "message" and data:
                         self._wake(data)
             except (RedisError, OSError) as exc:
                 # Waiters still re-read their task when their timeout ends.
-                log.warning("task event subscription lost; retrying", extra={"error": repr(exc)})
+                log.warning("task event subscription lost; retrying",
+                            extra={"channel": self.channel, "error": repr(exc)})
                 await asyncio.sleep(1.0)
             finally:
                 with contextlib.suppress(RedisError, OSError):

@@ -3,14 +3,19 @@
 A queue is one Redis list named after the queue. What a pool's workers hold (reserved or
 running) sits in that pool's own ``unacked`` hash, so the pool's backlog is
 ``LLEN <queue> + HLEN unacked_key(<queue>)``: exactly what KEDA's Redis scaler adds up.
+
+Each API process listens on a channel of its own, ``events_channel(<process id>)``; a task's
+record names the channels its terminal event goes to (see ``records``).
 """
 
 from __future__ import annotations
 
 PREFIX = "inferq:"
 
-#: Channel on which workers and the API announce that a task reached a terminal state.
-TASK_EVENTS_CHANNEL = PREFIX + "events:task-finished"
+
+def events_channel(process_id: str) -> str:
+    """The channel on which the API process ``process_id`` hears of its tasks' ends."""
+    return f"{PREFIX}events:{process_id}"
 
 
 def task_key(task_id: str) -> str:

@@ -3,6 +3,12 @@
 A record is written when the API accepts a task, so an id the platform never issued (or
 whose record expired) is unknown, never an eternal "queued". Its states run
 queued -> running -> succeeded | failed, or queued -> cancelled.
+
+A record's ``notify`` field lists, separated by spaces, the channels of the API processes
+that have a request waiting for the task (``keys.events_channel``): the API that submits it
+names its own when the request waits, and a ``GET ?wait=`` on any API process adds that
+process's (``WATCH_SCRIPT``). The scripts that end a task publish its event on each of them,
+and on none when nobody waits, so an API process hears only of the tasks it waits for.
 """
 
 from __future__ import annotations
@@ -18,8 +24,6 @@ import orjson
 import redis
 from redis.client import Pipeline
 from redis.exceptions import NoScriptError, ResponseError
-
-from services.common import keys
 
 
 class Status(StrEnum):
@@ -63,32 +67,64 @@ return {status, 0}
 #: larger than this, so a waiting request answers without reading the record again.
 EVENT_RECORD_MAX_BYTES = 64 * 1024
 
-# KEYS[1] record; ARGV: status, now, field, value, ttl, channel, task id, max event bytes.
+# KEYS[1] record; ARGV: status, now, field, value, ttl, task id, max event bytes.
 # The event is the task id, then (small results) a newline and the record as a JSON array
-# of alternating field names and values, as HGETALL returns it (see parse_event).
+# of alternating field names and values, as HGETALL returns it (see parse_event). It goes
+# to every channel in the record's ``notify``; to none (and is not built) without one.
 FINISH_SCRIPT = """
-local status = redis.call('HGET', KEYS[1], 'status')
+local found = redis.call('HMGET', KEYS[1], 'status', 'notify')
+local status, notify = found[1], found[2]
 if status ~= 'running' then return status or 'missing' end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], ARGV[3], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-local event = ARGV[7]
-if #ARGV[4] <= tonumber(ARGV[8]) then
-  event = event .. '\\n' .. cjson.encode(redis.call('HGETALL', KEYS[1]))
+if notify and notify ~= '' then
+  local event = ARGV[6]
+  if #ARGV[4] <= tonumber(ARGV[7]) then
+    event = event .. '\\n' .. cjson.encode(redis.call('HGETALL', KEYS[1]))
+  end
+  for channel in string.gmatch(notify, '%S+') do
+    redis.call('PUBLISH', channel, event)
+  end
 end
-redis.call('PUBLISH', ARGV[6], event)
 return ARGV[1]
 """
 
-# KEYS[1] record; ARGV: now, ttl, channel, task id. Returns {cancelled now?, status, queue}.
+# KEYS[1] record; ARGV: now, ttl, task id. Returns {cancelled now?, status, queue}. The
+# event, the task id alone, goes to every channel in the record's ``notify``.
 CANCEL_SCRIPT = """
-local found = redis.call('HMGET', KEYS[1], 'status', 'queue')
-local status, queue = found[1], found[2] or ''
+local found = redis.call('HMGET', KEYS[1], 'status', 'queue', 'notify')
+local status, queue, notify = found[1], found[2] or '', found[3]
 if not status then return {0, 'missing', queue} end
 if status ~= 'queued' then return {0, status, queue} end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+if notify then
+  for channel in string.gmatch(notify, '%S+') do
+    redis.call('PUBLISH', channel, ARGV[3])
+  end
+end
 return {1, 'cancelled', queue}
+"""
+
+# KEYS[1] record; ARGV[1] the waiting API process's channel. Returns the record as HGETALL
+# does (empty when there is none). A record not yet terminal gets the channel added to its
+# ``notify`` first, once: in one script, so the task cannot end between the read and the
+# registration unheard.
+WATCH_SCRIPT = """
+local found = redis.call('HMGET', KEYS[1], 'status', 'notify')
+local status, notify = found[1], found[2] or ''
+if not status then return {} end
+if status ~= 'succeeded' and status ~= 'failed' and status ~= 'cancelled' then
+  local listed = false
+  for channel in string.gmatch(notify, '%S+') do
+    if channel == ARGV[1] then listed = true break end
+  end
+  if not listed then
+    if notify ~= '' then notify = notify .. ' ' end
+    redis.call('HSET', KEYS[1], 'notify', notify .. ARGV[1])
+  end
+end
+return redis.call('HGETALL', KEYS[1])
 """
 
 
@@ -190,8 +226,10 @@ class SentPipeline:
 
 
 def new_record(
-    *, model: str, version: int, queue: str, rows: int, trace_id: str | None, now: float
+    *, model: str, version: int, queue: str, rows: int, trace_id: str | None, now: float,
+    notify: str | None = None,
 ) -> dict[Any, Any]:
+    """A queued task's record; ``notify`` is the channel to tell of its end, if any."""
     record: dict[Any, Any] = {
         "status": Status.QUEUED.value,
         "model": model,
@@ -202,6 +240,8 @@ def new_record(
     }
     if trace_id:
         record["trace_id"] = trace_id
+    if notify:
+        record["notify"] = notify
     return record
 
 
@@ -221,7 +261,6 @@ def finish_args(
         field,
         orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
         str(ttl),
-        keys.TASK_EVENTS_CHANNEL,
         task_id,
         str(EVENT_RECORD_MAX_BYTES),
     ]
@@ -238,7 +277,11 @@ def event_record(record: bytes) -> dict[str, str] | None:
     """The record an event carries, as ``to_public`` takes it; None when it has none."""
     if not record:
         return None
-    flat = orjson.loads(record)
+    return pairs(orjson.loads(record))
+
+
+def pairs(flat: Sequence[Any]) -> dict[Any, Any]:
+    """A hash from the flat list of alternating fields and values that HGETALL gives Lua."""
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 

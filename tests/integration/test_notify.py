@@ -1,0 +1,316 @@
+"""A task's end is told to the API processes that wait for it, and to no other.
+
+Two API processes, A and B, share one Redis and one inference worker. A raw subscription
+to every events channel sees where each task's event is published. ``diabetes`` is routed
+to the queue ``parked``, which no worker consumes: its tasks stay queued until cancelled.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from processes import ServiceProcess, service_env, start_api
+
+from services.cli.redis_server import free_port
+from services.common import keys
+from services.common.records import (
+    CANCEL_SCRIPT,
+    FINISH_SCRIPT,
+    WATCH_SCRIPT,
+    Status,
+    event_record,
+    finish_args,
+    new_record,
+    parse_event,
+    to_public,
+)
+
+IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
+PARKED_ROW = [0.0] * 10  # diabetes, on the queue nobody consumes
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+@pytest.fixture(scope="module")
+def stack_env(redis_server, model_store: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    redis_server.client().flushdb()
+    return service_env(redis_server.url, model_store,
+                       INFERQ_MODEL_QUEUES=json.dumps({"diabetes": "parked"}))
+
+
+@pytest.fixture(scope="module")
+def api_b(stack_env: dict[str, str], logs: Path) -> Iterator[ServiceProcess]:
+    process = start_api(stack_env, free_port(), logs)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def client_b(api_b: ServiceProcess) -> Iterator[httpx.Client]:
+    url = f"http://127.0.0.1:{api_b.args[api_b.args.index('--port') + 1]}"
+    with httpx.Client(base_url=url, timeout=40) as http:
+        yield http
+
+
+@pytest.fixture
+def store(redis_server) -> redis.Redis:  # type: ignore[no-untyped-def]
+    client: redis.Redis = redis_server.client()
+    return client
+
+
+def channel_of(api: ServiceProcess) -> str:
+    """The events channel the API process announced when it started."""
+    found = re.search(r"events_channel=(inferq:events:[0-9a-f]{32})\b", api.log())
+    assert found, "the API did not log its events channel"
+    return found.group(1)
+
+
+class Events:
+    """Every task event published on any API process's channel, as a raw subscriber sees it."""
+
+    def __init__(self, client: redis.Redis, pattern: str) -> None:
+        self._pubsub = client.pubsub()
+        self._pubsub.psubscribe(pattern)
+        confirmed = self._pubsub.get_message(timeout=5)
+        assert confirmed is not None and confirmed["type"] == "psubscribe"
+
+    def messages(self, settle: float = 0.5) -> list[tuple[str, bytes]]:
+        """(channel, event) of each event, read until ``settle`` s pass without one."""
+        found = []
+        while (message := self._pubsub.get_message(timeout=settle)) is not None:
+            if message["type"] == "pmessage":
+                found.append((message["channel"].decode(), message["data"]))
+        return found
+
+    def seen(self, settle: float = 0.5) -> dict[str, list[str]]:
+        """Task id to the channels its event came on."""
+        told: dict[str, list[str]] = {}
+        for channel, data in self.messages(settle):
+            told.setdefault(parse_event(data)[0], []).append(channel)
+        return {task_id: sorted(channels) for task_id, channels in told.items()}
+
+    def close(self) -> None:
+        self._pubsub.close()
+
+
+@pytest.fixture
+def events(store: redis.Redis) -> Iterator[Events]:
+    subscription = Events(store, keys.events_channel("*"))
+    yield subscription
+    subscription.close()
+
+
+def notify_of(store: redis.Redis, task_id: str) -> str | None:
+    value = store.hget(keys.task_key(task_id), "notify")
+    return value.decode() if value is not None else None
+
+
+def assert_told(store: redis.Redis, events: Events, task_id: str,
+                *waiting: ServiceProcess) -> None:
+    """The record names the channels of the ``waiting`` processes, in order and once each,
+    and the task's event came on each of them and on no other channel."""
+    channels = [channel_of(api) for api in waiting]
+    assert notify_of(store, task_id) == " ".join(channels)
+    assert events.seen() == {task_id: sorted(channels)}
+
+
+def submit(client: httpx.Client, model: str, row: list[float], wait: float = 0) -> dict:
+    response = client.post(f"/v1/models/{model}/predict", params={"wait": wait},
+                           json={"instances": [row]})
+    assert response.status_code in (200, 202), response.text
+    task: dict = response.json()
+    return task
+
+
+def test_each_api_process_has_a_channel_of_its_own(api: ServiceProcess,
+                                                   api_b: ServiceProcess) -> None:
+    assert channel_of(api) != channel_of(api_b)
+
+
+def test_a_task_waited_for_on_submit_is_told_to_that_api_alone(
+    client: httpx.Client, api: ServiceProcess, api_b: ServiceProcess,
+    store: redis.Redis, events: Events,
+) -> None:
+    done = submit(client, "iris", IRIS_ROW, wait=10)
+
+    assert done["status"] == "succeeded"
+    assert "notify" not in done
+    assert_told(store, events, done["task_id"], api)
+
+
+def test_a_task_submitted_without_wait_is_answered_by_the_api_that_waits_for_it(
+    client: httpx.Client, client_b: httpx.Client, api_b: ServiceProcess,
+    store: redis.Redis, events: Events,
+) -> None:
+    task = submit(client, "sleepy", [1.0, 1.0])
+    assert task["status"] == "queued"
+    assert notify_of(store, task["task_id"]) is None
+
+    started = time.monotonic()
+    done = client_b.get(f"/v1/tasks/{task['task_id']}", params={"wait": 10}).json()
+
+    assert done["status"] == "succeeded" and done["result"] == {"predictions": [2.0]}
+    assert "notify" not in done
+    # Woken by the event on B's channel: the model takes 1 s, the wait would take 10.
+    assert time.monotonic() - started < 5
+    assert_told(store, events, task["task_id"], api_b)
+
+
+def test_a_task_nobody_waits_for_is_told_to_nobody(
+    client: httpx.Client, client_b: httpx.Client, store: redis.Redis, events: Events
+) -> None:
+    task = submit(client, "iris", IRIS_ROW)
+    deadline = time.monotonic() + 10
+    while client_b.get(f"/v1/tasks/{task['task_id']}").json()["status"] != "succeeded":
+        assert time.monotonic() < deadline, "the task did not finish"
+        time.sleep(0.05)
+
+    assert notify_of(store, task["task_id"]) is None
+    assert events.seen() == {}
+
+
+def test_a_cancel_on_one_api_wakes_the_request_waiting_on_another(
+    client: httpx.Client, client_b: httpx.Client, api_b: ServiceProcess,
+    store: redis.Redis, events: Events,
+) -> None:
+    task = submit(client, "diabetes", PARKED_ROW)
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(client_b.get, f"/v1/tasks/{task['task_id']}",
+                              params={"wait": 10})
+        deadline = time.monotonic() + 5
+        while notify_of(store, task["task_id"]) is None:
+            assert time.monotonic() < deadline, "B's GET did not register"
+            time.sleep(0.02)
+
+        cancelled = client.delete(f"/v1/tasks/{task['task_id']}")
+        answered = waiting.result(timeout=3).json()
+
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert answered["status"] == "cancelled"
+    assert_told(store, events, task["task_id"], api_b)
+
+
+def test_waiting_for_a_finished_task_answers_at_once_and_registers_nothing(
+    client: httpx.Client, client_b: httpx.Client, api: ServiceProcess,
+    store: redis.Redis, events: Events,
+) -> None:
+    task = submit(client, "iris", IRIS_ROW, wait=10)
+    assert events.seen() == {task["task_id"]: [channel_of(api)]}
+
+    started = time.monotonic()
+    done = client_b.get(f"/v1/tasks/{task['task_id']}", params={"wait": 10}).json()
+
+    assert time.monotonic() - started < 1
+    assert done["status"] == "succeeded" and done["result"] == task["result"]
+    assert notify_of(store, task["task_id"]) == channel_of(api)
+
+
+def test_each_waiting_process_is_named_once_and_each_is_told(
+    client: httpx.Client, client_b: httpx.Client, api: ServiceProcess,
+    api_b: ServiceProcess, store: redis.Redis, events: Events,
+) -> None:
+    task = submit(client, "diabetes", PARKED_ROW)
+    url = f"/v1/tasks/{task['task_id']}"
+    for _ in range(2):
+        assert client_b.get(url, params={"wait": 0.1}).json()["status"] == "queued"
+    assert notify_of(store, task["task_id"]) == channel_of(api_b)
+
+    assert client.get(url, params={"wait": 0.1}).json()["status"] == "queued"
+    assert client_b.get(url, params={"wait": 0.1}).json()["status"] == "queued"
+
+    assert client_b.delete(url).json()["status"] == "cancelled"
+    assert_told(store, events, task["task_id"], api_b, api)
+
+
+def test_waiting_for_an_unknown_task_is_404_and_leaves_no_record(
+    client_b: httpx.Client, store: redis.Redis
+) -> None:
+    task_id = str(uuid.uuid4())
+    started = time.monotonic()
+    response = client_b.get(f"/v1/tasks/{task_id}", params={"wait": 10})
+
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["code"] == "task_not_found"
+    assert time.monotonic() - started < 1
+    assert not store.exists(keys.task_key(task_id))
+
+
+# The scripts themselves, on records written here.
+
+def recorded(store: redis.Redis, **fields: str) -> str:
+    """A task's record, queued unless ``fields`` say otherwise; its key."""
+    key = keys.task_key(str(uuid.uuid4()))
+    record = new_record(model="iris", version=1, queue="parked", rows=1, trace_id=None,
+                        now=time.time())
+    store.hset(key, mapping={**record, **fields})
+    return key
+
+
+def test_the_watch_script_matches_whole_channel_names(store: redis.Redis) -> None:
+    watch = store.register_script(WATCH_SCRIPT)
+    key = recorded(store, notify="inferq:events:abc1 inferq:events:xabc")
+
+    watch(keys=[key], args=["inferq:events:abc"])
+    watch(keys=[key], args=["inferq:events:abc"])
+
+    assert store.hget(key, "notify") == (
+        b"inferq:events:abc1 inferq:events:xabc inferq:events:abc")
+    assert watch(keys=[keys.task_key("never-submitted")], args=["inferq:events:abc"]) == []
+    assert not store.exists(keys.task_key("never-submitted"))
+
+
+def test_the_finish_script_publishes_on_every_channel_named_and_on_none_without(
+    store: redis.Redis,
+) -> None:
+    told = Events(store, keys.events_channel("script-*"))
+    try:
+        channels = [keys.events_channel("script-1"), keys.events_channel("script-2")]
+        named = recorded(store, status="running", notify=" ".join(channels))
+        unnamed = recorded(store, status="running")
+        finish = store.register_script(FINISH_SCRIPT)
+        for key in (named, unnamed):
+            task_id = key.removeprefix(keys.task_key(""))
+            reply = finish(keys=[key], args=finish_args(
+                task_id, Status.SUCCEEDED, {"predictions": [1]}, 60))
+            assert reply == b"succeeded"
+
+        named_id = named.removeprefix(keys.task_key(""))
+        messages = told.messages()
+        assert sorted(channel for channel, _ in messages) == channels
+        for _, data in messages:
+            task_id, raw = parse_event(data)
+            assert task_id == named_id
+            # The event carries the record, ``notify`` included; the API shows it without.
+            carried = event_record(raw)
+            assert carried is not None and carried["notify"] == " ".join(channels)
+            shown = to_public(task_id, carried)
+            assert shown["status"] == "succeeded" and shown["result"] == {"predictions": [1]}
+            assert "notify" not in shown
+    finally:
+        told.close()
+
+
+def test_the_cancel_script_publishes_on_every_channel_named(store: redis.Redis) -> None:
+    told = Events(store, keys.events_channel("script-*"))
+    try:
+        channels = [keys.events_channel("script-3"), keys.events_channel("script-4")]
+        named = recorded(store, notify=" ".join(channels))
+        unnamed = recorded(store)
+        cancel = store.register_script(CANCEL_SCRIPT)
+        for key in (named, unnamed):
+            task_id = key.removeprefix(keys.task_key(""))
+            reply = cancel(keys=[key], args=[repr(time.time()), 60, task_id])
+            assert reply[:2] == [1, b"cancelled"]
+
+        assert told.seen() == {named.removeprefix(keys.task_key("")): channels}
+    finally:
+        told.close()
