@@ -2,7 +2,8 @@
 
 A record is written when the API accepts a task, so an id the platform never issued (or
 whose record expired) is unknown, never an eternal "queued". Its states run
-queued -> running -> succeeded | failed, or queued -> cancelled.
+queued -> running -> succeeded | failed, or queued -> cancelled; a lone cheap task run in a
+worker's main process goes from queued straight to succeeded or failed.
 
 A record's ``notify`` field lists, separated by spaces, the channels of the API processes
 that have a request waiting for the task (``keys.events_channel``): the API that submits it
@@ -67,14 +68,20 @@ return {status, 0}
 #: larger than this, so a waiting request answers without reading the record again.
 EVENT_RECORD_MAX_BYTES = 64 * 1024
 
-# KEYS[1] record; ARGV: status, now, field, value, ttl, task id, max event bytes.
+# KEYS[1] record; ARGV: status, now, field, value, ttl, task id, max event bytes, and the
+# time the task started when it was run straight from the queue, never marked running (a
+# lone cheap task run in the worker's main process): then a queued record finishes too.
 # The event is the task id, then (small results) a newline and the record as a JSON array
 # of alternating field names and values, as HGETALL returns it (see parse_event). It goes
 # to every channel in the record's ``notify``; to none (and is not built) without one.
 FINISH_SCRIPT = """
 local found = redis.call('HMGET', KEYS[1], 'status', 'notify')
 local status, notify = found[1], found[2]
-if status ~= 'running' then return status or 'missing' end
+if status == 'queued' and ARGV[8] then
+  redis.call('HSET', KEYS[1], 'started_at', ARGV[8])
+elseif status ~= 'running' then
+  return status or 'missing'
+end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], ARGV[3], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 if notify and notify ~= '' then
@@ -251,11 +258,13 @@ def submit_args(ttl: int, message: bytes, record: Mapping[str, str]) -> list[Any
 
 
 def finish_args(
-    task_id: str, status: Status, payload: Mapping[str, Any], ttl: int
+    task_id: str, status: Status, payload: Mapping[str, Any], ttl: int,
+    unannounced_start: float | None = None,
 ) -> list[str | bytes]:
-    """ARGV for FINISH_SCRIPT: ``payload`` is the result or the error object."""
+    """ARGV for FINISH_SCRIPT: ``payload`` is the result or the error object;
+    ``unannounced_start``, when the task ran without being marked running, its start."""
     field = "result" if status is Status.SUCCEEDED else "error"
-    return [
+    args: list[str | bytes] = [
         status.value,
         repr(time.time()),
         field,
@@ -264,6 +273,9 @@ def finish_args(
         task_id,
         str(EVENT_RECORD_MAX_BYTES),
     ]
+    if unannounced_start is not None:
+        args.append(repr(unannounced_start))
+    return args
 
 
 def parse_event(data: bytes | str) -> tuple[str, bytes]:

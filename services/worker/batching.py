@@ -13,8 +13,9 @@ run alone, within their own time limits, as do the tasks of a model not yet time
 A lone task of a model known to be cheap (its call estimated under ``inline_max``) that
 arrives while no child is busy runs in the main process itself: the hand-over to a child
 and back (a pickled job down a pipe, the child waking on a cold cache, two messages back)
-costs more than such a call. Under load tasks come in company, and batches go to children.
-A redelivered task always runs in a child, where its attempts are counted.
+costs more than such a call, and so would marking it running first: it goes from queued
+straight to finished. Under load tasks come in company, and batches go to children. A
+redelivered task always runs in a child, where its attempts are counted.
 
 Messages stay unacknowledged, in the pool's ``unacked`` hash, from delivery until their
 results are stored: a worker that dies mid-batch loses nothing (its messages are restored
@@ -87,8 +88,9 @@ class BatchedTask(Task):
         """What a message's cost per row depends on (the model it calls, say)."""
         return str(self.name)
 
-    def run_batch(self, items: list[BatchItem]) -> dict[str, float]:
-        """Run one batch, storing each result; runs in a pool child.
+    def run_batch(self, items: list[BatchItem], announce: bool = True) -> dict[str, float]:
+        """Run one batch, storing each result; runs in a pool child, or in the main process
+        (``announce=False``: first deliveries, not marked running before their call).
 
         On return every item's message is acknowledged in Redis (after its result is
         stored, in the same round trip): the worker's main process only forgets them.
@@ -208,7 +210,8 @@ class Batcher:
         if inline:
             try:
                 with soft_time_limit(self._soft_timeout):
-                    costs = self._task.run_batch([entry.item for entry in batch])
+                    costs = self._task.run_batch([entry.item for entry in batch],
+                                                 announce=False)
             except Exception as exc:
                 failed(exc)
             else:

@@ -128,15 +128,18 @@ class Executor:
                 runnable.append(request)
         return runnable, refused
 
-    def finish(self, outcomes: Sequence[Outcome], delivery_tags: Sequence[str] = ()) -> None:
+    def finish(self, outcomes: Sequence[Outcome], delivery_tags: Sequence[str] = (),
+               announced: bool = True) -> None:
         """Store the outcomes, then acknowledge ``delivery_tags`` in the same round trip.
 
         Acknowledging is removing a message from the pool's unacked hash, once its task's
         record is final: a worker that dies before that leaves the message to be restored.
+        ``announced=False``: the tasks ran straight from the queue, never marked running.
         """
         def build(pipe: Pipeline) -> None:
             for o in outcomes:
-                args = finish_args(o.request.task_id, o.status, o.payload, self._ttl)
+                args = finish_args(o.request.task_id, o.status, o.payload, self._ttl,
+                                   None if announced else o.started_at)
                 self._scripts.call(pipe, FINISH_SCRIPT, [keys.task_key(o.request.task_id)], args)
             if delivery_tags:
                 forget_held(pipe, keys.unacked_key(self._queue),
@@ -161,8 +164,8 @@ class Executor:
         now = time.time()
         self.finish([Outcome(request, status, payload, now, now)])
 
-    def run(self, requests: Sequence[PredictRequest],
-            delivery_tags: Sequence[str] = ()) -> list[Outcome]:
+    def run(self, requests: Sequence[PredictRequest], delivery_tags: Sequence[str] = (),
+            announce: bool = True) -> list[Outcome]:
         """Start, predict and finish ``requests``; return what happened to each.
 
         A first delivery's start is sent before the model call and its reply read after,
@@ -170,7 +173,15 @@ class Executor:
         say) has its prediction dropped, never stored. A redelivered task may be what
         killed its last worker, so a batch holding one calls the model only once the
         records say how often each task was tried.
+
+        ``announce=False`` skips the start, for first deliveries whose call is shorter
+        than its round trip: the task goes from queued to finished, and a task cancelled
+        meanwhile still has its prediction dropped (the finish finds it cancelled).
         """
+        if not announce and not any(r.redelivered for r in requests):
+            outcomes = predict_all(self._cache, requests)
+            self.finish(outcomes, delivery_tags, announced=False)
+            return outcomes
         if any(r.redelivered for r in requests):
             runnable, refused = self.start(requests)
             outcomes = predict_all(self._cache, runnable)

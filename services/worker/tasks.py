@@ -50,7 +50,7 @@ class ExecutorTask(BatchedTask):
     def cost_key(self, kwargs: dict[str, Any]) -> str:
         return _cost_key(kwargs.get("model"), kwargs.get("version"))
 
-    def run_batch(self, items: list[BatchItem]) -> dict[str, float]:
+    def run_batch(self, items: list[BatchItem], announce: bool = True) -> dict[str, float]:
         requests = [PredictRequest.from_message(item.kwargs, item.headers) for item in items]
         tags = [item.delivery_tag for item in items]
         # One consumer span per task, each in its own trace; the executor traces the
@@ -72,10 +72,11 @@ class ExecutorTask(BatchedTask):
             request.span = span
         try:
             with trace.use_span(spans[0], end_on_exit=False):
-                return _seconds_per_row(self.executor.run(requests, tags))
+                return _seconds_per_row(self.executor.run(requests, tags, announce))
         except SoftTimeLimitExceeded:
             self._fail_all(requests, {"type": "SoftTimeLimitExceeded",
-                                      "message": "the task ran past its soft time limit"}, tags)
+                                      "message": "the task ran past its soft time limit"},
+                           tags, announce)
             return {_cost_key(r.model, r.version): math.inf for r in requests}
         finally:
             for span in spans:
@@ -90,11 +91,12 @@ class ExecutorTask(BatchedTask):
         )
 
     def _fail_all(self, requests: list[PredictRequest], error: dict[str, Any],
-                  delivery_tags: list[str] | None = None) -> None:
-        # Only records still running change: tasks already finished keep their result.
+                  delivery_tags: list[str] | None = None, announced: bool = True) -> None:
+        # Only records still running (or, unannounced, queued) change: tasks already
+        # finished keep their result.
         now = time.time()
         self.executor.finish([Outcome(r, Status.FAILED, error, now, now) for r in requests],
-                             delivery_tags or ())
+                             delivery_tags or (), announced)
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         # Reached for a hard time limit (the child was killed): fail the record too.

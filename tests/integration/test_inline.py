@@ -148,3 +148,30 @@ def test_a_redelivered_task_runs_in_a_child(
         assert all(ran_in(task) != replacement.pid for task in tasks)
     finally:
         replacement.stop()
+
+
+def test_an_inline_task_goes_from_queued_to_its_end_and_a_cancel_meanwhile_wins(
+    client: httpx.Client, api: ServiceProcess, stack_env: dict[str, str], logs: Path,
+    redis_server,  # type: ignore[no-untyped-def]
+) -> None:
+    worker = start_worker({**stack_env, **INLINE}, logs)
+    try:
+        ran_in(run(client, CHEAP))
+        task = run(client, CHEAP)
+        assert ran_in(task) == worker.pid
+        assert task["started_at"] is not None and task["finished_at"] >= task["started_at"]
+        record = redis_server.client().hgetall(f"inferq:task:{task['task_id']}")
+        assert b"attempts" not in record, "an inline task was marked running"
+
+        # Estimated cheap, so it runs in the main process, still queued in Redis: a DELETE
+        # during its call cancels it, and its prediction is dropped.
+        doomed = submit(client, [[1.0, 0.0]])
+        time.sleep(0.3)
+        cancelled = client.delete(f"/v1/tasks/{doomed}")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        time.sleep(1.0)
+        final = client.get(f"/v1/tasks/{doomed}").json()
+        assert final["status"] == "cancelled" and "result" not in final
+        assert redis_server.client().hlen("inferq:unacked:inference") == 0
+    finally:
+        worker.stop()
