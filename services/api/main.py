@@ -22,6 +22,7 @@ from services.api.routes import health, models, pools, tasks
 from services.api.task_service import TaskService
 from services.api.waiter import TaskWaiter
 from services.common.catalog import Catalog
+from services.common.heap import settle_heap
 from services.common.settings import Settings, get_settings
 from services.common.telemetry import exporter_configured, init_tracing, shutdown_tracing
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         waiter.start()
         backlog.start()
         tracing = init_tracing("inferq-api")
+        settle_heap()
         log.info(
             "api ready",
             extra={"redis": settings.redis_url_redacted, "model_store": str(settings.model_store),

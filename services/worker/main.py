@@ -8,6 +8,7 @@ from typing import Any
 
 from celery import signals
 
+from services.common.heap import settle_heap
 from services.common.metrics import WORKER_PROCESSES
 from services.common.pools import PoolSpec
 from services.common.settings import Settings
@@ -30,6 +31,11 @@ def run_worker(settings: Settings, pool: PoolSpec, concurrency: int, metrics_por
     def _child_started(**_: Any) -> None:
         init_tracing("inferq-worker")
         WORKER_PROCESSES.labels(pool.name).set(1)
+        settle_heap(collect=False)
+
+    @signals.worker_init.connect(weak=False)
+    def _main_started(**_: Any) -> None:
+        settle_heap()  # Before the pool's children are forked.
 
     @signals.worker_process_shutdown.connect(weak=False)
     def _child_stopping(**_: Any) -> None:
