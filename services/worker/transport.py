@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
+import orjson
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps, loads
@@ -157,7 +158,7 @@ class Channel(kombu_redis.Channel):
         if self._popped_from is None or self._pending is not None:
             return False
         delivery = message.delivery_info
-        value = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        value = _held_value(message._raw, delivery["exchange"], delivery["routing_key"])
         # The prefetch room left once this message is held.
         room = min(MAX_BURST, max(0, (self.qos.can_consume_max_estimate() or 0) - 1))
         self._pending = _PendingTake(self, self._popped_from,
@@ -171,6 +172,15 @@ class Channel(kombu_redis.Channel):
                 or self.priority_steps != [0]):
             return None  # Several queues, priorities or key prefixes: kombu's own path.
         return str(queues[0])
+
+
+def _held_value(raw: dict[str, Any], exchange: str, routing_key: str) -> bytes | str:
+    """A held message's value in the unacked hash, as kombu writes and restores it; by
+    orjson, a tenth of the cost of kombu's encoder on the path to the model."""
+    try:
+        return orjson.dumps([raw, exchange, routing_key])
+    except TypeError:  # A message orjson cannot encode: kombu's encoder can.
+        return str(dumps([raw, exchange, routing_key]))
 
 
 class Transport(kombu_redis.Transport):
