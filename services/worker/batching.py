@@ -10,12 +10,14 @@ cost dominates, so the batcher learns each model's cost per row from the batches
 and keeps a batch's estimated run time under ``MAX_BATCH_SECONDS``: a slow model's tasks
 run alone, within their own time limits, as do the tasks of a model not yet timed.
 
-A lone task of a model known to be cheap (its call estimated under ``inline_max``) that
-arrives while no child is busy runs in the main process itself: the hand-over to a child
-and back (a pickled job down a pipe, the child waking on a cold cache, two messages back)
-costs more than such a call, and so would marking it running first: it goes from queued
-straight to finished. Under load tasks come in company, and batches go to children. A
-redelivered task always runs in a child, where its attempts are counted.
+A task that arrives alone at an idle worker, for a model whose lone calls were timed under
+``inline_max``, runs in the main process itself: the hand-over to a child and back (a
+pickled job down a pipe, the child waking on a cold cache, two messages back) costs more
+than such a call, and so would marking it running first: it goes from queued straight to
+finished. "Alone" is judged once the whole burst its message came in is delivered, so
+under load tasks come in company and their batches go to children. A lone call is timed
+apart from the cost per row: one row of a random forest costs far more than a forty-row
+batch's share. A redelivered task always runs in a child, where its attempts are counted.
 
 Messages stay unacknowledged, in the pool's ``unacked`` hash, from delivery until their
 results are stored: a worker that dies mid-batch loses nothing (its messages are restored
@@ -137,6 +139,10 @@ class Batcher:
         self._timer_ref: Any = None
         self._errors = consumer.connection_errors
         self._seconds_per_row: dict[str, float] = {}
+        #: Seconds a call for one task alone took, per cost key (what running inline costs).
+        self._lone_call_seconds: dict[str, float] = {}
+        self._hub: Any = getattr(consumer, "hub", None)
+        self._flush_pending = False
 
     def on_message(self, message: Message, body: Any, ack: Any, reject: Any,
                    callbacks: Any, **_: Any) -> None:
@@ -150,7 +156,9 @@ class Batcher:
         if self._rows >= self._limits.max_rows:
             self._flush()
         elif self._idle_child():
-            if self._limits.max_wait <= 0:
+            if self._inline_candidate():
+                self._flush_after_delivery()
+            elif self._limits.max_wait <= 0:
                 self._flush()
             elif self._timer_ref is None:
                 self._timer_ref = self._timer.call_after(self._limits.max_wait, self._on_timer)
@@ -163,13 +171,38 @@ class Batcher:
         if self._idle_child():
             self._flush()
 
-    def _flush(self) -> None:
-        """Send full batches to the pool, and a partial one if a child is idle."""
+    def _flush(self, inline: bool = False) -> None:
+        """Send full batches to the pool, and a partial one if a child is idle; with
+        ``inline``, a lone cheap task runs in this process instead."""
         if self._timer_ref is not None:
             self._timer_ref.cancel()
             self._timer_ref = None
         while self._buffer and (self._rows >= self._limits.max_rows or self._idle_child()):
-            self._send(self._take_batch())
+            if inline and self._inline_candidate():
+                self._send(self._take_batch(), inline=True)
+            else:
+                self._send(self._take_batch())
+
+    def _inline_candidate(self) -> bool:
+        """Whether the buffer is one task that may run inline (see the module)."""
+        if (len(self._buffer) != 1 or self._running or self._hub is None
+                or not self._limits.inline_max):
+            return False
+        (entry,) = self._buffer
+        cost = max(self._lone_call_seconds.get(entry.cost_key, math.inf),
+                   entry.rows * self._seconds_per_row.get(entry.cost_key, math.inf))
+        return cost <= self._limits.inline_max and not entry.item.headers.get("redelivered")
+
+    def _flush_after_delivery(self) -> None:
+        """Flush once the message being delivered and the burst it came in are buffered:
+        the event loop runs what is scheduled before it reads or sends anything else."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._hub.call_soon(self._flush_delivered)
+
+    def _flush_delivered(self) -> None:
+        self._flush_pending = False
+        self._flush(inline=True)
 
     def _take_batch(self) -> list[_Buffered]:
         taken, rows, seconds = 0, 0, 0.0
@@ -184,17 +217,17 @@ class Batcher:
         self._rows -= rows
         return batch
 
-    def _send(self, batch: list[_Buffered]) -> None:
-        inline = self._runs_inline(batch)
+    def _send(self, batch: list[_Buffered], inline: bool = False) -> None:
         self._running += 1
         done = False
+        lone = batch[0] if len(batch) == 1 else None
 
         def finished(costs: Any) -> None:
             nonlocal done
             if not done:
                 done = True
                 self._running -= 1
-                self._learn(costs)
+                self._learn(costs, lone)
                 forget_acked([entry.message for entry in batch])
                 self._flush()
 
@@ -227,19 +260,12 @@ class Batcher:
         )
         self._write_now()
 
-    def _runs_inline(self, batch: list[_Buffered]) -> bool:
-        """Whether ``batch`` is a lone cheap task on an idle worker (see the module)."""
-        if len(batch) != 1 or self._running or self._buffer or not self._limits.inline_max:
-            return False
-        (entry,) = batch
-        cost = entry.rows * self._seconds_per_row.get(entry.cost_key, math.inf)
-        return cost <= self._limits.inline_max and not entry.item.headers.get("redelivered")
-
-    def _learn(self, costs: Any) -> None:
+    def _learn(self, costs: Any, lone: _Buffered | None) -> None:
+        """Fold a batch's seconds per row into the estimates; ``lone``: its one task."""
         for key, seconds in (costs or {}).items():
-            known = self._seconds_per_row.get(key, math.inf)
-            # A call past its time limit counts as unbounded until the next one is timed.
-            self._seconds_per_row[key] = seconds if math.isinf(known) else (known + seconds) / 2
+            _fold(self._seconds_per_row, key, seconds)
+            if lone is not None and lone.cost_key == key:
+                _fold(self._lone_call_seconds, key, seconds * lone.rows)
 
     def _on_failed(self, batch: list[_Buffered], exc: BaseException) -> None:
         messages = [entry.message for entry in batch]
@@ -279,6 +305,13 @@ def soft_time_limit(seconds: float | None) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def _fold(estimates: dict[str, float], key: str, measured: float) -> None:
+    """Average ``measured`` into ``estimates[key]``; a call past its time limit counts as
+    unbounded until the next one is timed."""
+    known = estimates.get(key, math.inf)
+    estimates[key] = measured if math.isinf(known) else (known + measured) / 2
 
 
 def _immediate_writer(consumer: Any) -> Callable[[], None]:

@@ -41,9 +41,9 @@ def empty_redis(redis_server) -> Iterator[None]:  # type: ignore[no-untyped-def]
     yield
 
 
-def run(client: httpx.Client, rows: list, wait: float = 30) -> dict:
-    """Submit ``rows`` to ``where`` and wait for the finished task."""
-    response = client.post("/v1/models/where/predict", params={"wait": wait},
+def run(client: httpx.Client, rows: list, model: str = "where") -> dict:
+    """Submit ``rows`` to ``model`` and wait for the finished task."""
+    response = client.post(f"/v1/models/{model}/predict", params={"wait": 30},
                            json={"instances": rows})
     assert response.status_code == 200, response.text
     return dict(response.json())
@@ -89,6 +89,28 @@ def test_tasks_in_company_run_in_children(
         assert worker.pid not in where, "tasks that came together ran in the main process"
         done = client.get(f"/v1/tasks/{blocker}", params={"wait": 30}).json()
         assert ran_in(done) != worker.pid
+    finally:
+        worker.stop()
+
+
+def test_a_burst_that_reaches_an_idle_worker_at_once_runs_in_children(
+    client: httpx.Client, api: ServiceProcess, stack_env: dict[str, str], logs: Path
+) -> None:
+    worker = start_worker({**stack_env, **INLINE}, logs)
+    try:
+        ran_in(run(client, CHEAP))
+        ran_in(run(client, CHEAP, "where-slow"))
+        # Estimated cheap, it runs in the main process and holds its loop for a second:
+        # the tasks submitted meanwhile wait in the queue, and reach the worker in one
+        # burst when it reads again.
+        blocker = submit(client, [[1.0, 0.0]], "where-slow")
+        time.sleep(0.2)
+        with ThreadPoolExecutor(8) as pool:
+            task_ids = list(pool.map(lambda _: submit(client, CHEAP), range(16)))
+        done = client.get(f"/v1/tasks/{blocker}", params={"wait": 30}).json()
+        assert ran_in(done) == worker.pid
+        tasks = [client.get(f"/v1/tasks/{t}", params={"wait": 30}).json() for t in task_ids]
+        assert worker.pid not in {ran_in(task) for task in tasks}
     finally:
         worker.stop()
 
