@@ -5,6 +5,10 @@ request, a task id returned, the client polling every 5 ms, prefetch 1, Redis re
 backend), (c) a synchronous endpoint calling the model in the request, and (d) the model's
 own vectorised ``predict_proba`` over the same rows, the limit. Closed loop at each
 concurrency; writes results.json, chart.png and results.md to ``--out``.
+
+At concurrency 1 the systems differ by about a millisecond, less than a shared machine's
+speed drifts from one minute to the next: there all systems run at once and take turns,
+in ``--slices`` slices each (alternating order), so every system sees the same minutes.
 """
 
 from __future__ import annotations
@@ -118,20 +122,77 @@ async def measured_run(system: systems.System, model: str, bodies: list[bytes],
     }
 
 
-def run_system(system: systems.System, args: argparse.Namespace,
-               bodies: list[bytes]) -> Iterator[dict[str, Any]]:
+def run_system(system: systems.System, args: argparse.Namespace, bodies: list[bytes],
+               concurrencies: list[int]) -> Iterator[dict[str, Any]]:
     for model in args.models:
-        for concurrency in args.concurrency:
+        for concurrency in concurrencies:
             before = batch_rows(system.metrics_url, model)
             run = asyncio.run(measured_run(system, model, bodies, concurrency,
                                            args.warmup, args.duration))
-            after = batch_rows(system.metrics_url, model)
-            if system.metrics_url and after[0] > before[0]:
-                run["rows_per_model_call"] = round(
-                    (after[1] - before[1]) / (after[0] - before[0]), 1)
-            run["rss_mib"] = {role: rss_mib(pid) for role, pid in system.pids.items()}
-            print(json.dumps(run), file=sys.stderr, flush=True)
-            yield run
+            yield finish_run(system, model, run, before)
+
+
+def finish_run(system: systems.System, model: str, run: dict[str, Any],
+               batches_before: tuple[float, float]) -> dict[str, Any]:
+    """Add rows per model call (since ``batches_before``) and memory; print the run."""
+    after = batch_rows(system.metrics_url, model)
+    if system.metrics_url and after[0] > batches_before[0]:
+        run["rows_per_model_call"] = round(
+            (after[1] - batches_before[1]) / (after[0] - batches_before[0]), 1)
+    run["rss_mib"] = {role: rss_mib(pid) for role, pid in system.pids.items()}
+    print(json.dumps(run), file=sys.stderr, flush=True)
+    return run
+
+
+def run_alternating(running: list[systems.System], args: argparse.Namespace,
+                    bodies: list[bytes], concurrency: int) -> Iterator[dict[str, Any]]:
+    """Each model at ``concurrency`` on every system, the systems taking turns in slices."""
+    piece = args.duration / args.slices
+    for model in args.models:
+        befores = [batch_rows(system.metrics_url, model) for system in running]
+        for system in running:  # Warm-up, not measured.
+            asyncio.run(client.closed_loop("127.0.0.1", system.ports,
+                                           CALLS[system.name](model), bodies, concurrency,
+                                           0.0, args.warmup))
+        slices: dict[str, list[dict[str, Any]]] = {s.name: [] for s in running}
+        for turn in range(args.slices):
+            for system in running if turn % 2 == 0 else running[::-1]:
+                slices[system.name].append(asyncio.run(measured_slice(
+                    system, model, bodies, concurrency, piece)))
+        for system, before in zip(running, befores, strict=True):
+            yield finish_run(system, model, combined(system.name, model, concurrency,
+                                                     slices[system.name], args.duration),
+                             before)
+
+
+async def measured_slice(system: systems.System, model: str, bodies: list[bytes],
+                         concurrency: int, seconds: float) -> dict[str, Any]:
+    """One slice: its latencies, errors and CPU by role."""
+    before = snapshot(system)
+    load = await client.closed_loop("127.0.0.1", system.ports, CALLS[system.name](model),
+                                    bodies, concurrency, 0.0, seconds)
+    after = snapshot(system)
+    return {"load": load, "cpu": {role: after[role] - before[role] for role in before}}
+
+
+def combined(name: str, model: str, concurrency: int, slices: list[dict[str, Any]],
+             duration: float) -> dict[str, Any]:
+    latencies = [x for piece in slices for x in piece["load"].latencies]
+    cpu = {role: round(sum(piece["cpu"][role] for piece in slices), 3)
+           for role in slices[0]["cpu"]}
+    return {
+        "system": name, "model": model, "concurrency": concurrency,
+        "throughput_rps": round(len(latencies) / duration, 1),
+        **percentiles(latencies or [0.0]),
+        "errors": sum(piece["load"].errors for piece in slices),
+        "error_samples": [e for piece in slices for e in piece["load"].error_samples][:5],
+        "cpu_seconds": cpu,
+        "machine_cpu_ms_per_prediction": round(1000 * cpu["machine"] / max(1, len(latencies)),
+                                               3),
+        "slices": len(slices),
+        "slice_p50_ms": [percentiles(piece["load"].latencies or [0.0])["p50_ms"]
+                         for piece in slices],
+    }
 
 
 def vectorised_limit(paths: dict[str, Path], rows: list[list[float]]) -> dict[str, Any]:
@@ -242,6 +303,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--inferq-api-replicas", type=int, default=2,
                         help="inferq API processes, the client's connections spread over "
                              "them (the chart runs two replicas)")
+    parser.add_argument("--slices", type=int, default=6,
+                        help="turns each system takes at concurrency 1, where all systems "
+                             "run at once and alternate (0: one after the other)")
     parser.add_argument("--soak", type=float, default=0.0,
                         help="also run inferq this many seconds and record its memory")
     parser.add_argument("--out", type=Path, default=Path("benchmark-results"))
@@ -265,14 +329,22 @@ def main(argv: list[str] | None = None) -> None:
         store = Path(tmp)
         for name, path in paths.items():
             import_model(store, path, name)
-        for name in args.systems:
-            started = {"inferq": lambda: systems.inferq(store, args.inferq_worker_concurrency,
-                                                         args.inferq_api_replicas),
-                       "classic": lambda: systems.classic(paths["forest"].parent,
-                                                          args.worker_concurrency),
-                       "sync": lambda: systems.sync(paths["forest"].parent)}[name]
-            with started() as system:
-                report["runs"].extend(run_system(system, args, bodies))
+        starters = {"inferq": lambda: systems.inferq(store, args.inferq_worker_concurrency,
+                                                      args.inferq_api_replicas),
+                    "classic": lambda: systems.classic(paths["forest"].parent,
+                                                       args.worker_concurrency),
+                    "sync": lambda: systems.sync(paths["forest"].parent)}
+        alternate = 1 in args.concurrency and len(args.systems) > 1 and args.slices > 0
+        rest = [c for c in args.concurrency if not (alternate and c == 1)]
+        with contextlib.ExitStack() as stack:
+            running = [stack.enter_context(starters[name]()) for name in args.systems] \
+                if alternate else []
+            if alternate:
+                report["runs"].extend(run_alternating(running, args, bodies, 1))
+            for name in args.systems:
+                with (contextlib.nullcontext(running[args.systems.index(name)]) if alternate
+                      else starters[name]()) as system:
+                    report["runs"].extend(run_system(system, args, bodies, rest))
         if args.soak:
             report["soak"] = soak(store, args, bodies)
     (args.out / "results.json").write_text(json.dumps(report, indent=2) + "\n")

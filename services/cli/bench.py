@@ -22,6 +22,9 @@ def add_bench_parser(commands: argparse._SubParsersAction) -> None:
                        help="comma-separated closed-loop concurrencies")
     bench.add_argument("--duration", type=float, default=10.0, help="seconds measured per run")
     bench.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
+    bench.add_argument("--slices", type=int, default=6,
+                       help="at concurrency 1 all systems run at once and take this many "
+                            "turns each (0: one after the other)")
     bench.add_argument("--soak", type=float, default=0.0,
                        help="also load inferq this many seconds and record its memory")
     bench.add_argument("--observability", action="store_true",
@@ -43,6 +46,7 @@ def run_bench(args: argparse.Namespace) -> int:
         sys.executable, str(script),
         "--systems", args.systems, "--models", args.workloads,
         "--concurrency", args.concurrency, "--duration", str(args.duration),
-        "--warmup", str(args.warmup), "--soak", str(args.soak), "--out", str(args.out),
+        "--warmup", str(args.warmup), "--slices", str(args.slices), "--soak", str(args.soak),
+        "--out", str(args.out),
     ]
     return subprocess.call(command)
