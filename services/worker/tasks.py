@@ -64,6 +64,8 @@ class ExecutorTask(BatchedTask):
                     "inferq.model": request.model,
                     "messaging.destination.name": self.queue,
                     "inferq.batch_tasks": len(requests),
+                    # Run by the worker's main process, never marked running.
+                    "inferq.inline": not announce,
                 },
             )
             for item, request in zip(items, requests, strict=True)

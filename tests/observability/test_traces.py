@@ -30,7 +30,9 @@ def traced_api_url(redis_server, model_store: Path, receiver: OtlpReceiver,  # t
     logs = tmp_path_factory.mktemp("traced")
     env = service_env(redis_server.url, model_store,
                       OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{receiver.port}",
-                      OTEL_BSP_SCHEDULE_DELAY="100")
+                      OTEL_BSP_SCHEDULE_DELAY="100",
+                      # Lone iris tasks run in the worker's main process, whatever the load.
+                      INFERQ_INLINE_MAX_MS="100")
     port = free_port()
     api = start_api(env, port, logs)
     worker = start_worker(env, logs)
@@ -74,6 +76,19 @@ def test_one_trace_from_request_to_model_call(traced_api_url: str,
     assert len(receiver.trace(TRACE_ID)) == 4, receiver.trace(TRACE_ID)
     # SpanKind in OTLP: 2 server, 4 producer, 5 consumer.
     assert (server["kind"], enqueue["kind"], execute["kind"]) == (2, 4, 5)
+
+
+def test_a_task_run_by_the_workers_main_process_has_its_whole_trace(
+        traced_api_url: str, receiver: OtlpReceiver) -> None:
+    trace_id = "c" * 32
+    for _ in range(2):  # Times iris's lone call: cheap, so the next runs inline.
+        predict_in_trace(traced_api_url, "d" * 32, sampled=False)
+    predict_in_trace(traced_api_url, trace_id, sampled=True)
+    spans = {s["name"]: s for s in wait_for_spans(receiver, trace_id)}
+    execute, model = spans["inferq.execute"], spans["inferq.model.predict"]
+    assert execute["inline"] is True and execute["service"] == "inferq-worker"
+    assert execute["parent"] == spans["inferq.enqueue"]["span_id"]
+    assert model["parent"] == execute["span_id"]
 
 
 def test_probes_are_not_traced(traced_api_url: str, receiver: OtlpReceiver) -> None:

@@ -36,6 +36,8 @@ class OtlpReceiver:
                                 "parent": span.parent_span_id.hex(),
                                 "batch_tasks": next((a.value.int_value for a in span.attributes
                                                      if a.key == "inferq.batch_tasks"), None),
+                                "inline": next((a.value.bool_value for a in span.attributes
+                                                if a.key == "inferq.inline"), None),
                             })
                 reply = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
