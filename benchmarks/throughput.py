@@ -109,16 +109,24 @@ async def measured_run(system: systems.System, model: str, bodies: list[bytes],
                            concurrency, warmup, duration),
         sampler(),
     )
-    done = len(load.latencies)
-    cpu = {role: round(shots[1][role] - shots[0][role], 3) for role in shots[0]}
+    cpu = {role: shots[1][role] - shots[0][role] for role in shots[0]}
+    return run_result(system.name, model, concurrency, duration, load.latencies,
+                      load.errors, load.error_samples, cpu)
+
+
+def run_result(name: str, model: str, concurrency: int, duration: float,
+               latencies: list[float], errors: int, error_samples: list[str],
+               cpu: dict[str, float]) -> dict[str, Any]:
+    """One point of the report: throughput, latency, errors and CPU by role."""
     return {
-        "system": system.name, "model": model, "concurrency": concurrency,
-        "throughput_rps": round(done / duration, 1),
-        **percentiles(load.latencies or [0.0]),
-        "errors": load.errors,
-        "error_samples": load.error_samples,
-        "cpu_seconds": cpu,
-        "machine_cpu_ms_per_prediction": round(1000 * cpu["machine"] / max(1, done), 3),
+        "system": name, "model": model, "concurrency": concurrency,
+        "throughput_rps": round(len(latencies) / duration, 1),
+        **percentiles(latencies or [0.0]),
+        "errors": errors,
+        "error_samples": error_samples[:5],
+        "cpu_seconds": {role: round(seconds, 3) for role, seconds in cpu.items()},
+        "machine_cpu_ms_per_prediction": round(1000 * cpu["machine"] / max(1, len(latencies)),
+                                               3),
     }
 
 
@@ -177,22 +185,16 @@ async def measured_slice(system: systems.System, model: str, bodies: list[bytes]
 
 def combined(name: str, model: str, concurrency: int, slices: list[dict[str, Any]],
              duration: float) -> dict[str, Any]:
-    latencies = [x for piece in slices for x in piece["load"].latencies]
-    cpu = {role: round(sum(piece["cpu"][role] for piece in slices), 3)
-           for role in slices[0]["cpu"]}
-    return {
-        "system": name, "model": model, "concurrency": concurrency,
-        "throughput_rps": round(len(latencies) / duration, 1),
-        **percentiles(latencies or [0.0]),
-        "errors": sum(piece["load"].errors for piece in slices),
-        "error_samples": [e for piece in slices for e in piece["load"].error_samples][:5],
-        "cpu_seconds": cpu,
-        "machine_cpu_ms_per_prediction": round(1000 * cpu["machine"] / max(1, len(latencies)),
-                                               3),
-        "slices": len(slices),
-        "slice_p50_ms": [percentiles(piece["load"].latencies or [0.0])["p50_ms"]
-                         for piece in slices],
-    }
+    """The slices of one system as one point, with each slice's p50."""
+    loads = [piece["load"] for piece in slices]
+    result = run_result(
+        name, model, concurrency, duration,
+        [x for load in loads for x in load.latencies], sum(load.errors for load in loads),
+        [e for load in loads for e in load.error_samples],
+        {role: sum(piece["cpu"][role] for piece in slices) for role in slices[0]["cpu"]})
+    result["slices"] = len(slices)
+    result["slice_p50_ms"] = [percentiles(load.latencies or [0.0])["p50_ms"] for load in loads]
+    return result
 
 
 def vectorised_limit(paths: dict[str, Path], rows: list[list[float]]) -> dict[str, Any]:
@@ -337,12 +339,12 @@ def main(argv: list[str] | None = None) -> None:
         alternate = 1 in args.concurrency and len(args.systems) > 1 and args.slices > 0
         rest = [c for c in args.concurrency if not (alternate and c == 1)]
         with contextlib.ExitStack() as stack:
-            running = [stack.enter_context(starters[name]()) for name in args.systems] \
-                if alternate else []
-            if alternate:
-                report["runs"].extend(run_alternating(running, args, bodies, 1))
+            running = {name: stack.enter_context(starters[name]()) for name in args.systems} \
+                if alternate else {}
+            if running:
+                report["runs"].extend(run_alternating(list(running.values()), args, bodies, 1))
             for name in args.systems:
-                with (contextlib.nullcontext(running[args.systems.index(name)]) if alternate
+                with (contextlib.nullcontext(running[name]) if running
                       else starters[name]()) as system:
                     report["runs"].extend(run_system(system, args, bodies, rest))
         if args.soak:

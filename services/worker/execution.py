@@ -178,11 +178,12 @@ class Executor:
         than its round trip: the task goes from queued to finished, and a task cancelled
         meanwhile still has its prediction dropped (the finish finds it cancelled).
         """
-        if not announce and not any(r.redelivered for r in requests):
+        redelivered = any(r.redelivered for r in requests)
+        if not announce and not redelivered:
             outcomes = predict_all(self._cache, requests)
             self.finish(outcomes, delivery_tags, announced=False)
             return outcomes
-        if any(r.redelivered for r in requests):
+        if redelivered:
             runnable, refused = self.start(requests)
             outcomes = predict_all(self._cache, runnable)
         else:

@@ -180,7 +180,7 @@ def _held_value(raw: dict[str, Any], exchange: str, routing_key: str) -> bytes |
     try:
         return orjson.dumps([raw, exchange, routing_key])
     except TypeError:  # A message orjson cannot encode: kombu's encoder can.
-        return str(dumps([raw, exchange, routing_key]))
+        return dumps([raw, exchange, routing_key])
 
 
 class Transport(kombu_redis.Transport):
