@@ -11,7 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 from starlette.exceptions import HTTPException
 
 from services.api.errors import (
@@ -20,6 +20,7 @@ from services.api.errors import (
     InvalidParameter,
     MethodNotAllowed,
     NotFound,
+    RedisFull,
     RedisUnavailable,
     error_body,
 )
@@ -42,6 +43,11 @@ def error_response(exc: Exception) -> JSONResponse:
         if exc.status_code == 405:
             return _api_error(MethodNotAllowed("this method is not allowed on this path"))
         return _api_error(NotFound("no such endpoint; the API lives under /v1"))
+    if isinstance(exc, OutOfMemoryError):
+        log.warning("redis is full: task refused", extra={"error": str(exc)})
+        return _api_error(RedisFull(
+            "Redis is full (its maxmemory is reached): new tasks are refused until workers "
+            "drain the queues or finished records expire; retry later"))
     if isinstance(exc, RedisError | ConnectionError):
         log.warning("redis unavailable", extra={"error": repr(exc)})
         return _api_error(RedisUnavailable("Redis is unreachable; retry in a moment"))

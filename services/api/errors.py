@@ -82,5 +82,12 @@ class RedisUnavailable(ApiError):
         return {"Retry-After": "1"}
 
 
+class RedisFull(RedisUnavailable):
+    code = "redis_full"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}
+
+
 def error_body(error: ApiError) -> dict[str, Any]:
     return {"error": {"code": error.code, "message": error.message, "details": error.details}}

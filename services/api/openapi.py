@@ -97,7 +97,9 @@ PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _error("no such model or version"),
     413: _error("too many rows or bytes"),
     422: _error("rows that do not fit the model's features; the message names row and column"),
-    503: _error("Redis is unreachable; retry after `Retry-After` seconds"),
+    503: _error("Redis is unreachable (`redis_unavailable`) or full (`redis_full`: its "
+                "`maxmemory` is reached and new tasks are refused until workers drain it or "
+                "finished records expire); retry after `Retry-After` seconds"),
 }
 
 TASK_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -10,6 +10,11 @@ that have a request waiting for the task (``keys.events_channel``): the API that
 names its own when the request waits, and a ``GET ?wait=`` on any API process adds that
 process's (``WATCH_SCRIPT``). The scripts that end a task publish its event on each of them,
 and on none when nobody waits, so an API process hears only of the tasks it waits for.
+
+When Redis is full (``maxmemory`` reached; inferq runs it with ``noeviction``), the submit
+is refused before it writes anything, and every other script still runs: they are flagged
+``allow-oom`` (Redis 7+), so workers finish and acknowledge what was accepted (freeing its
+message) and clients can still read and wait for their tasks.
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ import redis
 from redis.client import Pipeline
 from redis.exceptions import NoScriptError, ResponseError
 
+#: The first line of a script Redis runs even when full: it finishes, cancels or reads work
+#: already accepted, and adds little or frees more (a finish acknowledges the message).
+#: Without it, a script is refused before it starts when Redis is at ``maxmemory``.
+ALLOW_OOM = "#!lua flags=allow-oom"
+
 
 class Status(StrEnum):
     QUEUED = "queued"
@@ -41,7 +51,7 @@ TERMINAL: frozenset[str] = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CA
 # Writes the record and enqueues its message atomically, in one command and one reply. The
 # record travels as one argument: redis-py packs each argument in Python (about 90 bytecodes
 # apiece), which cost the API more than the rest of the submit's bookkeeping.
-SUBMIT_SCRIPT = """
+SUBMIT_SCRIPT = """#!lua
 local fields = {}
 for name, value in pairs(cjson.decode(ARGV[3])) do
   fields[#fields + 1] = name
@@ -54,7 +64,7 @@ return redis.call('LPUSH', KEYS[2], ARGV[2])
 
 # KEYS[1] record; ARGV[1] now. Returns {status, attempts}. Redelivery after a worker died
 # finds "running": run again.
-START_SCRIPT = """
+START_SCRIPT = ALLOW_OOM + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing', 0} end
 if status == 'queued' or status == 'running' then
@@ -74,7 +84,7 @@ EVENT_RECORD_MAX_BYTES = 64 * 1024
 # The event is the task id, then (small results) a newline and the record as a JSON array
 # of alternating field names and values, as HGETALL returns it (see parse_event). It goes
 # to every channel in the record's ``notify``; to none (and is not built) without one.
-FINISH_SCRIPT = """
+FINISH_SCRIPT = ALLOW_OOM + """
 local found = redis.call('HMGET', KEYS[1], 'status', 'notify')
 local status, notify = found[1], found[2]
 if status == 'queued' and ARGV[8] then
@@ -98,7 +108,7 @@ return ARGV[1]
 
 # KEYS[1] record; ARGV: now, ttl, task id. Returns {cancelled now?, status, queue}. The
 # event, the task id alone, goes to every channel in the record's ``notify``.
-CANCEL_SCRIPT = """
+CANCEL_SCRIPT = ALLOW_OOM + """
 local found = redis.call('HMGET', KEYS[1], 'status', 'queue', 'notify')
 local status, queue, notify = found[1], found[2] or '', found[3]
 if not status then return {0, 'missing', queue} end
@@ -117,7 +127,7 @@ return {1, 'cancelled', queue}
 # does (empty when there is none). A record not yet terminal gets the channel added to its
 # ``notify`` first, once: in one script, so the task cannot end between the read and the
 # registration unheard.
-WATCH_SCRIPT = """
+WATCH_SCRIPT = ALLOW_OOM + """
 local found = redis.call('HMGET', KEYS[1], 'status', 'notify')
 local status, notify = found[1], found[2] or ''
 if not status then return {} end

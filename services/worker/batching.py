@@ -355,7 +355,7 @@ def ack_all(messages: Sequence[Message], errors: tuple[type[BaseException], ...]
     tags = [m.delivery_tag for m in pending]
     try:
         with channel.conn_or_acquire() as client:
-            pipe = client.pipeline()
+            pipe = client.pipeline(transaction=False)  # A full Redis runs these.
             forget_held(pipe, qos.unacked_key, qos.unacked_index_key, tags)
             pipe.execute()
     except Exception:
@@ -375,7 +375,15 @@ def forget_acked(messages: Sequence[Message]) -> None:
 
 
 def reject_all(messages: Sequence[Message], errors: tuple[type[BaseException], ...]) -> None:
-    """Put ``messages`` back at the head of their queue."""
+    """Put ``messages`` back at the head of their queue.
+
+    One that cannot be put back stays held in Redis: the visibility timeout restores it.
+    The worker goes on either way; it never dies of a message it could not hand back.
+    """
     for message in messages:
         if not message.acknowledged:
-            message.reject_log_error(log, errors, requeue=True)
+            try:
+                message.reject_log_error(log, errors, requeue=True)
+            except Exception:
+                log.exception("could not put a task back on its queue; it returns after "
+                              "the visibility timeout", extra={"tag": message.delivery_tag})

@@ -7,23 +7,34 @@ the ``unacked`` hash and index and moves up to the prefetch room's worth of furt
 messages from the queue there too (atomically, so a message is never out of both). The
 script is sent before the popped message goes on to the worker and its reply read after,
 so the round trip overlaps the hand-over to the pool instead of preceding it. kombu's
-bookkeeping stays in memory. The hash holds exactly what kombu writes there, so restoring,
-acknowledging and the backlog that KEDA counts work unchanged.
+bookkeeping stays in memory. The hash holds exactly what kombu writes there, so the backlog
+that KEDA counts works unchanged.
+
+Holding, acknowledging and restoring must work when Redis is full (``maxmemory`` reached,
+``noeviction``): a message BRPOP popped but could not record as held would live only in
+this process, and one that could not go back to its queue would stay held. kombu does all
+three in MULTI/EXEC transactions, and Redis refuses every command queued in a transaction
+while it is full. Here they are scripts flagged ``allow-oom`` or plain pipelines of
+commands that free memory (ZREM, HDEL), which Redis runs then: they move or drop messages
+already accepted. Only the API's submit, which adds work, is refused.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cached_property
 from typing import Any
 
 import orjson
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 from redis.exceptions import NoScriptError
+
+from services.common.records import ALLOW_OOM
 
 #: At most this many messages are taken per round trip, whatever the prefetch room.
 MAX_BURST = 64
@@ -33,7 +44,7 @@ MAX_BURST = 64
 # more and returns them, oldest first. Each taken message's hash value is kombu's
 # ``[message, exchange, routing key]`` built around the message's own bytes, so no field
 # is re-encoded.
-TAKE_SCRIPT = """
+TAKE_SCRIPT = ALLOW_OOM + """
 if ARGV[3] then
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
@@ -54,6 +65,30 @@ for _, raw in ipairs(items) do
     '[' .. raw .. ',' .. cjson.encode(exchange) .. ',' .. cjson.encode(routing_key) .. ']')
 end
 return items
+"""
+
+
+# KEYS: the unacked hash, its index, then the queues the message goes back to; ARGV: the
+# delivery tag, the message as restored, 1 to put it at the head of the queues. Moves the
+# held message back only if it is still held, so two restorers never restore it twice.
+RESTORE_SCRIPT = ALLOW_OOM + """
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+for i = 3, #KEYS do
+  if ARGV[3] == '1' then
+    redis.call('LPUSH', KEYS[i], ARGV[2])
+  else
+    redis.call('RPUSH', KEYS[i], ARGV[2])
+  end
+end
+return 1
+"""
+
+
+# KEYS: the exchange's binding table and its permanent copy; ARGV: the binding.
+BIND_SCRIPT = ALLOW_OOM + """
+redis.call('SADD', KEYS[1], ARGV[1])
+return redis.call('SADD', KEYS[2], ARGV[1])
 """
 
 
@@ -107,6 +142,46 @@ class QoS(kombu_redis.QoS):
             return
         virtual.QoS.append(self, message, delivery_tag)
 
+    @contextmanager
+    def pipe_or_acquire(self, pipe: Any = None, client: Any = None) -> Iterator[Any]:
+        # Acknowledging is a ZREM and an HDEL: no transaction, so a full Redis runs them.
+        if pipe:
+            yield pipe
+        else:
+            with self.channel.conn_or_acquire(client) as client:
+                yield client.pipeline(transaction=False)
+
+    def restore_by_tag(self, tag: str, client: Any = None, leftmost: bool = False) -> None:
+        """Put a held message back on its queue, as kombu does, in one script."""
+        with self.channel.conn_or_acquire(client) as client:
+            held = client.hget(self.unacked_key, tag)
+            if held is None:
+                self._remove_from_indices(tag).execute()
+                return
+            payload, exchange, routing_key = loads(bytes_to_str(held))
+            with suppress(KeyError):
+                payload["headers"]["redelivered"] = True
+                payload["properties"]["delivery_info"]["redelivered"] = True
+            priority = self.channel._get_message_priority(payload, reverse=False)
+            queues = [self.channel._q_for_pri(queue, priority)
+                      for queue in self.channel._lookup(exchange, routing_key)]
+            self.channel._restore_held(
+                keys=[self.unacked_key, self.unacked_index_key, *queues],
+                args=[tag, dumps(payload), 1 if leftmost else 0], client=client)
+
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        """Restore messages held past the visibility timeout, as kombu does, without its
+        mutex (a key written under MULTI): each restore is atomic and happens once."""
+        self._vrestore_count += 1
+        if (self._vrestore_count - 1) % (interval or 1):
+            return
+        with self.channel.conn_or_acquire() as client:
+            ceil = time.time() - self.visibility_timeout
+            visible = client.zrange(self.unacked_index_key, ceil, 0, desc=True, byscore=True,
+                                    offset=num and start, num=num, withscores=True)
+            for tag, _score in visible or []:
+                self.restore_by_tag(bytes_to_str(tag), client)
+
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
@@ -123,10 +198,42 @@ class Channel(kombu_redis.Channel):
     def _take(self) -> Any:
         return self._sync_client.register_script(TAKE_SCRIPT)
 
+    @cached_property
+    def _bind(self) -> Any:
+        return self._sync_client.register_script(BIND_SCRIPT)
+
+    @cached_property
+    def _restore_held(self) -> Any:
+        return self._sync_client.register_script(RESTORE_SCRIPT)
+
     @contextmanager
     def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
         # One client over the channel's pool, instead of a new client object per call.
         yield client or self._sync_client
+
+    def _size(self, queue: str) -> int:
+        # Reads, in a pipeline without MULTI: a full Redis refuses anything in MULTI.
+        with self.conn_or_acquire() as client:
+            pipe = client.pipeline(transaction=False)
+            for priority in self.priority_steps:
+                pipe.llen(self._q_for_pri(queue, priority))
+            return sum(size for size in pipe.execute() if isinstance(size, int))
+
+    def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
+        # kombu's two SADDs go in MULTI, refused while Redis is full: a worker starting then
+        # (KEDA adding one, a restart) would die of it. One small allow-oom script instead.
+        if queue in self._expires or self.typeof(exchange).type == "fanout":
+            super()._queue_bind(exchange, routing_key, pattern, queue)
+            return
+        member = self.sep.join([routing_key or "", pattern or "", queue or ""])
+        self._bind(keys=[self.keyprefix_queue % (exchange,),
+                         self.keyprefix_binding_permanent % (exchange,)], args=[member])
+
+    def _restore(self, message: Any, leftmost: bool = False) -> None:
+        if not self.ack_emulation:
+            super()._restore(message)
+            return
+        self.qos.restore_by_tag(message.delivery_tag, leftmost=leftmost)
 
     def _brpop_read(self, **options: Any) -> bool:
         self._popped_from = self._burst_queue()
