@@ -1,4 +1,5 @@
-"""The API's own metrics: whether Redis answers, and the backlog of every queue."""
+"""The API's own metrics: whether Redis answers, how full it is, and the backlog of every
+queue."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ log = logging.getLogger(__name__)
 
 # Only the API checks Redis; a worker exporting it would report a permanent 0.
 REDIS_UP = Gauge("inferq_redis_up", "1 when the API's last Redis check succeeded.")
+# Redis refuses new tasks once its data reaches maxmemory (noeviction): these say how near.
+REDIS_MEMORY_USED = Gauge("inferq_redis_memory_used_bytes",
+                          "Memory Redis uses for data (INFO memory's used_memory).")
+REDIS_MEMORY_MAX = Gauge("inferq_redis_memory_max_bytes",
+                         "Redis's maxmemory: new tasks are refused above it; 0 is no limit.")
 
 
 async def read_backlog(
@@ -56,10 +62,13 @@ class BacklogExporter:
     async def refresh(self) -> None:
         try:
             backlog = await read_backlog(self._client, self._queues)
+            memory = await self._client.info("memory")
         except (RedisError, OSError):
             REDIS_UP.set(0)
             return
         REDIS_UP.set(1)
+        REDIS_MEMORY_USED.set(memory.get("used_memory", 0))
+        REDIS_MEMORY_MAX.set(memory.get("maxmemory", 0))
         for queue, (waiting, inflight) in backlog.items():
             QUEUE_WAITING.labels(queue).set(waiting)
             QUEUE_INFLIGHT.labels(queue).set(inflight)

@@ -8,6 +8,7 @@ data is then refused, as when the data set has grown to the limit.
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -53,6 +54,15 @@ def test_a_full_redis_refuses_new_tasks_and_serves_the_accepted_ones(
     assert "maxmemory" in error["message"]
     assert refused.headers["retry-after"] == "5"
     assert store.dbsize() == keys and store.llen(QUEUE) == 6  # Nothing of it was written.
+
+    # The API reports how full Redis is (the alerts InferqRedisMemoryHigh and
+    # InferqRedisFull read these).
+    deadline = time.monotonic() + 12
+    while "inferq_redis_memory_max_bytes 1.0" not in client.get("/metrics").text:
+        assert time.monotonic() < deadline, "the API never reported Redis's maxmemory"
+        time.sleep(0.2)
+    used = re.search(r"^inferq_redis_memory_used_bytes (\S+)$", client.get("/metrics").text, re.M)
+    assert used and float(used[1]) > 1
 
     cancelled = client.delete(f"/v1/tasks/{doomed}")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
