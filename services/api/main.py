@@ -11,6 +11,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
+from redis.exceptions import RedisError
 
 from services.api.cluster import ClusterView
 from services.api.deps import ApiState
@@ -23,10 +24,24 @@ from services.api.task_service import TaskService
 from services.api.waiter import TaskWaiter
 from services.common.catalog import Catalog
 from services.common.heap import settle_heap
+from services.common.records import unsupported_redis
 from services.common.settings import Settings, get_settings
 from services.common.telemetry import exporter_configured, init_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
+
+
+async def refuse_unsupported_redis(client: aioredis.Redis) -> None:
+    """Stop the start of an API whose Redis cannot run its scripts; an unreachable Redis is
+    the readiness check's matter, not the start's."""
+    try:
+        info = await client.info("server")
+    except (RedisError, OSError):
+        return
+    problem = unsupported_redis(info)
+    if problem:
+        log.error(problem)
+        raise RuntimeError(problem)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             health_check_interval=10,
         )
         client = aioredis.Redis.from_pool(pool)
+        await refuse_unsupported_redis(client)
         waiter = TaskWaiter(client)
         backlog = BacklogExporter(client, settings.pool_queues.values())
         app.state.inferq = ApiState(

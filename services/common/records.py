@@ -37,6 +37,23 @@ from redis.exceptions import NoScriptError, ResponseError
 ALLOW_OOM = "#!lua flags=allow-oom"
 
 
+#: The scripts' first lines (their flags) need Redis 7.0 or later.
+MIN_REDIS_VERSION = (7, 0)
+
+
+def unsupported_redis(server_info: Mapping[str, Any]) -> str | None:
+    """Why the server whose ``INFO server`` is ``server_info`` cannot run inferq, or None."""
+    version = str(server_info.get("redis_version", ""))
+    try:
+        major, minor = (int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return None  # No version to judge by: let it try.
+    if (major, minor) < MIN_REDIS_VERSION:
+        return (f"Redis {version} is too old: inferq needs Redis 7.0 or later "
+                "(its Lua scripts declare flags)")
+    return None
+
+
 class Status(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"

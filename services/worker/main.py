@@ -6,11 +6,14 @@ import logging
 import os
 from typing import Any
 
+import redis
 from celery import signals
+from redis.exceptions import RedisError
 
 from services.common.heap import settle_heap
 from services.common.metrics import WORKER_PROCESSES
 from services.common.pools import PoolSpec
+from services.common.records import unsupported_redis
 from services.common.settings import Settings
 from services.common.telemetry import init_tracing, shutdown_tracing
 from services.worker.celery_app import create_celery_app
@@ -18,6 +21,24 @@ from services.worker.metrics_server import serve_metrics
 from services.worker.tasks import register_tasks
 
 log = logging.getLogger(__name__)
+
+
+def refuse_unsupported_redis(settings: Settings) -> None:
+    """Stop the start of a worker whose Redis cannot run its scripts; an unreachable Redis
+    is Celery's to wait for."""
+    client = redis.Redis.from_url(settings.broker_url,
+                                  socket_timeout=settings.redis_socket_timeout,
+                                  socket_connect_timeout=settings.redis_socket_timeout)
+    try:
+        info = client.info("server")
+    except (RedisError, OSError):
+        return
+    finally:
+        client.close()
+    problem = unsupported_redis(info)
+    if problem:
+        log.error(problem)
+        raise SystemExit(problem)
 
 
 def run_worker(settings: Settings, pool: PoolSpec, concurrency: int, metrics_port: int) -> None:
@@ -45,6 +66,7 @@ def run_worker(settings: Settings, pool: PoolSpec, concurrency: int, metrics_por
 
             multiprocess.mark_process_dead(os.getpid())
 
+    refuse_unsupported_redis(settings)
     if metrics_port:
         serve_metrics(metrics_port)
     init_tracing("inferq-worker", global_provider=False)
