@@ -9,7 +9,8 @@ A record's ``notify`` field lists, separated by spaces, the channels of the API 
 that have a request waiting for the task (``keys.events_channel``): the API that submits it
 names its own when the request waits, and a ``GET ?wait=`` on any API process adds that
 process's (``WATCH_SCRIPT``). The scripts that end a task publish its event on each of them,
-and on none when nobody waits, so an API process hears only of the tasks it waits for.
+and on none when nobody waits, so an API process hears only of the tasks it waits for; they
+drop the field then (about an eighth of a finished record, kept for its whole TTL).
 
 When Redis is full (``maxmemory`` reached; inferq runs it with ``noeviction``), the submit
 is refused before it writes anything, and every other script still runs: they are flagged
@@ -111,6 +112,7 @@ elseif status ~= 'running' then
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], ARGV[3], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
+if notify then redis.call('HDEL', KEYS[1], 'notify') end
 if notify and notify ~= '' then
   local event = ARGV[6]
   if #ARGV[4] <= tonumber(ARGV[7]) then
@@ -133,6 +135,7 @@ if status ~= 'queued' then return {0, status, queue} end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 if notify then
+  redis.call('HDEL', KEYS[1], 'notify')
   for channel in string.gmatch(notify, '%S+') do
     redis.call('PUBLISH', channel, ARGV[3])
   end

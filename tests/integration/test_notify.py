@@ -116,11 +116,11 @@ def notify_of(store: redis.Redis, task_id: str) -> str | None:
 
 def assert_told(store: redis.Redis, events: Events, task_id: str,
                 *waiting: ServiceProcess) -> None:
-    """The record names the channels of the ``waiting`` processes, in order and once each,
-    and the task's event came on each of them and on no other channel."""
+    """The task's event came on the channel of each of the ``waiting`` processes, once, and
+    on no other; the ended record keeps no channels (they served, and would take memory)."""
     channels = [channel_of(api) for api in waiting]
-    assert notify_of(store, task_id) == " ".join(channels)
     assert events.seen() == {task_id: sorted(channels)}
+    assert notify_of(store, task_id) is None
 
 
 def submit(client: httpx.Client, model: str, row: list[float], wait: float = 0) -> dict:
@@ -211,7 +211,7 @@ def test_waiting_for_a_finished_task_answers_at_once_and_registers_nothing(
 
     assert time.monotonic() - started < 1
     assert done["status"] == "succeeded" and done["result"] == task["result"]
-    assert notify_of(store, task["task_id"]) == channel_of(api)
+    assert notify_of(store, task["task_id"]) is None
 
 
 def test_each_waiting_process_is_named_once_and_each_is_told(
@@ -226,6 +226,7 @@ def test_each_waiting_process_is_named_once_and_each_is_told(
 
     assert client.get(url, params={"wait": 0.1}).json()["status"] == "queued"
     assert client_b.get(url, params={"wait": 0.1}).json()["status"] == "queued"
+    assert notify_of(store, task["task_id"]) == f"{channel_of(api_b)} {channel_of(api)}"
 
     assert client_b.delete(url).json()["status"] == "cancelled"
     assert_told(store, events, task["task_id"], api_b, api)
@@ -286,12 +287,13 @@ def test_the_finish_script_publishes_on_every_channel_named_and_on_none_without(
         named_id = named.removeprefix(keys.task_key(""))
         messages = told.messages()
         assert sorted(channel for channel, _ in messages) == channels
+        assert store.hget(named, "notify") is None  # A finished record keeps no channels.
         for _, data in messages:
             task_id, raw = parse_event(data)
             assert task_id == named_id
-            # The event carries the record, ``notify`` included; the API shows it without.
+            # The event carries the record; ``notify`` has served and is dropped from both.
             carried = event_record(raw)
-            assert carried is not None and carried["notify"] == " ".join(channels)
+            assert carried is not None and "notify" not in carried
             shown = to_public(task_id, carried)
             assert shown["status"] == "succeeded" and shown["result"] == {"predictions": [1]}
             assert "notify" not in shown
@@ -312,5 +314,6 @@ def test_the_cancel_script_publishes_on_every_channel_named(store: redis.Redis) 
             assert reply[:2] == [1, b"cancelled"]
 
         assert told.seen() == {named.removeprefix(keys.task_key("")): channels}
+        assert store.hget(named, "notify") is None and store.hget(named, "status") == b"cancelled"
     finally:
         told.close()
