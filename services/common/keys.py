@@ -36,3 +36,14 @@ def unacked_index_key(queue: str) -> str:
 
 def unacked_mutex_key(queue: str) -> str:
     return f"{PREFIX}unacked_mutex:{queue}"
+
+
+def pulling_key(queue: str, consumer: str) -> str:
+    """Where a worker's consumer ``consumer`` moves a message it takes off ``queue`` until
+    the message is recorded as held: a message is always in some key."""
+    return f"{PREFIX}pulling:{queue}:{consumer}"
+
+
+def pullers_key(queue: str) -> str:
+    """The consumers pulling from ``queue``, scored by when each last said it was alive."""
+    return f"{PREFIX}pullers:{queue}"

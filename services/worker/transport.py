@@ -2,9 +2,14 @@
 
 kombu's consumer pays two Redis round trips per message, both before the message reaches
 the worker: a BRPOP for one message, then a MULTI/EXEC pipeline writing it into the
-``unacked`` hash. Here, once a BRPOP has popped a message, one Lua script writes it into
-the ``unacked`` hash and index and moves up to the prefetch room's worth of further
-messages from the queue there too (atomically, so a message is never out of both). The
+``unacked`` hash; a message is in neither key between the two, and a worker killed then
+(or whose connection drops before the BRPOP's reply arrives) loses it. Here a BLMOVE moves
+the message from the queue into this consumer's own pulling list, and one Lua script then
+writes it into the ``unacked`` hash and index, empties the pulling list, and moves up to
+the prefetch room's worth of further messages from the queue there too (atomically, so a
+message is always in some key). The consumers of a queue say every restore interval that
+they are alive; what a consumer silent for three intervals left in its pulling list goes
+back to the head of the queue (``sweep_pullers``). The
 script is sent before the popped message goes on to the worker and its reply read after,
 so the round trip overlaps the hand-over to the pool instead of preceding it. kombu's
 bookkeeping stays in memory. The hash holds exactly what kombu writes there, so the backlog
@@ -16,15 +21,19 @@ this process, and one that could not go back to its queue would stay held. kombu
 three in MULTI/EXEC transactions, and Redis refuses every command queued in a transaction
 while it is full. Here they are scripts flagged ``allow-oom`` or plain pipelines of
 commands that free memory (ZREM, HDEL), which Redis runs then: they move or drop messages
-already accepted. Only the API's submit, which adds work, is refused.
+already accepted. Only the API's submit, which adds work, is refused. BLMOVE, which writes
+the pulling list, is refused too: the consumer pops with BRPOP while Redis stays full.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from functools import cached_property
+from queue import Empty
 from typing import Any
 
 import orjson
@@ -32,22 +41,33 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, OutOfMemoryError
 
+from services.common import keys
 from services.common.records import ALLOW_OOM
 
 #: At most this many messages are taken per round trip, whatever the prefetch room.
 MAX_BURST = 64
 
-# KEYS: queue, unacked hash, unacked index; ARGV: count, now, then the popped message's
-# delivery tag and its hash value, if any. Records that message, then takes up to count
-# more and returns them, oldest first. Each taken message's hash value is kombu's
+#: A consumer that has not said it is alive for this many restore intervals is dead.
+PULLER_DEAD_AFTER = 3
+
+#: Seconds a consumer pops with BRPOP after a full Redis refused its BLMOVE.
+PULLS_REFUSED_PAUSE = 5.0
+
+log = logging.getLogger(__name__)
+
+# KEYS: queue, unacked hash, unacked index, and the consumer's pulling list when BLMOVE
+# took the message; ARGV: count, now, then the popped message's delivery tag and its hash
+# value, if any. Records that message (and empties the pulling list it waits in), then
+# takes up to count more and returns them, oldest first. Each taken message's hash value is kombu's
 # ``[message, exchange, routing key]`` built around the message's own bytes, so no field
 # is re-encoded.
 TAKE_SCRIPT = ALLOW_OOM + """
 if ARGV[3] then
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+  if KEYS[4] then redis.call('DEL', KEYS[4]) end
 end
 local count = tonumber(ARGV[1])
 if count <= 0 then return {} end
@@ -85,11 +105,34 @@ return 1
 """
 
 
+# KEYS: the queue's pullers; ARGV: this consumer, now, the time before which a consumer
+# that has not said it is alive is taken for dead. Says this one is alive; returns the dead.
+PULLERS_SCRIPT = ALLOW_OOM + """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+"""
+
+# KEYS: the queue's pullers, a dead consumer's pulling list, the queue; ARGV: the consumer,
+# the time before which it is taken for dead. Puts what it was pulling back at the head of
+# the queue, unless it has said it is alive since.
+SWEEP_SCRIPT = ALLOW_OOM + """
+local seen = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if seen and tonumber(seen) >= tonumber(ARGV[2]) then return 0 end
+local moved = 0
+while redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'RIGHT') do moved = moved + 1 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+return moved
+"""
+
 # KEYS: the exchange's binding table and its permanent copy; ARGV: the binding.
 BIND_SCRIPT = ALLOW_OOM + """
 redis.call('SADD', KEYS[1], ARGV[1])
 return redis.call('SADD', KEYS[2], ARGV[1])
 """
+
+
+SCRIPTS = {"take": TAKE_SCRIPT, "restore": RESTORE_SCRIPT, "pullers": PULLERS_SCRIPT,
+           "sweep": SWEEP_SCRIPT, "bind": BIND_SCRIPT}
 
 
 class _PendingTake:
@@ -99,11 +142,13 @@ class _PendingTake:
         self.queue = queue
         self._channel = channel
         self._keys = [queue, channel.unacked_key, channel.unacked_index_key]
+        if channel._pulling_from == queue:
+            self._keys.append(keys.pulling_key(queue, channel.consumer_id))
         self._args = args
         self._pool = channel._sync_client.connection_pool
         self._connection = self._pool.get_connection()
         try:
-            self._connection.send_command("EVALSHA", channel._take.sha, len(self._keys),
+            self._connection.send_command("EVALSHA", channel._scripts["take"].sha, len(self._keys),
                                           *self._keys, *args)
         except BaseException:
             self._release(broken=True)
@@ -114,7 +159,7 @@ class _PendingTake:
             items = self._connection.read_response()
         except NoScriptError:
             # Not run (Redis restarted or flushed its scripts): load it and run it now.
-            items = self._channel._take(keys=self._keys, args=self._args)
+            items = self._channel._scripts["take"](keys=self._keys, args=self._args)
         except BaseException:
             self._release(broken=True)
             raise
@@ -165,7 +210,7 @@ class QoS(kombu_redis.QoS):
             priority = self.channel._get_message_priority(payload, reverse=False)
             queues = [self.channel._q_for_pri(queue, priority)
                       for queue in self.channel._lookup(exchange, routing_key)]
-            self.channel._restore_held(
+            self.channel._scripts["restore"](
                 keys=[self.unacked_key, self.unacked_index_key, *queues],
                 args=[tag, dumps(payload), 1 if leftmost else 0], client=client)
 
@@ -175,6 +220,7 @@ class QoS(kombu_redis.QoS):
         self._vrestore_count += 1
         if (self._vrestore_count - 1) % (interval or 1):
             return
+        self.channel.sweep_pullers()
         with self.channel.conn_or_acquire() as client:
             ceil = time.time() - self.visibility_timeout
             visible = client.zrange(self.unacked_index_key, ceil, 0, desc=True, byscore=True,
@@ -188,23 +234,85 @@ class Channel(kombu_redis.Channel):
 
     #: The queue a BRPOP being delivered came from, while its message is delivered.
     _popped_from: str | None = None
+    #: The queue a BLMOVE was sent for, until its reply is read.
+    _pulling_from: str | None = None
+    #: Until when (monotonic) BRPOP stands in for BLMOVE, which a full Redis refused.
+    _pulls_refused_until = 0.0
     _pending: _PendingTake | None = None
+
+    @cached_property
+    def consumer_id(self) -> str:
+        """This channel's name among the consumers of its queue (its pulling list's)."""
+        return uuid.uuid4().hex
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        # One queue: BLMOVE, not BRPOP, so a popped message waits in this consumer's pulling
+        # list until the take script records it as held. A process that dies between the
+        # two (or loses its connection to the reply) leaves it there, not nowhere: the
+        # other consumers put it back (sweep_pullers).
+        queue = self._burst_queue()
+        if queue is None or time.monotonic() < self._pulls_refused_until:
+            super()._brpop_start(timeout)
+            return
+        self._pulling_from = queue
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]
+        self.client.connection.send_command(
+            "BLMOVE", queue, keys.pulling_key(queue, self.consumer_id), "RIGHT", "LEFT",
+            (self.brpop_timeout if timeout is None else timeout) or 0)
+
+    def _pull_read(self, queue: str, **options: Any) -> bool:
+        """Read a BLMOVE's reply and deliver its message, as kombu does a BRPOP's."""
+        try:
+            try:
+                item = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+            except OutOfMemoryError:
+                # A full Redis refuses BLMOVE (it writes the pulling list), not BRPOP: pop
+                # with BRPOP for a while, the pull's safety lost but the queue still served.
+                if not self._pulls_refused_until:
+                    log.warning("redis is full: popping without a pulling list for now",
+                                extra={"queue": queue})
+                self._pulls_refused_until = time.monotonic() + PULLS_REFUSED_PAUSE
+                raise Empty() from None
+            if item is None:
+                raise Empty()
+            self.connection._deliver(loads(bytes_to_str(item)), queue)
+            return True
+        finally:
+            self._in_poll = None  # type: ignore[assignment]
+            flush = getattr(self, "_flush_brpop_reauth", None)
+            if flush is not None:
+                flush()
+
+    def sweep_pullers(self) -> None:
+        """Say this consumer is alive; put back what dead consumers were pulling."""
+        queue = self._burst_queue()
+        if queue is None:
+            return
+        now = time.time()
+        dead_before = now - PULLER_DEAD_AFTER * self.unacked_restore_interval
+        registry = keys.pullers_key(queue)
+        dead = self._scripts["pullers"](keys=[registry],
+                                        args=[self.consumer_id, now, dead_before])
+        for consumer in map(bytes_to_str, dead):
+            moved = self._scripts["sweep"](
+                keys=[registry, keys.pulling_key(queue, consumer), queue],
+                args=[consumer, dead_before])
+            if moved:
+                log.warning("put back messages a dead consumer was pulling",
+                            extra={"queue": queue, "consumer": consumer, "messages": moved})
 
     @cached_property
     def _sync_client(self) -> Any:
         return self._create_client()
 
     @cached_property
-    def _take(self) -> Any:
-        return self._sync_client.register_script(TAKE_SCRIPT)
-
-    @cached_property
-    def _bind(self) -> Any:
-        return self._sync_client.register_script(BIND_SCRIPT)
-
-    @cached_property
-    def _restore_held(self) -> Any:
-        return self._sync_client.register_script(RESTORE_SCRIPT)
+    def _scripts(self) -> dict[str, Any]:
+        """The transport's scripts by name, registered on this channel's client."""
+        return {name: self._sync_client.register_script(text) for name, text in SCRIPTS.items()}
 
     @contextmanager
     def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
@@ -226,7 +334,7 @@ class Channel(kombu_redis.Channel):
             super()._queue_bind(exchange, routing_key, pattern, queue)
             return
         member = self.sep.join([routing_key or "", pattern or "", queue or ""])
-        self._bind(keys=[self.keyprefix_queue % (exchange,),
+        self._scripts["bind"](keys=[self.keyprefix_queue % (exchange,),
                          self.keyprefix_binding_permanent % (exchange,)], args=[member])
 
     def _restore(self, message: Any, leftmost: bool = False) -> None:
@@ -236,14 +344,20 @@ class Channel(kombu_redis.Channel):
         self.qos.restore_by_tag(message.delivery_tag, leftmost=leftmost)
 
     def _brpop_read(self, **options: Any) -> bool:
-        self._popped_from = self._burst_queue()
+        pulling, self._pulling_from = self._pulling_from, None
+        self._popped_from = pulling or self._burst_queue()
         try:
-            delivered = bool(super()._brpop_read(**options))
+            if pulling is not None:
+                self._pulling_from = pulling  # For the take script's keys.
+                delivered = self._pull_read(pulling, **options)
+            else:
+                delivered = bool(super()._brpop_read(**options))
         except BaseException:
             self._give_back(self._read_pending())
             raise
         finally:
             self._popped_from = None
+            self._pulling_from = None
         pending = self._pending
         for item in self._read_pending():
             message = loads(item)

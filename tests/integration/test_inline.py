@@ -77,13 +77,17 @@ def until_inline(client: httpx.Client, worker: ServiceProcess, rows: list = CHEA
     """Run ``rows`` until a run is in the worker's main process; that task.
 
     The worker learns a child's timing of a call when the child's result reaches it, which
-    can be just after the client has its answer: the next call may still go to a child.
+    can be just after the client has its answer: each next call waits a moment for that.
     """
+    seen = []
     for _ in range(attempts):
         task = run(client, rows, model)
         if ran_in(task) == worker.pid:
             return task
-    raise AssertionError(f"{model} never ran in the worker's main process")
+        seen.append(ran_in(task))
+        time.sleep(0.1)
+    raise AssertionError(f"{model} never ran in the worker's main process ({worker.pid}): "
+                         f"ran in {seen}\n{worker.log()[-3000:]}")
 
 
 def submit(client: httpx.Client, rows: list, model: str = "where") -> str:

@@ -189,3 +189,31 @@ def test_sigterm_hands_back_held_tasks_at_once(
         assert [t["result"]["predictions"] for t in tasks] == [[1.0 + i] for i in range(5)]
     finally:
         replacement.stop()
+
+
+def test_a_message_caught_between_pop_and_hold_comes_back(
+    client: httpx.Client, stack_env: dict[str, str], logs: Path, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    """A worker takes a message off its queue into its own pulling list (BLMOVE), then records
+    it as held. One killed between the two leaves the message in that list: the live
+    consumers, which say every few seconds that they are alive, put back the message of
+    one that has stopped saying so."""
+    store = redis_server.client()
+    task_id = submit(client, "iris", [IRIS_ROW])
+    store.lmove("inference", "inferq:pulling:inference:dead", "RIGHT", "LEFT")
+    store.zadd("inferq:pullers:inference", {"dead": 0})
+    assert store.llen("inference") == 0
+
+    worker = start_worker(stack_env, logs)
+    try:
+        (task,) = wait_all(client, [task_id], timeout=30)
+        assert task["status"] == "succeeded"
+        assert not store.exists("inferq:pulling:inference:dead")
+        pullers = store.zrange("inferq:pullers:inference", 0, -1)
+        assert b"dead" not in pullers and len(pullers) == 1  # The live worker's consumer.
+        # What the live worker pulls passes through its own list and leaves it.
+        (again,) = wait_all(client, [submit(client, "iris", [IRIS_ROW])])
+        assert again["status"] == "succeeded"
+        assert store.keys("inferq:pulling:*") == []
+    finally:
+        worker.stop()
