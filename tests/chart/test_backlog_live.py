@@ -79,8 +79,9 @@ def test_backlog_counts_waiting_and_held_tasks(
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             ids = [http.post("/v1/models/sleepy/predict", json={"instances": [[1.5, i]]}).json()
                    ["task_id"] for i in range(6)]
-            # Sampled once the consumer has stopped pulling: between its BRPOP and the
-            # write to the unacked hash, a message being delivered sits in neither key.
+            # Sampled once the consumer has stopped pulling: between its BLMOVE and the
+            # write to the unacked hash, a message being delivered sits in its pulling list,
+            # which the backlog does not count.
             deadline = time.monotonic() + 15
             previous = -1
             while (held := client.hlen("inferq:unacked:inference")) < 2 or held != previous:
