@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 import redis.asyncio as aioredis
 from prometheus_client import Gauge
@@ -30,13 +31,25 @@ async def read_backlog(
     client: aioredis.Redis, queues: Iterable[str]
 ) -> dict[str, tuple[int, int]]:
     """(waiting, in flight) of each of ``queues``, in one round trip."""
+    backlog, _ = await read_redis(client, queues)
+    return backlog
+
+
+async def read_redis(
+    client: aioredis.Redis, queues: Iterable[str], memory: bool = False
+) -> tuple[dict[str, tuple[int, int]], dict[str, Any]]:
+    """The backlog of each of ``queues`` and, with ``memory``, ``INFO memory``, in one
+    round trip."""
     ordered = list(dict.fromkeys(queues))
     async with client.pipeline(transaction=False) as pipe:
         for queue in ordered:
             pipe.llen(keys.queue_key(queue))
             pipe.hlen(keys.unacked_key(queue))
-        counts = await pipe.execute()
-    return {queue: (counts[2 * i], counts[2 * i + 1]) for i, queue in enumerate(ordered)}
+        if memory:
+            pipe.info("memory")
+        replies = await pipe.execute()
+    backlog = {queue: (replies[2 * i], replies[2 * i + 1]) for i, queue in enumerate(ordered)}
+    return backlog, replies[-1] if memory else {}
 
 
 class BacklogExporter:
@@ -61,8 +74,7 @@ class BacklogExporter:
 
     async def refresh(self) -> None:
         try:
-            backlog = await read_backlog(self._client, self._queues)
-            memory = await self._client.info("memory")
+            backlog, memory = await read_redis(self._client, self._queues, memory=True)
         except (RedisError, OSError):
             REDIS_UP.set(0)
             return

@@ -344,11 +344,10 @@ class Channel(kombu_redis.Channel):
         self.qos.restore_by_tag(message.delivery_tag, leftmost=leftmost)
 
     def _brpop_read(self, **options: Any) -> bool:
-        pulling, self._pulling_from = self._pulling_from, None
+        pulling = self._pulling_from  # Set by _brpop_start when it sent a BLMOVE.
         self._popped_from = pulling or self._burst_queue()
         try:
             if pulling is not None:
-                self._pulling_from = pulling  # For the take script's keys.
                 delivered = self._pull_read(pulling, **options)
             else:
                 delivered = bool(super()._brpop_read(**options))

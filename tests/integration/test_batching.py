@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from processes import ServiceProcess, start_worker
 from sklearn.datasets import load_breast_cancer
+from task_client import submit, wait_all
 
 from ml.importer import import_model
 from ml.predict import predict
@@ -50,21 +51,10 @@ def batching_worker(
     process.stop()
 
 
-def submit(client: httpx.Client, model: str, rows: list, **body: object) -> str:
-    response = client.post(f"/v1/models/{model}/predict", json={"instances": rows, **body})
-    assert response.status_code == 202, response.text
-    return str(response.json()["task_id"])
-
-
 def submit_all(client: httpx.Client, model: str, batches: list[list], **body: object) -> list[str]:
     """Submit from several threads at once, like many clients; ids in ``batches`` order."""
     with ThreadPoolExecutor(8) as pool:
         return list(pool.map(lambda rows: submit(client, model, rows, **body), batches))
-
-
-def wait_all(client: httpx.Client, task_ids: list[str]) -> list[dict]:
-    """Each task once it finished: the API holds each request until then (up to 30 s)."""
-    return [client.get(f"/v1/tasks/{task_id}", params={"wait": 30}).json() for task_id in task_ids]
 
 
 def rows_per_call(metrics_url: str, model: str) -> tuple[float, float]:
