@@ -41,8 +41,11 @@ TASK_SCHEMA: dict[str, Any] = {
             "properties": {"predictions": {"type": "array"},
                            "probabilities": {"type": "array", "items": {"type": "array"}}},
         },
-        "error": {"type": "object",
-                  "properties": {"type": {"type": "string"}, "message": {"type": "string"}}},
+        "error": {"type": "object", "description": "why a failed task failed", "properties": {
+            "type": {"type": "string", "description": "the error's class, e.g. WorkerLost"},
+            "code": {"type": "string", "description": "for a known cause, a snake_case code: "
+                     "non_finite_values when the model overflowed to infinity or NaN"},
+            "message": {"type": "string"}}},
         "trace_id": {"type": ["string", "null"]},
     },
 }

@@ -12,6 +12,14 @@ from services.common.catalog import NUMERIC_DTYPES, ModelMetadata
 
 _FIELDS = ("instances", "version", "return_probabilities")
 
+#: The largest magnitude a feature may have: float32's largest finite value
+#: (``np.finfo(np.float32).max``). scikit-learn's trees cast their input to float32, where a
+#: larger value is infinity, and a float64 this far below its own limit leaves scaling and
+#: linear models room to compute without overflowing.
+MAX_MAGNITUDE = 3.4028234663852886e38
+#: Literals JSON has no place for, which some encoders write for non-finite floats.
+_NON_FINITE_LITERALS = ("NaN", "Infinity", "-Infinity", "nan", "inf", "-inf")
+
 
 @dataclass
 class PredictBody:
@@ -25,7 +33,7 @@ def parse_predict_body(raw: bytes, max_rows: int) -> PredictBody:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise MalformedBody(f"the request body is not valid JSON: {exc}") from None
+        raise _not_json(exc) from None
     if not isinstance(body, dict):
         raise MalformedBody('the request body must be a JSON object like {"instances": [[...]]}')
     unknown = sorted(set(body) - set(_FIELDS))
@@ -54,6 +62,34 @@ def parse_predict_body(raw: bytes, max_rows: int) -> PredictBody:
     return PredictBody(instances, version, probabilities)
 
 
+def _not_json(exc: orjson.JSONDecodeError) -> MalformedBody:
+    """A 400 that says what is wrong, and says it plainly for NaN and Infinity."""
+    where = f"line {exc.lineno} column {exc.colno}"
+    start = exc.doc.rfind("-", max(0, exc.pos - 1), exc.pos + 1)
+    text = exc.doc[start if start >= 0 else exc.pos:exc.pos + 9]
+    literal = next((w for w in _NON_FINITE_LITERALS if text.startswith(w)), None)
+    if literal is not None or "infinity when parsed" in exc.msg:
+        what = (f"{literal}, and NaN and Infinity are not allowed" if literal is not None
+                else "a number too large to represent")
+        return MalformedBody(
+            f"the request body holds {what} (at {where}); every value must be a finite "
+            f"number between {-MAX_MAGNITUDE:.7g} and {MAX_MAGNITUDE:.7g}",
+            {"line": exc.lineno, "column": exc.colno},
+        )
+    return MalformedBody(f"the request body is not valid JSON: {exc}",
+                         {"line": exc.lineno, "column": exc.colno})
+
+
+def _out_of_range(i: int, row: list[Any], names: list[str], numeric: list[bool]) -> InvalidRows:
+    j = next(j for j, value in enumerate(row)
+             if numeric[j] and not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE)
+    return InvalidRows(
+        f"row {i}, column {j} ({names[j]!r}) is {row[j]:g}, out of the allowed range "
+        f"{-MAX_MAGNITUDE:.7g} to {MAX_MAGNITUDE:.7g}",
+        {"row": i, "column": names[j], "min": -MAX_MAGNITUDE, "max": MAX_MAGNITUDE},
+    )
+
+
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
         type(value), "null" if value is None else type(value).__name__
@@ -64,6 +100,7 @@ def check_rows(instances: list[Any], metadata: ModelMetadata) -> list[list[Any]]
     """Rows as lists in feature order; a 422 that names the row and column otherwise."""
     names = metadata.feature_names
     numeric = [f.dtype in NUMERIC_DTYPES for f in metadata.features]
+    all_numeric = all(numeric)
     width = len(names)
     rows: list[list[Any]] = []
     for i, row in enumerate(instances):
@@ -99,5 +136,9 @@ def check_rows(instances: list[Any], metadata: ModelMetadata) -> list[list[Any]]
                     f"row {i}, column {j} ({names[j]!r}) is {_kind(value)}; expected a number",
                     {"row": i, "column": names[j]},
                 )
+        # max and min walk the row in C; the Python loop only runs to name a culprit.
+        values = row if all_numeric else [v for v, n in zip(row, numeric, strict=True) if n]
+        if values and (max(values) > MAX_MAGNITUDE or min(values) < -MAX_MAGNITUDE):
+            raise _out_of_range(i, row, names, numeric)
         rows.append(row)
     return rows

@@ -191,6 +191,34 @@ def test_predict_rows_that_do_not_fit_are_422(
     assert fragment in assert_error(response, 422, "invalid_rows")["message"]
 
 
+@pytest.mark.parametrize("model", ["iris", "breast-cancer", "diabetes"])
+def test_values_no_model_can_hold_are_422(client: httpx.Client, model: str) -> None:
+    width = len(client.get(f"/v1/models/{model}").json()["features"])
+    row = [1.0] * width
+    row[width - 1] = 1e308
+    response = client.post(f"/v1/models/{model}/predict", json={"instances": [[1.0] * width, row]})
+    message = assert_error(response, 422, "invalid_rows")["message"]
+    assert f"row 1, column {width - 1}" in message
+    assert "-3.402823e+38 to 3.402823e+38" in message
+
+
+def test_the_largest_allowed_values_are_predicted(client: httpx.Client) -> None:
+    for model in ("iris", "breast-cancer", "diabetes"):
+        width = len(client.get(f"/v1/models/{model}").json()["features"])
+        row = [-3.4028234663852886e38, 3.4028234663852886e38] * (width // 2)
+        response = client.post(f"/v1/models/{model}/predict?wait=20", json={"instances": [row]})
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "succeeded", response.text
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_literals_are_400(client: httpx.Client, literal: str) -> None:
+    body = f'{{"instances": [[5.1, 3.5, 1.4, {literal}]]}}'.encode()
+    message = assert_error(client.post("/v1/models/iris/predict", content=body), 400,
+                           "malformed_body")["message"]
+    assert f"holds {literal}, and NaN and Infinity are not allowed" in message
+
+
 def test_rejections_are_counted(client: httpx.Client) -> None:
     client.post("/v1/models/iris/predict", content=b"{")
     metrics = client.get("/metrics").text
