@@ -1,12 +1,30 @@
-"""What the OpenAPI document says of the routes that read their requests themselves.
+"""What the OpenAPI document says of each route's answers, errors and hand-read inputs.
 
 ``predict`` and ``get_task`` parse their body and query directly (they are the hot path),
 so FastAPI cannot infer their request body or their answers; these are written here, once.
+Error examples are built from the error classes themselves, so their codes and statuses
+are those the API answers.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from services.api.errors import (
+    ApiError,
+    InvalidParameter,
+    InvalidRows,
+    MalformedBody,
+    ModelNotFound,
+    PayloadTooLarge,
+    RedisFull,
+    RedisUnavailable,
+    TaskNotCancellable,
+    TaskNotFound,
+    TooManyRows,
+    VersionNotFound,
+    error_body,
+)
 
 #: ``{"error": {...}}``, the body of every error.
 ERROR_SCHEMA: dict[str, Any] = {
@@ -50,6 +68,28 @@ TASK_SCHEMA: dict[str, Any] = {
     },
 }
 
+_TASK_ID = "0b6f3c5e-9a43-4d59-8e0c-2f3b8f1d7a21"
+_QUEUED: dict[str, Any] = {
+    "task_id": _TASK_ID, "status": "queued", "model": "iris", "version": 1,
+    "submitted_at": "2026-01-15T09:30:00.120Z", "started_at": None, "finished_at": None,
+    "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+}
+_SUCCEEDED: dict[str, Any] = {
+    **_QUEUED, "status": "succeeded", "started_at": "2026-01-15T09:30:00.123Z",
+    "finished_at": "2026-01-15T09:30:00.125Z",
+    "result": {"predictions": ["setosa"], "probabilities": [[0.979, 0.021, 0.0]]},
+}
+_FAILED: dict[str, Any] = {
+    **{k: v for k, v in _SUCCEEDED.items() if k != "result"}, "status": "failed",
+    "error": {"type": "NonFiniteValues", "code": "non_finite_values",
+              "message": "iris v1 overflowed to infinity or NaN on these rows (Input X contains "
+                         "infinity or a value too large for dtype('float64').); send values "
+                         "of smaller magnitude"},
+}
+_CANCELLED: dict[str, Any] = {
+    **_QUEUED, "status": "cancelled", "finished_at": "2026-01-15T09:30:01.500Z",
+}
+
 WAIT_PARAMETER: dict[str, Any] = {
     "name": "wait",
     "in": "query",
@@ -57,6 +97,15 @@ WAIT_PARAMETER: dict[str, Any] = {
     "description": "seconds to wait for the result (0 to INFERQ_MAX_WAIT_SECONDS, 30 by "
     "default); 0 answers at once",
     "schema": {"type": "number", "minimum": 0, "default": 0},
+}
+
+PREDICT_VERSION_PARAMETER: dict[str, Any] = {
+    "name": "version",
+    "in": "query",
+    "required": False,
+    "description": "the model version to use, as the body's `version` (the latest by "
+    "default); when both are given they must agree",
+    "schema": {"type": "integer", "minimum": 1},
 }
 
 PREDICT_BODY: dict[str, Any] = {
@@ -70,7 +119,8 @@ PREDICT_BODY: dict[str, Any] = {
                 "type": "array",
                 "minItems": 1,
                 "description": "rows in the model's feature order, or objects keyed by "
-                "feature name (GET /v1/models/{model} lists them)",
+                "feature name (GET /v1/models/{model} lists them); every value a finite "
+                "number between -3.4028234663852886e38 and 3.4028234663852886e38",
                 "items": {"oneOf": [{"type": "array", "items": {"type": "number"}},
                                     {"type": "object",
                                      "additionalProperties": {"type": "number"}}]},
@@ -79,51 +129,125 @@ PREDICT_BODY: dict[str, Any] = {
                         "description": "a version of the model; the latest by default"},
             "return_probabilities": {"type": "boolean", "default": False},
         },
-    }, "example": {"instances": [[5.1, 3.5, 1.4, 0.2]]}}},
+    }, "examples": {
+        "rows": {"summary": "rows in feature order",
+                 "value": {"instances": [[5.1, 3.5, 1.4, 0.2]], "return_probabilities": True}},
+        "named": {"summary": "rows by feature name, at a given version", "value": {
+            "instances": [{"sepal_length_cm": 6.7, "sepal_width_cm": 3.0,
+                           "petal_length_cm": 5.2, "petal_width_cm": 2.3}], "version": 1}},
+    }}},
 }
 
 
-def _task(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": TASK_SCHEMA}}}
+def _task(description: str, **examples: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {
+        "schema": TASK_SCHEMA,
+        "examples": {name: {"value": value} for name, value in examples.items()},
+    }}}
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+def _error(description: str, *errors: ApiError) -> dict[str, Any]:
+    """A documented error answer; its description names the codes ``errors`` have, and
+    each is an example."""
+    codes = ", ".join(f"`{e.code}`" for e in errors)
+    return {
+        "description": f"{description} ({codes})" if errors else description,
+        "content": {"application/json": {
+            "schema": ERROR_SCHEMA,
+            "examples": {e.code: {"summary": e.message, "value": error_body(e)} for e in errors},
+        }},
+    }
 
+
+_BAD_WAIT = InvalidParameter("wait must be between 0 and 30 seconds",
+                             {"parameter": "wait", "value": "45"})
+_NO_MODEL = ModelNotFound("no model named 'irsi'; GET /v1/models lists the models",
+                          {"model": "irsi"})
+_NO_VERSION = VersionNotFound("model 'iris' has no version 7; it has 1, 2",
+                              {"model": "iris", "version": 7, "versions": [1, 2]})
+_NO_TASK = TaskNotFound(f"no task {_TASK_ID!r}: it was never submitted or its record expired",
+                        {"task_id": _TASK_ID})
+_UNREACHABLE = RedisUnavailable("Redis is unreachable; retry in a moment")
+_REDIS_503 = _error("Redis is unreachable; retry after `Retry-After` seconds", _UNREACHABLE)
+# Stands in for FastAPI's default 422 where nothing in a request can fail its validation.
+_OTHER = _error("another client error, such as 405 `method_not_allowed` (with `Allow`)")
 
 PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: _task("the task, finished within `wait`"),
-    202: _task("the task, queued or running; `Location` is where to follow it"),
-    400: _error("a malformed body or parameter"),
-    404: _error("no such model or version"),
-    413: _error("too many rows or bytes"),
-    422: _error("rows that do not fit the model's features; the message names row and column"),
-    503: _error("Redis is unreachable (`redis_unavailable`) or full (`redis_full`: its "
-                "`maxmemory` is reached and new tasks are refused until workers drain it or "
-                "finished records expire); retry after `Retry-After` seconds"),
+    200: _task("the task, finished within `wait`", succeeded=_SUCCEEDED, failed=_FAILED),
+    202: _task("the task, queued or running; `Location` is where to follow it",
+               queued=_QUEUED),
+    400: _error(
+        "a malformed body, or a bad `wait` or `version`",
+        MalformedBody('"instances" must be a non-empty list of rows', {"field": "instances"}),
+        _BAD_WAIT,
+    ),
+    404: _error("no such model or version", _NO_MODEL, _NO_VERSION),
+    413: _error(
+        "too many rows or bytes",
+        TooManyRows("10001 rows exceed the limit of 10000 rows per request; split the request",
+                    {"rows": 10001, "max_rows": 10000}),
+        PayloadTooLarge("the request body exceeds the limit of 10485760 bytes; split the "
+                        "request", {"max_bytes": 10485760}),
+    ),
+    422: _error(
+        "rows that do not fit the model's features; the message names row and column",
+        InvalidRows("row 0, column 2 ('petal_length_cm') is a string; expected a number",
+                    {"row": 0, "column": "petal_length_cm"}),
+    ),
+    "4XX": _OTHER,
+    503: _error(
+        "Redis is unreachable, or full: its `maxmemory` is reached and new tasks are refused "
+        "until workers drain it or finished records expire; retry after `Retry-After` seconds",
+        _UNREACHABLE,
+        RedisFull("Redis is full (its maxmemory is reached): new tasks are refused until "
+                  "workers drain the queues or finished records expire; retry later"),
+    ),
 }
 
 TASK_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: _task("the task, in a terminal state or as it was when `wait` ran out"),
-    400: _error("a malformed `wait`"),
-    404: _error("no such task, or its record expired"),
-    # Stands in for FastAPI's default 422: nothing in this request can fail its validation.
-    "4XX": _error("another client error"),
-    503: _error("Redis is unreachable; retry after `Retry-After` seconds"),
+    200: _task("the task, in a terminal state or as it was when `wait` ran out",
+               succeeded=_SUCCEEDED, running={**_QUEUED, "status": "running",
+                                              "started_at": "2026-01-15T09:30:00.123Z"},
+               failed=_FAILED),
+    400: _error("a malformed `wait`", _BAD_WAIT),
+    404: _error("no such task, or its record expired", _NO_TASK),
+    "4XX": _OTHER,
+    503: _REDIS_503,
 }
 
 MODEL_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _error("a malformed `version`"),
-    404: _error("no such model or version"),
-    "4XX": _error("another client error"),
+    400: _error("a malformed `version`", InvalidParameter(
+        "version: Input should be greater than or equal to 1", {"parameter": "version"})),
+    404: _error("no such model or version", _NO_MODEL, _NO_VERSION),
+    "4XX": _OTHER,
 }
 
 CANCEL_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: _task("the task, cancelled"),
-    404: _error("no such task, or its record expired"),
-    409: _error("the task is already running or finished"),
-    "4XX": _error("another client error"),
-    503: _error("Redis is unreachable; retry after `Retry-After` seconds"),
+    200: _task("the task, cancelled", cancelled=_CANCELLED),
+    404: _error("no such task, or its record expired", _NO_TASK),
+    409: _error("the task is already running or finished", TaskNotCancellable(
+        f"task {_TASK_ID} is succeeded; only a queued task can be cancelled",
+        {"task_id": _TASK_ID, "status": "succeeded"})),
+    "4XX": _OTHER,
+    503: _REDIS_503,
+}
+
+LIST_RESPONSES: dict[int | str, dict[str, Any]] = {"4XX": _OTHER}
+
+POOLS_RESPONSES: dict[int | str, dict[str, Any]] = {"4XX": _OTHER, 503: _REDIS_503}
+
+READY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: _error("Redis does not answer", RedisUnavailable("Redis does not answer")),
+}
+
+METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the Prometheus text format; OpenMetrics (with exemplars) when the "
+          "`Accept` header asks for `application/openmetrics-text`",
+          "content": {
+              "text/plain": {"schema": {"type": "string"}, "example":
+                  "# HELP inferq_tasks_submitted_total Tasks accepted by the API.\n"
+                  "# TYPE inferq_tasks_submitted_total counter\n"
+                  'inferq_tasks_submitted_total{model="iris",queue="inference"} 42.0\n'},
+              "application/openmetrics-text": {"schema": {"type": "string"}},
+          }},
 }

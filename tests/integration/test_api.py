@@ -113,6 +113,25 @@ def test_predict_named_features_and_version(client: httpx.Client) -> None:
     assert response.json()["result"]["predictions"] == ["setosa"]
 
 
+def test_predict_version_in_the_query_is_honoured(client: httpx.Client) -> None:
+    body = {"instances": [IRIS_ROW]}
+    response = client.post("/v1/models/iris/predict?version=1&wait=20", json=body)
+    assert response.status_code == 200 and response.json()["version"] == 1
+    error = assert_error(client.post("/v1/models/iris/predict?version=9", json=body), 404,
+                         "version_not_found")
+    assert error["details"] == {"model": "iris", "version": 9, "versions": [1]}
+    error = assert_error(
+        client.post("/v1/models/iris/predict?version=2", json={**body, "version": 1}), 400,
+        "invalid_parameter")
+    assert "disagree" in error["message"]
+    assert error["details"] == {"parameter": "version", "query": 2, "body": 1}
+    for bad in ("0", "x", "1.5", "-1"):
+        error = assert_error(
+            client.post("/v1/models/iris/predict", params={"version": bad}, json=body), 400,
+            "invalid_parameter")
+        assert "not a positive integer" in error["message"]
+
+
 def test_regression_model(client: httpx.Client) -> None:
     response = client.post("/v1/models/diabetes/predict?wait=20", json={"instances": [[0.0] * 10]})
     assert response.status_code == 200
@@ -297,9 +316,18 @@ def test_cancel_errors(client: httpx.Client) -> None:
 
 def test_unknown_route_and_method(client: httpx.Client) -> None:
     assert_error(client.get("/v2/anything"), 404, "not_found")
-    assert_error(client.put("/v1/models"), 405, "method_not_allowed")
+    response = client.put("/v1/models")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET"
     # The paths of the hot routes, with other methods or an empty name.
-    assert_error(client.put("/v1/models/iris/predict"), 405, "method_not_allowed")
+    response = client.put("/v1/models/iris/predict")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST"
+    # Two routes share this path: Allow names the methods of both.
+    response = client.put("/v1/tasks/abc")
+    assert assert_error(response, 405, "method_not_allowed")["details"]["allowed"] == [
+        "DELETE", "GET"]
+    assert response.headers["allow"] == "DELETE, GET"
     assert_error(client.post("/v1/models//predict", json={"instances": [IRIS_ROW]}), 404,
                  "not_found")
 
