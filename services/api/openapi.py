@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.api import openapi_examples as examples
 from services.api.errors import (
     ApiError,
     InvalidParameter,
@@ -68,28 +69,6 @@ TASK_SCHEMA: dict[str, Any] = {
     },
 }
 
-_TASK_ID = "0b6f3c5e-9a43-4d59-8e0c-2f3b8f1d7a21"
-_QUEUED: dict[str, Any] = {
-    "task_id": _TASK_ID, "status": "queued", "model": "iris", "version": 1,
-    "submitted_at": "2026-01-15T09:30:00.120Z", "started_at": None, "finished_at": None,
-    "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
-}
-_SUCCEEDED: dict[str, Any] = {
-    **_QUEUED, "status": "succeeded", "started_at": "2026-01-15T09:30:00.123Z",
-    "finished_at": "2026-01-15T09:30:00.125Z",
-    "result": {"predictions": ["setosa"], "probabilities": [[0.979, 0.021, 0.0]]},
-}
-_FAILED: dict[str, Any] = {
-    **{k: v for k, v in _SUCCEEDED.items() if k != "result"}, "status": "failed",
-    "error": {"type": "NonFiniteValues", "code": "non_finite_values",
-              "message": "iris v1 overflowed to infinity or NaN on these rows (Input X contains "
-                         "infinity or a value too large for dtype('float64').); send values "
-                         "of smaller magnitude"},
-}
-_CANCELLED: dict[str, Any] = {
-    **_QUEUED, "status": "cancelled", "finished_at": "2026-01-15T09:30:01.500Z",
-}
-
 WAIT_PARAMETER: dict[str, Any] = {
     "name": "wait",
     "in": "query",
@@ -139,10 +118,10 @@ PREDICT_BODY: dict[str, Any] = {
 }
 
 
-def _task(description: str, **examples: dict[str, Any]) -> dict[str, Any]:
+def _task(description: str, **tasks: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {
         "schema": TASK_SCHEMA,
-        "examples": {name: {"value": value} for name, value in examples.items()},
+        "examples": {status: {"value": task} for status, task in tasks.items()},
     }}}
 
 
@@ -165,17 +144,19 @@ _NO_MODEL = ModelNotFound("no model named 'irsi'; GET /v1/models lists the model
                           {"model": "irsi"})
 _NO_VERSION = VersionNotFound("model 'iris' has no version 7; it has 1, 2",
                               {"model": "iris", "version": 7, "versions": [1, 2]})
-_NO_TASK = TaskNotFound(f"no task {_TASK_ID!r}: it was never submitted or its record expired",
-                        {"task_id": _TASK_ID})
+_NO_TASK = TaskNotFound(
+    f"no task {examples.TASK_ID!r}: it was never submitted or its record expired",
+    {"task_id": examples.TASK_ID})
 _UNREACHABLE = RedisUnavailable("Redis is unreachable; retry in a moment")
 _REDIS_503 = _error("Redis is unreachable; retry after `Retry-After` seconds", _UNREACHABLE)
 # Stands in for FastAPI's default 422 where nothing in a request can fail its validation.
 _OTHER = _error("another client error, such as 405 `method_not_allowed` (with `Allow`)")
 
 PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: _task("the task, finished within `wait`", succeeded=_SUCCEEDED, failed=_FAILED),
+    200: _task("the task, finished within `wait`",
+               succeeded=examples.SUCCEEDED, failed=examples.FAILED),
     202: _task("the task, queued or running; `Location` is where to follow it",
-               queued=_QUEUED),
+               queued=examples.QUEUED),
     400: _error(
         "a malformed body, or a bad `wait` or `version`",
         MalformedBody('"instances" must be a non-empty list of rows', {"field": "instances"}),
@@ -206,16 +187,20 @@ PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 TASK_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: _task("the task, in a terminal state or as it was when `wait` ran out",
-               succeeded=_SUCCEEDED, running={**_QUEUED, "status": "running",
-                                              "started_at": "2026-01-15T09:30:00.123Z"},
-               failed=_FAILED),
+               succeeded=examples.SUCCEEDED, running=examples.RUNNING, failed=examples.FAILED),
     400: _error("a malformed `wait`", _BAD_WAIT),
     404: _error("no such task, or its record expired", _NO_TASK),
     "4XX": _OTHER,
     503: _REDIS_503,
 }
 
+def _example(description: str, value: dict[str, Any]) -> dict[str, Any]:
+    """A 200 whose schema FastAPI takes from the route's response model."""
+    return {"description": description, "content": {"application/json": {"example": value}}}
+
+
 MODEL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _example("the version's metadata", examples.MODEL_METADATA),
     400: _error("a malformed `version`", InvalidParameter(
         "version: Input should be greater than or equal to 1", {"parameter": "version"})),
     404: _error("no such model or version", _NO_MODEL, _NO_VERSION),
@@ -223,18 +208,25 @@ MODEL_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 CANCEL_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: _task("the task, cancelled", cancelled=_CANCELLED),
+    200: _task("the task, cancelled", cancelled=examples.CANCELLED),
     404: _error("no such task, or its record expired", _NO_TASK),
     409: _error("the task is already running or finished", TaskNotCancellable(
-        f"task {_TASK_ID} is succeeded; only a queued task can be cancelled",
-        {"task_id": _TASK_ID, "status": "succeeded"})),
+        f"task {examples.TASK_ID} is succeeded; only a queued task can be cancelled",
+        {"task_id": examples.TASK_ID, "status": "succeeded"})),
     "4XX": _OTHER,
     503: _REDIS_503,
 }
 
-LIST_RESPONSES: dict[int | str, dict[str, Any]] = {"4XX": _OTHER}
+LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _example("every model and its versions", examples.MODEL_LIST),
+    "4XX": _OTHER,
+}
 
-POOLS_RESPONSES: dict[int | str, dict[str, Any]] = {"4XX": _OTHER, 503: _REDIS_503}
+POOLS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _example("each pool's backlog", examples.POOL_LIST),
+    "4XX": _OTHER,
+    503: _REDIS_503,
+}
 
 READY_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: _error("Redis does not answer", RedisUnavailable("Redis does not answer")),
