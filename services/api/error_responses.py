@@ -87,9 +87,7 @@ def install_error_handlers(app: FastAPI, routes: Sequence[BaseRoute]) -> None:
 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, HTTPException) and exc.status_code == 405:
-            # A Mount (the docs' assets) declares no methods: its StaticFiles takes GET, HEAD.
-            allow = allowed_methods(routes, request.scope) or (exc.headers or {}).get("Allow")
-            exc = HTTPException(405, headers={"Allow": allow or "GET, HEAD"})
+            exc = HTTPException(405, headers={"Allow": allowed_methods(routes, request.scope)})
         return error_response(exc)
 
     for kind in (ApiError, RequestValidationError, HTTPException, RedisError, ConnectionError,

@@ -123,5 +123,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The app's own routes (/openapi.json) and the routers' as they declared them.
     install_error_handlers(
         app, [*app.router.routes, *(route for router in routers for route in router.routes)])
-    app.mount(docs.ASSETS_PATH, docs.assets(), name="docs-assets")
     return app
