@@ -46,7 +46,7 @@ def error_response(exc: Exception) -> JSONResponse:
         if exc.status_code == 405:
             allowed = sorted((exc.headers or {}).get("Allow", "").replace(",", " ").split())
             return _api_error(MethodNotAllowed(
-                f"this path takes {', '.join(allowed) or 'no other method'}",
+                f"this method is not allowed on this path, which takes {', '.join(allowed)}",
                 {"allowed": allowed}))
         return _api_error(NotFound("no such endpoint; the API lives under /v1"))
     if isinstance(exc, OutOfMemoryError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +18,9 @@ _FIELDS = ("instances", "version", "return_probabilities")
 #: larger value is infinity, and a float64 this far below its own limit leaves scaling and
 #: linear models room to compute without overflowing.
 MAX_MAGNITUDE = 3.4028234663852886e38
-#: Literals JSON has no place for, which some encoders write for non-finite floats.
-_NON_FINITE_LITERALS = ("NaN", "Infinity", "-Infinity", "nan", "inf", "-inf")
+#: What some encoders write for non-finite floats, which JSON has no place for.
+_NON_FINITE_LITERAL = re.compile(r"-?(?:NaN|[Ii]nfinity|nan|inf)")
+_NUMBER = re.compile(r"-?[0-9][0-9.eE+-]*")
 
 
 @dataclass
@@ -63,21 +65,23 @@ def parse_predict_body(raw: bytes, max_rows: int) -> PredictBody:
 
 
 def _not_json(exc: orjson.JSONDecodeError) -> MalformedBody:
-    """A 400 that says what is wrong, and says it plainly for NaN and Infinity."""
-    where = f"line {exc.lineno} column {exc.colno}"
-    start = exc.doc.rfind("-", max(0, exc.pos - 1), exc.pos + 1)
-    text = exc.doc[start if start >= 0 else exc.pos:exc.pos + 9]
-    literal = next((w for w in _NON_FINITE_LITERALS if text.startswith(w)), None)
-    if literal is not None or "infinity when parsed" in exc.msg:
-        what = (f"{literal}, and NaN and Infinity are not allowed" if literal is not None
-                else "a number too large to represent")
-        return MalformedBody(
-            f"the request body holds {what} (at {where}); every value must be a finite "
-            f"number between {-MAX_MAGNITUDE:.7g} and {MAX_MAGNITUDE:.7g}",
-            {"line": exc.lineno, "column": exc.colno},
-        )
-    return MalformedBody(f"the request body is not valid JSON: {exc}",
-                         {"line": exc.lineno, "column": exc.colno})
+    """A 400 that says what is wrong, and says it plainly for NaN, Infinity and numbers
+    beyond a double."""
+    # orjson points past a minus sign: look from it.
+    start = exc.pos - 1 if exc.doc[exc.pos - 1:exc.pos] == "-" else exc.pos
+    literal = _NON_FINITE_LITERAL.match(exc.doc, start)
+    number = _NUMBER.match(exc.doc, exc.pos) if "infinity" in exc.msg else None
+    found = literal or number
+    if found is None:
+        return MalformedBody(f"the request body is not valid JSON: {exc}",
+                             {"line": exc.lineno, "column": exc.colno})
+    where = {"line": exc.lineno, "column": exc.colno - (exc.pos - found.start())}
+    at = f"{found.group()} at line {where['line']} column {where['column']}"
+    allowed = (f"every value must be a finite number between {-MAX_MAGNITUDE:.7g} and "
+               f"{MAX_MAGNITUDE:.7g}")
+    if literal is not None:
+        return MalformedBody(f"{at}: NaN and Infinity are not allowed; {allowed}", where)
+    return MalformedBody(f"{at} is too large: {allowed}", where)
 
 
 def _out_of_range(i: int, row: list[Any], names: list[str], numeric: list[bool]) -> InvalidRows:

@@ -78,10 +78,10 @@ def test_the_largest_allowed_values_pass() -> None:
 @pytest.mark.parametrize(
     ("raw", "fragment"),
     [
-        (b'{"instances": [[1, NaN]]}', "holds NaN, and NaN and Infinity are not allowed"),
-        (b'{"instances": [[Infinity, 1]]}', "holds Infinity, and NaN and Infinity"),
-        (b'{"instances": [[1, -Infinity]]}', "holds -Infinity, and NaN and Infinity"),
-        (b'{"instances": [[1e309, 1]]}', "holds a number too large to represent"),
+        (b'{"instances": [[1, NaN]]}', "NaN at line 1 column 20: NaN and Infinity are not"),
+        (b'{"instances": [[Infinity, 1]]}', "Infinity at line 1 column 17: NaN and Infinity"),
+        (b'{"instances": [[1, -Infinity]]}', "-Infinity at line 1 column 20: NaN and"),
+        (b'{"instances":\n [[1e309, 1]]}', "1e309 at line 2 column 4 is too large"),
     ],
 )
 def test_nan_and_infinity_literals_are_named(raw: bytes, fragment: str) -> None:
