@@ -76,7 +76,8 @@ def _not_json(exc: orjson.JSONDecodeError) -> MalformedBody:
         return MalformedBody(f"the request body is not valid JSON: {exc}",
                              {"line": exc.lineno, "column": exc.colno})
     where = {"line": exc.lineno, "column": exc.colno - (exc.pos - found.start())}
-    at = f"{found.group()} at line {where['line']} column {where['column']}"
+    token = found.group() if len(found.group()) <= 24 else f"{found.group()[:20]}..."
+    at = f"{token} at line {where['line']} column {where['column']}"
     allowed = (f"every value must be a finite number between {-MAX_MAGNITUDE:.7g} and "
                f"{MAX_MAGNITUDE:.7g}")
     if literal is not None:
