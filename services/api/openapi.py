@@ -26,6 +26,7 @@ from services.api.errors import (
     VersionNotFound,
     error_body,
 )
+from services.api.validation import FINITE_VALUES, MAX_MAGNITUDE
 
 #: ``{"error": {...}}``, the body of every error.
 ERROR_SCHEMA: dict[str, Any] = {
@@ -99,7 +100,7 @@ PREDICT_BODY: dict[str, Any] = {
                 "minItems": 1,
                 "description": "rows in the model's feature order, or objects keyed by "
                 "feature name (GET /v1/models/{model} lists them); every value a finite "
-                "number between -3.4028234663852886e38 and 3.4028234663852886e38",
+                f"number between {-MAX_MAGNITUDE!r} and {MAX_MAGNITUDE!r}",
                 "items": {"oneOf": [{"type": "array", "items": {"type": "number"}},
                                     {"type": "object",
                                      "additionalProperties": {"type": "number"}}]},
@@ -125,16 +126,23 @@ def _task(description: str, **tasks: dict[str, Any]) -> dict[str, Any]:
     }}}
 
 
+def _example(description: str, value: dict[str, Any]) -> dict[str, Any]:
+    """A 200 whose schema FastAPI takes from the route's response model."""
+    return {"description": description, "content": {"application/json": {"example": value}}}
+
+
 def _error(description: str, *errors: ApiError) -> dict[str, Any]:
     """A documented error answer; its description names the codes ``errors`` have, and
     each is an example."""
-    codes = ", ".join(f"`{e.code}`" for e in errors)
+    codes = list(dict.fromkeys(e.code for e in errors))
+    named: dict[str, Any] = {}
+    for e in errors:
+        name = e.code if e.code not in named else f"{e.code}_{len(named)}"
+        named[name] = {"summary": e.message, "value": error_body(e)}
     return {
-        "description": f"{description} ({codes})" if errors else description,
-        "content": {"application/json": {
-            "schema": ERROR_SCHEMA,
-            "examples": {e.code: {"summary": e.message, "value": error_body(e)} for e in errors},
-        }},
+        "description": f"{description} ({', '.join(f'`{c}`' for c in codes)})" if errors
+        else description,
+        "content": {"application/json": {"schema": ERROR_SCHEMA, "examples": named}},
     }
 
 
@@ -160,6 +168,8 @@ PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _error(
         "a malformed body, or a bad `wait` or `version`",
         MalformedBody('"instances" must be a non-empty list of rows', {"field": "instances"}),
+        MalformedBody(f"NaN at line 1 column 32: NaN and Infinity are not allowed; {FINITE_VALUES}",
+                      {"line": 1, "column": 32}),
         _BAD_WAIT,
     ),
     404: _error("no such model or version", _NO_MODEL, _NO_VERSION),
@@ -171,9 +181,14 @@ PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
                         "request", {"max_bytes": 10485760}),
     ),
     422: _error(
-        "rows that do not fit the model's features; the message names row and column",
+        "rows that do not fit the model's features, or values beyond what models hold; the "
+        "message names row and column",
         InvalidRows("row 0, column 2 ('petal_length_cm') is a string; expected a number",
                     {"row": 0, "column": "petal_length_cm"}),
+        InvalidRows("row 1, column 3 ('petal_width_cm') is 1e+308, out of the allowed range "
+                    f"{-MAX_MAGNITUDE:.7g} to {MAX_MAGNITUDE:.7g}",
+                    {"row": 1, "column": "petal_width_cm", "min": -MAX_MAGNITUDE,
+                     "max": MAX_MAGNITUDE}),
     ),
     "4XX": _OTHER,
     503: _error(
@@ -194,9 +209,6 @@ TASK_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: _REDIS_503,
 }
 
-def _example(description: str, value: dict[str, Any]) -> dict[str, Any]:
-    """A 200 whose schema FastAPI takes from the route's response model."""
-    return {"description": description, "content": {"application/json": {"example": value}}}
 
 
 MODEL_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -18,6 +18,8 @@ _FIELDS = ("instances", "version", "return_probabilities")
 #: larger value is infinity, and a float64 this far below its own limit leaves scaling and
 #: linear models room to compute without overflowing.
 MAX_MAGNITUDE = 3.4028234663852886e38
+FINITE_VALUES = (f"every value must be a finite number between {-MAX_MAGNITUDE:.7g} and "
+                 f"{MAX_MAGNITUDE:.7g}")
 #: What some encoders write for non-finite floats, which JSON has no place for.
 _NON_FINITE_LITERAL = re.compile(r"-?(?:NaN|[Ii]nfinity|nan|inf)")
 _NUMBER = re.compile(r"-?[0-9][0-9.eE+-]*")
@@ -78,11 +80,9 @@ def _not_json(exc: orjson.JSONDecodeError) -> MalformedBody:
     where = {"line": exc.lineno, "column": exc.colno - (exc.pos - found.start())}
     token = found.group() if len(found.group()) <= 24 else f"{found.group()[:20]}..."
     at = f"{token} at line {where['line']} column {where['column']}"
-    allowed = (f"every value must be a finite number between {-MAX_MAGNITUDE:.7g} and "
-               f"{MAX_MAGNITUDE:.7g}")
     if literal is not None:
-        return MalformedBody(f"{at}: NaN and Infinity are not allowed; {allowed}", where)
-    return MalformedBody(f"{at} is too large: {allowed}", where)
+        return MalformedBody(f"{at}: NaN and Infinity are not allowed; {FINITE_VALUES}", where)
+    return MalformedBody(f"{at} is too large: {FINITE_VALUES}", where)
 
 
 def _out_of_range(i: int, row: list[Any], names: list[str], numeric: list[bool]) -> InvalidRows:
