@@ -15,3 +15,9 @@ class IntegrityError(ModelError):
 
 class ImportModelError(ModelError):
     """A file given to ``inferq models import`` is not a usable estimator."""
+
+
+class NonFiniteValues(ModelError):
+    """A model computed infinity or NaN from finite rows: its arithmetic overflowed."""
+
+    code = "non_finite_values"

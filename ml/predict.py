@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any
 
@@ -9,11 +10,35 @@ import numpy as np
 
 from services.common.catalog import ModelMetadata
 
+from .errors import NonFiniteValues
+
+#: scikit-learn's refusal of an infinite or NaN input, met when a step's output overflowed.
+_NON_FINITE_INPUT = re.compile(r"contains (?:infinity|NaN)")
+
 
 def predict(
     metadata: ModelMetadata, estimator: Any, rows: np.ndarray, return_probabilities: bool
 ) -> dict[str, list[Any]]:
-    """Predictions (and class probabilities when asked and available) for ``rows``."""
+    """Predictions (and class probabilities when asked and available) for ``rows``.
+
+    Raises ``NonFiniteValues`` when the model's arithmetic overflows on ``rows``: a step
+    refuses what an earlier one turned into infinity, or the predictions are not finite.
+    """
+    try:
+        result = _predict(metadata, estimator, rows, return_probabilities)
+    except ValueError as exc:
+        if _NON_FINITE_INPUT.search(str(exc)):
+            raise NonFiniteValues(
+                f"{metadata.name} v{metadata.version} overflowed to infinity or NaN on these "
+                f"rows ({exc}); send values of smaller magnitude"
+            ) from exc
+        raise
+    return result
+
+
+def _predict(
+    metadata: ModelMetadata, estimator: Any, rows: np.ndarray, return_probabilities: bool
+) -> dict[str, list[Any]]:
     with warnings.catch_warnings():
         # One filter that ignores everything, in place of the process's list: scikit-learn
         # re-applies every active filter around each tree of an ensemble (its joblib
@@ -22,7 +47,13 @@ def predict(
         # model fitted on a DataFrame, say: rows arrive in feature order) is not news.
         warnings.resetwarnings()
         warnings.simplefilter("ignore")
-        result: dict[str, list[Any]] = {"predictions": estimator.predict(rows).tolist()}
+        predictions = np.asarray(estimator.predict(rows))
+        if predictions.dtype.kind in "fc" and not np.isfinite(predictions).all():
+            raise NonFiniteValues(
+                f"{metadata.name} v{metadata.version} predicted infinity or NaN for these "
+                "rows: its arithmetic overflowed; send values of smaller magnitude"
+            )
+        result: dict[str, list[Any]] = {"predictions": predictions.tolist()}
         if return_probabilities and metadata.task == "classification":
             if not hasattr(estimator, "predict_proba"):
                 raise TypeError(f"{metadata.estimator} gives no probabilities")

@@ -64,6 +64,18 @@ def wait_seconds(request: Request, settings: Settings) -> float:
     return wait
 
 
+def query_version(request: Request) -> int | None:
+    """The ``version`` query parameter of a predict request, read directly like ``wait``."""
+    raw = request.query_params.get("version")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdecimal() or int(raw) < 1:
+        raise InvalidParameter(
+            f"version: {raw!r} is not a positive integer", {"parameter": "version", "value": raw}
+        )
+    return int(raw)
+
+
 def resolve_model(state: ApiState, name: str, version: int | None) -> ModelMetadata:
     """The metadata of ``name`` at ``version`` (latest when None), or a 404 that says which."""
     metadata = state.catalog.get(name, version)

@@ -7,12 +7,15 @@ through ``error_response``, so a request gets the same error body whichever path
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import OutOfMemoryError, RedisError
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from services.api.errors import (
     ApiError,
@@ -41,7 +44,10 @@ def error_response(exc: Exception) -> JSONResponse:
         ))
     if isinstance(exc, HTTPException):
         if exc.status_code == 405:
-            return _api_error(MethodNotAllowed("this method is not allowed on this path"))
+            allowed = sorted((exc.headers or {}).get("Allow", "").replace(",", " ").split())
+            return _api_error(MethodNotAllowed(
+                f"this method is not allowed on this path, which takes {', '.join(allowed)}",
+                {"allowed": allowed}))
         return _api_error(NotFound("no such endpoint; the API lives under /v1"))
     if isinstance(exc, OutOfMemoryError):
         log.warning("redis is full: task refused", extra={"error": str(exc)})
@@ -61,12 +67,29 @@ def _api_error(error: ApiError) -> JSONResponse:
     return JSONResponse(error_body(error), status_code=error.status, headers=error.headers())
 
 
-async def _handle(_: Request, exc: Exception) -> JSONResponse:
-    return error_response(exc)
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> str:
+    """The methods of every route in ``routes`` whose path is the request's.
+
+    Starlette's 405 names those of the first such route only, and a path can have several
+    (GET and DELETE of ``/v1/tasks/{task_id}`` are two routes).
+    """
+    methods: set[str] = set()
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.PARTIAL:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Answer every exception a route raises through ``error_response``."""
+def install_error_handlers(app: FastAPI, routes: Sequence[BaseRoute]) -> None:
+    """Answer every exception a route raises through ``error_response``; a 405's ``Allow``
+    names the methods of ``routes`` (the routers' own, as declared) on its path."""
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, HTTPException) and exc.status_code == 405:
+            exc = HTTPException(405, headers={"Allow": allowed_methods(routes, request.scope)})
+        return error_response(exc)
+
     for kind in (ApiError, RequestValidationError, HTTPException, RedisError, ConnectionError,
                  Exception):
-        app.add_exception_handler(kind, _handle)
+        app.add_exception_handler(kind, handle)

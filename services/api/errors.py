@@ -65,8 +65,13 @@ class TaskNotFound(NotFound):
 
 
 class MethodNotAllowed(ApiError):
+    """``details["allowed"]``: the methods the path takes, answered in ``Allow``."""
+
     status = 405
     code = "method_not_allowed"
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.details.get("allowed", ()))}
 
 
 class TaskNotCancellable(ApiError):

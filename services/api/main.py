@@ -19,7 +19,7 @@ from services.api.error_responses import install_error_handlers
 from services.api.hot_routes import HotRoutesMiddleware
 from services.api.metrics import BacklogExporter
 from services.api.observation import ObservedRequestsMiddleware
-from services.api.routes import health, models, pools, tasks
+from services.api.routes import docs, health, models, pools, tasks
 from services.api.task_service import TaskService
 from services.api.waiter import TaskWaiter
 from services.common.catalog import Catalog
@@ -110,11 +110,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Asynchronous ML inference: submit rows, get a task, read its result.",
         default_response_class=ORJSONResponse,
         lifespan=lifespan,
+        # Served by ``routes.docs`` from the package: FastAPI's pages load from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     # Innermost: the hot routes are still counted, timed and traced.
     app.add_middleware(HotRoutesMiddleware)
     app.add_middleware(ObservedRequestsMiddleware, tracing=exporter_configured())
-    install_error_handlers(app)
-    for module in (health, models, tasks, pools):
-        app.include_router(module.router)
+    routers = [module.router for module in (health, models, tasks, pools, docs)]
+    for router in routers:
+        app.include_router(router)
+    # The app's own routes (/openapi.json) and the routers' as they declared them.
+    install_error_handlers(
+        app, [*app.router.routes, *(route for router in routers for route in router.routes)])
     return app

@@ -1,12 +1,32 @@
-"""What the OpenAPI document says of the routes that read their requests themselves.
+"""What the OpenAPI document says of each route's answers, errors and hand-read inputs.
 
 ``predict`` and ``get_task`` parse their body and query directly (they are the hot path),
 so FastAPI cannot infer their request body or their answers; these are written here, once.
+Error examples are built from the error classes themselves, so their codes and statuses
+are those the API answers.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from services.api import openapi_examples as examples
+from services.api.errors import (
+    ApiError,
+    InvalidParameter,
+    InvalidRows,
+    MalformedBody,
+    ModelNotFound,
+    PayloadTooLarge,
+    RedisFull,
+    RedisUnavailable,
+    TaskNotCancellable,
+    TaskNotFound,
+    TooManyRows,
+    VersionNotFound,
+    error_body,
+)
+from services.api.validation import FINITE_VALUES, MAX_MAGNITUDE
 
 #: ``{"error": {...}}``, the body of every error.
 ERROR_SCHEMA: dict[str, Any] = {
@@ -41,8 +61,11 @@ TASK_SCHEMA: dict[str, Any] = {
             "properties": {"predictions": {"type": "array"},
                            "probabilities": {"type": "array", "items": {"type": "array"}}},
         },
-        "error": {"type": "object",
-                  "properties": {"type": {"type": "string"}, "message": {"type": "string"}}},
+        "error": {"type": "object", "description": "why a failed task failed", "properties": {
+            "type": {"type": "string", "description": "the error's class, e.g. WorkerLost"},
+            "code": {"type": "string", "description": "for a known cause, a snake_case code: "
+                     "non_finite_values when the model overflowed to infinity or NaN"},
+            "message": {"type": "string"}}},
         "trace_id": {"type": ["string", "null"]},
     },
 }
@@ -56,6 +79,15 @@ WAIT_PARAMETER: dict[str, Any] = {
     "schema": {"type": "number", "minimum": 0, "default": 0},
 }
 
+PREDICT_VERSION_PARAMETER: dict[str, Any] = {
+    "name": "version",
+    "in": "query",
+    "required": False,
+    "description": "the model version to use, as the body's `version` (the latest by "
+    "default); when both are given they must agree",
+    "schema": {"type": "integer", "minimum": 1},
+}
+
 PREDICT_BODY: dict[str, Any] = {
     "required": True,
     "content": {"application/json": {"schema": {
@@ -67,7 +99,8 @@ PREDICT_BODY: dict[str, Any] = {
                 "type": "array",
                 "minItems": 1,
                 "description": "rows in the model's feature order, or objects keyed by "
-                "feature name (GET /v1/models/{model} lists them)",
+                "feature name (GET /v1/models/{model} lists them); every value a finite "
+                f"number between {-MAX_MAGNITUDE!r} and {MAX_MAGNITUDE!r}",
                 "items": {"oneOf": [{"type": "array", "items": {"type": "number"}},
                                     {"type": "object",
                                      "additionalProperties": {"type": "number"}}]},
@@ -76,51 +109,149 @@ PREDICT_BODY: dict[str, Any] = {
                         "description": "a version of the model; the latest by default"},
             "return_probabilities": {"type": "boolean", "default": False},
         },
-    }, "example": {"instances": [[5.1, 3.5, 1.4, 0.2]]}}},
+    }, "examples": {
+        "rows": {"summary": "rows in feature order",
+                 "value": {"instances": [[5.1, 3.5, 1.4, 0.2]], "return_probabilities": True}},
+        "named": {"summary": "rows by feature name, at a given version", "value": {
+            "instances": [{"sepal_length_cm": 6.7, "sepal_width_cm": 3.0,
+                           "petal_length_cm": 5.2, "petal_width_cm": 2.3}], "version": 1}},
+    }}},
 }
 
 
-def _task(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": TASK_SCHEMA}}}
+def _task(description: str, **tasks: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {
+        "schema": TASK_SCHEMA,
+        "examples": {status: {"value": task} for status, task in tasks.items()},
+    }}}
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+def _example(description: str, value: dict[str, Any]) -> dict[str, Any]:
+    """A 200 whose schema FastAPI takes from the route's response model."""
+    return {"description": description, "content": {"application/json": {"example": value}}}
 
+
+def _error(description: str, *errors: ApiError) -> dict[str, Any]:
+    """A documented error answer; its description names the codes ``errors`` have, and
+    each is an example."""
+    codes = list(dict.fromkeys(e.code for e in errors))
+    named: dict[str, Any] = {}
+    for e in errors:
+        name = e.code if e.code not in named else f"{e.code}_{len(named)}"
+        named[name] = {"summary": e.message, "value": error_body(e)}
+    return {
+        "description": f"{description} ({', '.join(f'`{c}`' for c in codes)})" if errors
+        else description,
+        "content": {"application/json": {"schema": ERROR_SCHEMA, "examples": named}},
+    }
+
+
+_BAD_WAIT = InvalidParameter("wait must be between 0 and 30 seconds",
+                             {"parameter": "wait", "value": "45"})
+_NO_MODEL = ModelNotFound("no model named 'irsi'; GET /v1/models lists the models",
+                          {"model": "irsi"})
+_NO_VERSION = VersionNotFound("model 'iris' has no version 7; it has 1, 2",
+                              {"model": "iris", "version": 7, "versions": [1, 2]})
+_NO_TASK = TaskNotFound(
+    f"no task {examples.TASK_ID!r}: it was never submitted or its record expired",
+    {"task_id": examples.TASK_ID})
+_UNREACHABLE = RedisUnavailable("Redis is unreachable; retry in a moment")
+_REDIS_503 = _error("Redis is unreachable; retry after `Retry-After` seconds", _UNREACHABLE)
+# Stands in for FastAPI's default 422 where nothing in a request can fail its validation.
+_OTHER = _error("another client error, such as 405 `method_not_allowed` (with `Allow`)")
 
 PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: _task("the task, finished within `wait`"),
-    202: _task("the task, queued or running; `Location` is where to follow it"),
-    400: _error("a malformed body or parameter"),
-    404: _error("no such model or version"),
-    413: _error("too many rows or bytes"),
-    422: _error("rows that do not fit the model's features; the message names row and column"),
-    503: _error("Redis is unreachable (`redis_unavailable`) or full (`redis_full`: its "
-                "`maxmemory` is reached and new tasks are refused until workers drain it or "
-                "finished records expire); retry after `Retry-After` seconds"),
+    200: _task("the task, finished within `wait`",
+               succeeded=examples.SUCCEEDED, failed=examples.FAILED),
+    202: _task("the task, queued or running; `Location` is where to follow it",
+               queued=examples.QUEUED),
+    400: _error(
+        "a malformed body, or a bad `wait` or `version`",
+        MalformedBody('"instances" must be a non-empty list of rows', {"field": "instances"}),
+        MalformedBody(f"NaN at line 1 column 32: NaN and Infinity are not allowed; {FINITE_VALUES}",
+                      {"line": 1, "column": 32}),
+        _BAD_WAIT,
+    ),
+    404: _error("no such model or version", _NO_MODEL, _NO_VERSION),
+    413: _error(
+        "too many rows or bytes",
+        TooManyRows("10001 rows exceed the limit of 10000 rows per request; split the request",
+                    {"rows": 10001, "max_rows": 10000}),
+        PayloadTooLarge("the request body exceeds the limit of 10485760 bytes; split the "
+                        "request", {"max_bytes": 10485760}),
+    ),
+    422: _error(
+        "rows that do not fit the model's features, or values beyond what models hold; the "
+        "message names row and column",
+        InvalidRows("row 0, column 2 ('petal_length_cm') is a string; expected a number",
+                    {"row": 0, "column": "petal_length_cm"}),
+        InvalidRows("row 1, column 3 ('petal_width_cm') is 1e+308, out of the allowed range "
+                    f"{-MAX_MAGNITUDE:.7g} to {MAX_MAGNITUDE:.7g}",
+                    {"row": 1, "column": "petal_width_cm", "min": -MAX_MAGNITUDE,
+                     "max": MAX_MAGNITUDE}),
+    ),
+    "4XX": _OTHER,
+    503: _error(
+        "Redis is unreachable, or full: its `maxmemory` is reached and new tasks are refused "
+        "until workers drain it or finished records expire; retry after `Retry-After` seconds",
+        _UNREACHABLE,
+        RedisFull("Redis is full (its maxmemory is reached): new tasks are refused until "
+                  "workers drain the queues or finished records expire; retry later"),
+    ),
 }
 
 TASK_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: _task("the task, in a terminal state or as it was when `wait` ran out"),
-    400: _error("a malformed `wait`"),
-    404: _error("no such task, or its record expired"),
-    # Stands in for FastAPI's default 422: nothing in this request can fail its validation.
-    "4XX": _error("another client error"),
-    503: _error("Redis is unreachable; retry after `Retry-After` seconds"),
+    200: _task("the task, in a terminal state or as it was when `wait` ran out",
+               succeeded=examples.SUCCEEDED, running=examples.RUNNING, failed=examples.FAILED),
+    400: _error("a malformed `wait`", _BAD_WAIT),
+    404: _error("no such task, or its record expired", _NO_TASK),
+    "4XX": _OTHER,
+    503: _REDIS_503,
 }
 
+
+
 MODEL_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _error("a malformed `version`"),
-    404: _error("no such model or version"),
-    "4XX": _error("another client error"),
+    200: _example("the version's metadata", examples.MODEL_METADATA),
+    400: _error("a malformed `version`", InvalidParameter(
+        "version: Input should be greater than or equal to 1", {"parameter": "version"})),
+    404: _error("no such model or version", _NO_MODEL, _NO_VERSION),
+    "4XX": _OTHER,
 }
 
 CANCEL_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: _task("the task, cancelled"),
-    404: _error("no such task, or its record expired"),
-    409: _error("the task is already running or finished"),
-    "4XX": _error("another client error"),
-    503: _error("Redis is unreachable; retry after `Retry-After` seconds"),
+    200: _task("the task, cancelled", cancelled=examples.CANCELLED),
+    404: _error("no such task, or its record expired", _NO_TASK),
+    409: _error("the task is already running or finished", TaskNotCancellable(
+        f"task {examples.TASK_ID} is succeeded; only a queued task can be cancelled",
+        {"task_id": examples.TASK_ID, "status": "succeeded"})),
+    "4XX": _OTHER,
+    503: _REDIS_503,
+}
+
+LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _example("every model and its versions", examples.MODEL_LIST),
+    "4XX": _OTHER,
+}
+
+POOLS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _example("each pool's backlog", examples.POOL_LIST),
+    "4XX": _OTHER,
+    503: _REDIS_503,
+}
+
+READY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: _error("Redis does not answer", RedisUnavailable("Redis does not answer")),
+}
+
+METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the Prometheus text format; OpenMetrics (with exemplars) when the "
+          "`Accept` header asks for `application/openmetrics-text`",
+          "content": {
+              "text/plain": {"schema": {"type": "string"}, "example":
+                  "# HELP inferq_tasks_submitted_total Tasks accepted by the API.\n"
+                  "# TYPE inferq_tasks_submitted_total counter\n"
+                  'inferq_tasks_submitted_total{model="iris",queue="inference"} 42.0\n'},
+              "application/openmetrics-text": {"schema": {"type": "string"}},
+          }},
 }

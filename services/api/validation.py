@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,17 @@ from services.api.errors import InvalidRows, MalformedBody, TooManyRows
 from services.common.catalog import NUMERIC_DTYPES, ModelMetadata
 
 _FIELDS = ("instances", "version", "return_probabilities")
+
+#: The largest magnitude a feature may have: float32's largest finite value
+#: (``np.finfo(np.float32).max``). scikit-learn's trees cast their input to float32, where a
+#: larger value is infinity, and a float64 this far below its own limit leaves scaling and
+#: linear models room to compute without overflowing.
+MAX_MAGNITUDE = 3.4028234663852886e38
+FINITE_VALUES = (f"every value must be a finite number between {-MAX_MAGNITUDE:.7g} and "
+                 f"{MAX_MAGNITUDE:.7g}")
+#: What some encoders write for non-finite floats, which JSON has no place for.
+_NON_FINITE_LITERAL = re.compile(r"-?(?:NaN|[Ii]nfinity|nan|inf)")
+_NUMBER = re.compile(r"-?[0-9][0-9.eE+-]*")
 
 
 @dataclass
@@ -25,7 +37,7 @@ def parse_predict_body(raw: bytes, max_rows: int) -> PredictBody:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise MalformedBody(f"the request body is not valid JSON: {exc}") from None
+        raise _not_json(exc) from None
     if not isinstance(body, dict):
         raise MalformedBody('the request body must be a JSON object like {"instances": [[...]]}')
     unknown = sorted(set(body) - set(_FIELDS))
@@ -54,6 +66,35 @@ def parse_predict_body(raw: bytes, max_rows: int) -> PredictBody:
     return PredictBody(instances, version, probabilities)
 
 
+def _not_json(exc: orjson.JSONDecodeError) -> MalformedBody:
+    """A 400 that says what is wrong, and says it plainly for NaN, Infinity and numbers
+    beyond a double."""
+    # orjson points past a minus sign: look from it.
+    start = exc.pos - 1 if exc.doc[exc.pos - 1:exc.pos] == "-" else exc.pos
+    literal = _NON_FINITE_LITERAL.match(exc.doc, start)
+    number = _NUMBER.match(exc.doc, exc.pos) if "infinity" in exc.msg else None
+    found = literal or number
+    if found is None:
+        return MalformedBody(f"the request body is not valid JSON: {exc}",
+                             {"line": exc.lineno, "column": exc.colno})
+    where = {"line": exc.lineno, "column": exc.colno - (exc.pos - found.start())}
+    token = found.group() if len(found.group()) <= 24 else f"{found.group()[:20]}..."
+    at = f"{token} at line {where['line']} column {where['column']}"
+    if literal is not None:
+        return MalformedBody(f"{at}: NaN and Infinity are not allowed; {FINITE_VALUES}", where)
+    return MalformedBody(f"{at} is too large: {FINITE_VALUES}", where)
+
+
+def _out_of_range(i: int, row: list[Any], names: list[str], numeric: list[bool]) -> InvalidRows:
+    j = next(j for j, value in enumerate(row)
+             if numeric[j] and not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE)
+    return InvalidRows(
+        f"row {i}, column {j} ({names[j]!r}) is {row[j]:g}, out of the allowed range "
+        f"{-MAX_MAGNITUDE:.7g} to {MAX_MAGNITUDE:.7g}",
+        {"row": i, "column": names[j], "min": -MAX_MAGNITUDE, "max": MAX_MAGNITUDE},
+    )
+
+
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
         type(value), "null" if value is None else type(value).__name__
@@ -64,6 +105,7 @@ def check_rows(instances: list[Any], metadata: ModelMetadata) -> list[list[Any]]
     """Rows as lists in feature order; a 422 that names the row and column otherwise."""
     names = metadata.feature_names
     numeric = [f.dtype in NUMERIC_DTYPES for f in metadata.features]
+    all_numeric = all(numeric)
     width = len(names)
     rows: list[list[Any]] = []
     for i, row in enumerate(instances):
@@ -99,5 +141,9 @@ def check_rows(instances: list[Any], metadata: ModelMetadata) -> list[list[Any]]
                     f"row {i}, column {j} ({names[j]!r}) is {_kind(value)}; expected a number",
                     {"row": i, "column": names[j]},
                 )
+        # max and min walk the row in C; the Python loop only runs to name a culprit.
+        values = row if all_numeric else [v for v, n in zip(row, numeric, strict=True) if n]
+        if values and (max(values) > MAX_MAGNITUDE or min(values) < -MAX_MAGNITUDE):
+            raise _out_of_range(i, row, names, numeric)
         rows.append(row)
     return rows

@@ -20,6 +20,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 from redis.client import Pipeline
 
+from ml.errors import ModelError
 from ml.store import ModelCache
 from services.common import keys
 from services.common.metrics import (
@@ -82,8 +83,13 @@ class Outcome:
 
 
 def error_payload(exc: BaseException) -> dict[str, str]:
-    """A failed task's error: the exception's type and message, never a traceback."""
-    return {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+    """A failed task's error: the exception's type and message, never a traceback, and the
+    snake_case code of a model error that has one."""
+    payload = {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+    code = getattr(exc, "code", None)
+    if isinstance(exc, ModelError) and isinstance(code, str):
+        payload["code"] = code
+    return payload
 
 
 class Executor:

@@ -113,6 +113,25 @@ def test_predict_named_features_and_version(client: httpx.Client) -> None:
     assert response.json()["result"]["predictions"] == ["setosa"]
 
 
+def test_predict_version_in_the_query_is_honoured(client: httpx.Client) -> None:
+    body = {"instances": [IRIS_ROW]}
+    response = client.post("/v1/models/iris/predict?version=1&wait=20", json=body)
+    assert response.status_code == 200 and response.json()["version"] == 1
+    error = assert_error(client.post("/v1/models/iris/predict?version=9", json=body), 404,
+                         "version_not_found")
+    assert error["details"] == {"model": "iris", "version": 9, "versions": [1]}
+    error = assert_error(
+        client.post("/v1/models/iris/predict?version=2", json={**body, "version": 1}), 400,
+        "invalid_parameter")
+    assert "disagree" in error["message"]
+    assert error["details"] == {"parameter": "version", "query": 2, "body": 1}
+    for bad in ("0", "x", "1.5", "-1"):
+        error = assert_error(
+            client.post("/v1/models/iris/predict", params={"version": bad}, json=body), 400,
+            "invalid_parameter")
+        assert "not a positive integer" in error["message"]
+
+
 def test_regression_model(client: httpx.Client) -> None:
     response = client.post("/v1/models/diabetes/predict?wait=20", json={"instances": [[0.0] * 10]})
     assert response.status_code == 200
@@ -189,6 +208,35 @@ def test_predict_rows_that_do_not_fit_are_422(
 ) -> None:
     response = client.post("/v1/models/iris/predict", json={"instances": instances})
     assert fragment in assert_error(response, 422, "invalid_rows")["message"]
+
+
+@pytest.mark.parametrize("model", ["iris", "breast-cancer", "diabetes"])
+def test_values_no_model_can_hold_are_422(client: httpx.Client, model: str) -> None:
+    width = len(client.get(f"/v1/models/{model}").json()["features"])
+    row = [1.0] * width
+    row[width - 1] = 1e308
+    response = client.post(f"/v1/models/{model}/predict", json={"instances": [[1.0] * width, row]})
+    message = assert_error(response, 422, "invalid_rows")["message"]
+    assert f"row 1, column {width - 1}" in message
+    assert "-3.402823e+38 to 3.402823e+38" in message
+
+
+def test_the_largest_allowed_values_are_predicted(client: httpx.Client) -> None:
+    for model in ("iris", "breast-cancer", "diabetes"):
+        width = len(client.get(f"/v1/models/{model}").json()["features"])
+        row = [-3.4028234663852886e38, 3.4028234663852886e38] * (width // 2)
+        response = client.post(f"/v1/models/{model}/predict?wait=20", json={"instances": [row]})
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "succeeded", response.text
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_literals_are_400(client: httpx.Client, literal: str) -> None:
+    body = f'{{"instances": [[5.1, 3.5, 1.4, {literal}]]}}'.encode()
+    message = assert_error(client.post("/v1/models/iris/predict", content=body), 400,
+                           "malformed_body")["message"]
+    assert f"{literal} at line 1 column " in message
+    assert "NaN and Infinity are not allowed" in message and "finite number" in message
 
 
 def test_rejections_are_counted(client: httpx.Client) -> None:
@@ -269,9 +317,18 @@ def test_cancel_errors(client: httpx.Client) -> None:
 
 def test_unknown_route_and_method(client: httpx.Client) -> None:
     assert_error(client.get("/v2/anything"), 404, "not_found")
-    assert_error(client.put("/v1/models"), 405, "method_not_allowed")
+    response = client.put("/v1/models")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET"
     # The paths of the hot routes, with other methods or an empty name.
-    assert_error(client.put("/v1/models/iris/predict"), 405, "method_not_allowed")
+    response = client.put("/v1/models/iris/predict")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST"
+    # Two routes share this path: Allow names the methods of both.
+    response = client.put("/v1/tasks/abc")
+    assert assert_error(response, 405, "method_not_allowed")["details"]["allowed"] == [
+        "DELETE", "GET"]
+    assert response.headers["allow"] == "DELETE, GET"
     assert_error(client.post("/v1/models//predict", json={"instances": [IRIS_ROW]}), 404,
                  "not_found")
 

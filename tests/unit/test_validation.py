@@ -44,3 +44,48 @@ def test_rows_that_do_not_fit(rows: list, message: str) -> None:
     with pytest.raises(InvalidRows) as caught:
         check_rows(rows, META)
     assert message in caught.value.message
+
+
+def test_the_magnitude_limit_is_float32s_largest_value() -> None:
+    import numpy as np
+
+    from services.api.validation import MAX_MAGNITUDE
+
+    assert float(np.finfo(np.float32).max) == MAX_MAGNITUDE
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([[1, 2], [-1e308, 1e308]], "row 1, column 0 ('a') is -1e+308, out of the allowed range"),
+        ([[1, 3.5e38]], "row 0, column 1 ('b') is 3.5e+38"),
+        ([{"a": 1, "b": 10**40}], "row 0, column 1 ('b') is 1e+40"),
+    ],
+)
+def test_values_beyond_what_models_hold_are_refused(rows: list, message: str) -> None:
+    with pytest.raises(InvalidRows) as caught:
+        check_rows(rows, META)
+    assert message in caught.value.message
+    assert "-3.402823e+38 to 3.402823e+38" in caught.value.message
+    assert caught.value.details["max"] == 3.4028234663852886e38
+
+
+def test_the_largest_allowed_values_pass() -> None:
+    edge = 3.4028234663852886e38
+    assert check_rows([[-edge, edge]], META) == [[-edge, edge]]
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (b'{"instances": [[1, NaN]]}', "NaN at line 1 column 20: NaN and Infinity are not"),
+        (b'{"instances": [[Infinity, 1]]}', "Infinity at line 1 column 17: NaN and Infinity"),
+        (b'{"instances": [[1, -Infinity]]}', "-Infinity at line 1 column 20: NaN and"),
+        (b'{"instances":\n [[1e309, 1]]}', "1e309 at line 2 column 4 is too large"),
+    ],
+)
+def test_nan_and_infinity_literals_are_named(raw: bytes, fragment: str) -> None:
+    with pytest.raises(MalformedBody) as caught:
+        parse_predict_body(raw, max_rows=5)
+    assert fragment in caught.value.message
+    assert "must be a finite number" in caught.value.message

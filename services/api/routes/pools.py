@@ -8,12 +8,17 @@ from fastapi import APIRouter
 
 from services.api.deps import StateDep
 from services.api.metrics import read_backlog
+from services.api.openapi import POOLS_RESPONSES
+from services.api.schemas import PoolList
 
 router = APIRouter(prefix="/v1/pools", tags=["pools"])
 
 
-@router.get("")
+@router.get("", summary="Show the worker pools' backlog", response_model=PoolList,
+            responses=POOLS_RESPONSES)
 async def list_pools(state: StateDep) -> dict[str, Any]:
+    """Each pool's queue: what waits in it, what its workers hold, and, in Kubernetes, how
+    many worker pods are ready and desired."""
     pool_queues = state.settings.pool_queues
     backlog = await read_backlog(state.redis, pool_queues.values())
     replicas = await state.cluster.replicas() if state.cluster is not None else None

@@ -24,11 +24,14 @@ def _not_found(task_id: str) -> TaskNotFound:
 
 @router.get(
     "/{task_id}",
+    summary="Read a task, waiting for its end",
     response_class=Response,
     responses=TASK_RESPONSES,
     openapi_extra={"parameters": [WAIT_PARAMETER]},
 )
 async def get_task(request: Request, task_id: str) -> Response:
+    """The task with its result or error once it has one. With `wait`, the answer comes when
+    the task ends or when `wait` seconds have passed, whichever is first."""
     state = state_of(request)
     wait = wait_seconds(request, state.settings)
     task = await state.tasks.get(task_id, wait)
@@ -37,8 +40,10 @@ async def get_task(request: Request, task_id: str) -> Response:
     return json_response(task)
 
 
-@router.delete("/{task_id}", responses=CANCEL_RESPONSES)
+@router.delete("/{task_id}", summary="Cancel a queued task", responses=CANCEL_RESPONSES)
 async def cancel_task(state: StateDep, task_id: str) -> dict[str, Any]:
+    """Cancel a task that no worker has started: it will never run. A task already running
+    or finished is a 409."""
     cancelled, outcome, queue = await state.tasks.cancel(task_id)
     if outcome == "missing":
         raise _not_found(task_id)

@@ -1,0 +1,43 @@
+"""The answers of the API's plain JSON routes, as types: the OpenAPI document shows them,
+and FastAPI checks each answer against its type."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Health(_Answer):
+    status: Literal["ok", "ready"]
+
+
+class ModelSummary(_Answer):
+    name: str = Field(examples=["iris"])
+    versions: list[int] = Field(description="every version, oldest first", examples=[[1, 2]])
+    latest: int = Field(description="the version a prediction without one uses", examples=[2])
+    task: Literal["classification", "regression"] | None = None
+
+
+class ModelList(_Answer):
+    models: list[ModelSummary]
+
+
+class Pool(_Answer):
+    name: str = Field(examples=["inference"])
+    queue: str = Field(description="the Redis list its workers consume", examples=["inference"])
+    waiting: int = Field(description="messages waiting in the queue")
+    inflight: int = Field(description="tasks its workers hold, reserved or running")
+    backlog: int = Field(description="waiting + inflight: what the autoscaler scales on")
+    ready_replicas: int | None = Field(
+        None, description="ready worker pods; null outside Kubernetes")
+    desired_replicas: int | None = Field(
+        None, description="worker pods the Deployment asks for; null outside Kubernetes")
+
+
+class PoolList(_Answer):
+    pools: list[Pool]
