@@ -143,3 +143,19 @@ def test_keda_reaches_the_charts_redis_by_its_full_name() -> None:
         for trigger in scaled_object["spec"]["triggers"]:
             address = trigger["metadata"]["address"]
             assert address == f"{REDIS}.{NAMESPACE}.svc.cluster.local:6379"
+
+
+def test_redis_priority_class_and_disruption_budget() -> None:
+    assert REDIS not in {p["metadata"]["name"]
+                         for p in of_kind(scenario_objects("default"), "PodDisruptionBudget")}
+    values = {"redis": {"priorityClassName": "critical-data",
+                        "podDisruptionBudget": {"enabled": True}}}
+    manifests = objects(render(values))
+    pod = named(manifests, "StatefulSet", REDIS)["spec"]["template"]
+    assert pod["spec"]["priorityClassName"] == "critical-data"
+    budget = named(manifests, "PodDisruptionBudget", REDIS)
+    assert budget["spec"]["maxUnavailable"] == 0
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    external = {**values, "redis": {**values["redis"], "external": {"url": "redis://r:6379/0"}}}
+    assert REDIS not in {p["metadata"]["name"]
+                         for p in of_kind(objects(render(external)), "PodDisruptionBudget")}

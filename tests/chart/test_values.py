@@ -121,6 +121,10 @@ def test_schema_refuses_bad_values(values: dict[str, Any], complaint: str) -> No
             "workers.pools.inference.autoscaling: with minReplicas 0, KEDA wakes the pool only "
             "when its backlog exceeds activationListLength (2)",
         ),
+        (
+            {"api": {"preStopSleepSeconds": 30}},
+            "api.preStopSleepSeconds (30) must be below api.terminationGracePeriodSeconds (30)",
+        ),
         # The Role would go to every pod of the namespace that has no account of its own.
         (
             {"api": {"serviceAccount": {"create": False}}},

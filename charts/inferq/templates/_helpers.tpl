@@ -495,6 +495,12 @@ message naming the key to fix.
 {{- if and .Values.api.autoscaling.enabled (gt (int .Values.api.autoscaling.minReplicas) (int .Values.api.autoscaling.maxReplicas)) }}
 {{- fail "api.autoscaling: minReplicas exceeds maxReplicas" }}
 {{- end }}
+{{- if and .Values.api.httpRoute.enabled (not .Values.api.httpRoute.parentRefs) }}
+{{- fail "api.httpRoute.parentRefs: name the Gateway the HTTPRoute attaches to, e.g. [{name: inferq-gateway, namespace: gateway}]" }}
+{{- end }}
+{{- if ge (int .Values.api.preStopSleepSeconds) (int .Values.api.terminationGracePeriodSeconds) }}
+{{- fail (printf "api.preStopSleepSeconds (%v) must be below api.terminationGracePeriodSeconds (%v): the API needs time to finish its requests after the delay" .Values.api.preStopSleepSeconds .Values.api.terminationGracePeriodSeconds) }}
+{{- end }}
 {{- if and .Values.api.rbac.create (not .Values.api.serviceAccount.create) (not .Values.api.serviceAccount.name) }}
 {{- fail "api.serviceAccount: with create false and no name, api.rbac.create would grant its Role to the namespace's default ServiceAccount, which every pod without one of its own uses; name the API's ServiceAccount in api.serviceAccount.name or set api.rbac.create to false" }}
 {{- end }}
