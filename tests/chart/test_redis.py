@@ -9,6 +9,7 @@ import pytest
 from chart.manifests import (
     NAMESPACE,
     RELEASE,
+    REPO_ROOT,
     SCENARIOS,
     chart,
     component_name,
@@ -159,3 +160,16 @@ def test_redis_priority_class_and_disruption_budget() -> None:
     external = {**values, "redis": {**values["redis"], "external": {"url": "redis://r:6379/0"}}}
     assert REDIS not in {p["metadata"]["name"]
                          for p in of_kind(objects(render(external)), "PodDisruptionBudget")}
+
+
+def test_the_generated_secret_is_named_as_the_docs_say() -> None:
+    """Release `inferq` gets Secret `inferq-redis`; another release `<release>-inferq-redis`."""
+    for release, expected in (("inferq", "inferq-redis"), ("shop", "shop-inferq-redis")):
+        rendered = chart().render({}, name=release, namespace=NAMESPACE, is_install=True)
+        (secret,) = of_kind(objects(rendered), "Secret")
+        assert secret["metadata"]["name"] == expected
+        notes = next(text for name, text in rendered.items() if name.endswith("NOTES.txt"))
+        assert f"Secret\n      {expected} (key redis-password)" in notes
+    docs = (REPO_ROOT / "docs" / "kubernetes.md").read_text()
+    assert "`inferq-redis` for release `inferq`" in docs
+    assert "`<release>-inferq-redis` for another release" in docs
