@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# From nothing to inferq answering through an ingress, on a local kind cluster.
+# From nothing to inferq answering through Traefik (a Gateway API HTTPRoute), on a local
+# kind cluster.
 #
 #   k8s/bootstrap.sh            everything below, in order
 #   k8s/bootstrap.sh cluster    the kind cluster (k8s/kind/cluster.yaml)
 #   k8s/bootstrap.sh addons     kube-prometheus-stack, Jaeger, the OpenTelemetry Collector,
-#                               KEDA, ingress-nginx
+#                               KEDA, the Gateway API CRDs and Traefik
 #   k8s/bootstrap.sh images     build both images and load them into the cluster
 #   k8s/bootstrap.sh inferq     install or upgrade the chart with k8s/inferq/values-kind.yaml
-#   k8s/bootstrap.sh check      helm test, then one prediction through the ingress
+#   k8s/bootstrap.sh check      helm test, then one prediction through Traefik
 #   k8s/bootstrap.sh down       delete the cluster
 #
 # Needs docker, kind, kubectl, helm and curl. Chart versions are pinned below; override
@@ -23,7 +24,8 @@ TAG="${TAG:-dev}"
 HOST="${HOST:-inferq.localhost}"
 KUBE_PROMETHEUS_STACK_VERSION="${KUBE_PROMETHEUS_STACK_VERSION:-88.0.0}"
 KEDA_VERSION="${KEDA_VERSION:-2.18.0}"
-INGRESS_NGINX_VERSION="${INGRESS_NGINX_VERSION:-4.14.1}"
+TRAEFIK_VERSION="${TRAEFIK_VERSION:-39.0.0}"
+GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-v1.4.0}"
 
 log() { printf '\n==> %s\n' "$*"; }
 
@@ -50,7 +52,7 @@ addons() {
   log "chart repositories"
   helm repo add prometheus-community https://prometheus-community.github.io/helm-charts --force-update
   helm repo add kedacore https://kedacore.github.io/charts --force-update
-  helm repo add ingress-nginx https://kubernetes.github.io/ingress-nginx --force-update
+  helm repo add traefik https://traefik.github.io/charts --force-update
   helm repo update
 
   # First: its CRDs (ServiceMonitor, PodMonitor, PrometheusRule) are used by the others.
@@ -69,10 +71,14 @@ addons() {
   helm upgrade --install keda kedacore/keda --version "$KEDA_VERSION" \
     --namespace keda --create-namespace --values k8s/keda/values.yaml --wait --timeout 5m
 
-  log "ingress-nginx $INGRESS_NGINX_VERSION"
-  helm upgrade --install ingress-nginx ingress-nginx/ingress-nginx \
-    --version "$INGRESS_NGINX_VERSION" --namespace ingress-nginx --create-namespace \
-    --values k8s/ingress-nginx/values-kind.yaml --wait --timeout 5m
+  log "Gateway API $GATEWAY_API_VERSION (standard channel CRDs)"
+  kubectl apply --server-side -f \
+    "https://github.com/kubernetes-sigs/gateway-api/releases/download/$GATEWAY_API_VERSION/standard-install.yaml"
+
+  log "Traefik $TRAEFIK_VERSION (Ingress and Gateway API)"
+  helm upgrade --install traefik traefik/traefik --version "$TRAEFIK_VERSION" \
+    --namespace traefik --create-namespace --values k8s/traefik/values-kind.yaml \
+    --wait --timeout 5m
 }
 
 images() {
@@ -90,16 +96,17 @@ inferq() {
   helm upgrade --install "$RELEASE" charts/inferq --namespace "$NAMESPACE" --create-namespace \
     --values k8s/inferq/values-kind.yaml \
     --set api.image.tag="$TAG" --set workers.image.tag="$TAG" \
-    --set "api.ingress.hosts[0].host=$HOST" --set "api.ingress.hosts[0].paths[0].path=/" \
-    --set "api.ingress.hosts[0].paths[0].pathType=Prefix" \
+    --set "api.httpRoute.hostnames[0]=$HOST" \
     --wait --timeout 10m
 }
 
 check() {
   need helm curl
+  # The test pod stays after it passes (Helm 3 reads its logs only then): --logs works
+  # on Helm 3 and 4.
   log "helm test"
   helm test "$RELEASE" --namespace "$NAMESPACE" --logs
-  log "a prediction through the ingress (http://$HOST)"
+  log "a prediction through Traefik (http://$HOST)"
   curl --fail --silent --show-error --retry 10 --retry-delay 3 --retry-all-errors \
     --resolve "$HOST:80:127.0.0.1" "http://$HOST/v1/models"
   echo

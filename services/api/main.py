@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         client = aioredis.Redis.from_pool(pool)
         await refuse_unsupported_redis(client)
         waiter = TaskWaiter(client)
-        backlog = BacklogExporter(client, settings.pool_queues.values())
+        backlog = BacklogExporter(client, settings.queue_kinds)
         app.state.inferq = ApiState(
             settings=settings,
             redis=client,

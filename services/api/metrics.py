@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -53,13 +53,16 @@ async def read_redis(
 
 
 class BacklogExporter:
-    """Refreshes the gauges of the pools' queues every ``interval`` s, workers or not."""
+    """Refreshes the gauges of the pools' queues every ``interval`` s, workers or not.
+
+    ``queue_kinds``: each queue, to the kind of the pool consuming it (a label of the gauges).
+    """
 
     def __init__(
-        self, client: aioredis.Redis, queues: Iterable[str], interval: float = 5.0
+        self, client: aioredis.Redis, queue_kinds: Mapping[str, str], interval: float = 5.0
     ) -> None:
         self._client = client
-        self._queues = list(queues)
+        self._kinds = dict(queue_kinds)
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
 
@@ -74,7 +77,7 @@ class BacklogExporter:
 
     async def refresh(self) -> None:
         try:
-            backlog, memory = await read_redis(self._client, self._queues, memory=True)
+            backlog, memory = await read_redis(self._client, self._kinds, memory=True)
         except (RedisError, OSError):
             REDIS_UP.set(0)
             return
@@ -82,8 +85,8 @@ class BacklogExporter:
         REDIS_MEMORY_USED.set(memory.get("used_memory", 0))
         REDIS_MEMORY_MAX.set(memory.get("maxmemory", 0))
         for queue, (waiting, inflight) in backlog.items():
-            QUEUE_WAITING.labels(queue).set(waiting)
-            QUEUE_INFLIGHT.labels(queue).set(inflight)
+            QUEUE_WAITING.labels(queue, self._kinds[queue]).set(waiting)
+            QUEUE_INFLIGHT.labels(queue, self._kinds[queue]).set(inflight)
 
     async def _run(self) -> None:
         while True:

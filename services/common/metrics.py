@@ -13,27 +13,24 @@ from prometheus_client.metrics import MetricWrapperBase
 
 Metric = TypeVar("Metric", bound=MetricWrapperBase)
 
-# From a millisecond (a small model call) to an hour (a training job).
-LATENCY_BUCKETS = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    300.0,
-    900.0,
-    3600.0,
+# API requests: from a millisecond to the longest wait a request may ask for (30 s).
+HTTP_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )
+# Tasks: from a small model call to past the longest hard time limit a pool may have
+# (the chart refuses one above half the last bucket, so twice it, a training pool's
+# latency threshold, is still measured). No step above 10 s more than triples, so a
+# threshold on a bucket's bound is measured exactly and one between two is not far off.
+# Each bucket is one series per model, queue and histogram.
+TASK_LATENCY_BUCKETS = (
+    *HTTP_BUCKETS, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 10800.0,
+    14400.0, 21600.0, 43200.0, 86400.0,
+)
+#: Labels of the queue gauges and the task histograms. ``kind`` is the kind of the pool
+#: consuming the queue (services.common.pools): alerts key their thresholds on it, never
+#: on a queue's name.
+QUEUE_LABELS = ("queue", "kind")
+TASK_LABELS = ("model", "queue", "kind")
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 
 TASKS_SUBMITTED = Counter(
@@ -47,39 +44,39 @@ TASKS_FINISHED = Counter(
 QUEUE_WAITING = Gauge(
     "inferq_queue_waiting",
     "Messages waiting in the queue's list.",
-    ["queue"],
+    QUEUE_LABELS,
     multiprocess_mode="max",
 )
 QUEUE_INFLIGHT = Gauge(
     "inferq_queue_inflight",
     "Tasks reserved or running on workers.",
-    ["queue"],
+    QUEUE_LABELS,
     multiprocess_mode="max",
 )
 TASK_QUEUE_WAIT = Histogram(
     "inferq_task_queue_wait_seconds",
     "Time from submitted to started.",
-    ["model", "queue"],
-    buckets=LATENCY_BUCKETS,
+    TASK_LABELS,
+    buckets=TASK_LATENCY_BUCKETS,
 )
 TASK_RUN = Histogram(
     "inferq_task_run_seconds",
     "Time from started to finished.",
-    ["model", "queue"],
-    buckets=LATENCY_BUCKETS,
+    TASK_LABELS,
+    buckets=TASK_LATENCY_BUCKETS,
 )
 TASK_E2E = Histogram(
     "inferq_task_e2e_seconds",
     "Time from submitted to result stored.",
-    ["model", "queue"],
-    buckets=LATENCY_BUCKETS,
+    TASK_LABELS,
+    buckets=TASK_LATENCY_BUCKETS,
 )
 INFERENCE_BATCH_ROWS = Histogram(
     "inferq_inference_batch_rows", "Rows per call of the model.", ["model"], buckets=ROW_BUCKETS
 )
 HTTP_REQUESTS = Counter("inferq_http_requests", "API requests.", ["method", "route", "status"])
 HTTP_REQUEST_SECONDS = Histogram(
-    "inferq_http_request_seconds", "API latency.", ["method", "route"], buckets=LATENCY_BUCKETS
+    "inferq_http_request_seconds", "API latency.", ["method", "route"], buckets=HTTP_BUCKETS
 )
 INPUT_REJECTED = Counter("inferq_input_rejected", "Requests refused for bad input.", ["reason"])
 WORKER_PROCESSES = Gauge(

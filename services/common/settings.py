@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # The pools of the deployment (a JSON object, pool name to queue): their backlog is
     # exported and reported by ``GET /v1/pools``.
     pool_queues: dict[str, str] = Field(default_factory=lambda: {p: p for p in POOLS})
+    # The kind of each pool not named after its kind (a JSON object, pool name to kind):
+    # the queue gauges carry it, so alerts follow a pool's kind, not its queue's name.
+    pool_kinds: dict[str, str] = Field(default_factory=dict)
 
     # -- Worker: per-pool defaults from services.common.pools apply where these are unset.
     soft_time_limit: float | None = Field(None, gt=0)
@@ -80,6 +83,21 @@ class Settings(BaseSettings):
         for queue in value.values():
             _check_queue(queue)
         return value
+
+    @field_validator("pool_kinds")
+    @classmethod
+    def _kinds(cls, value: dict[str, str]) -> dict[str, str]:
+        for pool_name, kind in value.items():
+            if kind not in POOLS:
+                raise ValueError(f"pool {pool_name!r}: {kind!r} is not a kind of pool; "
+                                 f"known kinds: {', '.join(POOLS)}")
+        return value
+
+    @property
+    def queue_kinds(self) -> dict[str, str]:
+        """The queue of every pool, to the kind of that pool (``unknown`` when not given)."""
+        return {queue: self.pool_kinds.get(name, name if name in POOLS else "unknown")
+                for name, queue in self.pool_queues.items()}
 
     def queue_for(self, model: str) -> str:
         """The queue a prediction of ``model`` is sent to."""

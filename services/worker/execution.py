@@ -95,10 +95,12 @@ def error_payload(exc: BaseException) -> dict[str, str]:
 class Executor:
     """Moves task records through their states and calls the models."""
 
-    def __init__(self, client: redis.Redis, cache: ModelCache, ttl: int, queue: str) -> None:
+    def __init__(self, client: redis.Redis, cache: ModelCache, ttl: int, queue: str,
+                 kind: str) -> None:
         self._cache = cache
         self._ttl = ttl
         self._queue = queue
+        self._kind = kind
         self._scripts = ScriptPipeline(client, START_SCRIPT, FINISH_SCRIPT)
 
     def start(
@@ -159,10 +161,11 @@ class Executor:
                 continue  # Not running any more (cancelled or finished elsewhere).
             model, request = outcome.request.model, outcome.request
             series(TASKS_FINISHED, model, self._queue, status).inc()
-            series(TASK_RUN, model, self._queue).observe(outcome.finished_at - outcome.started_at)
+            labels = (model, self._queue, self._kind)
+            series(TASK_RUN, *labels).observe(outcome.finished_at - outcome.started_at)
             if request.submitted_at:
-                series(TASK_E2E, model, self._queue).observe(stored - request.submitted_at)
-                series(TASK_QUEUE_WAIT, model, self._queue).observe(
+                series(TASK_E2E, *labels).observe(stored - request.submitted_at)
+                series(TASK_QUEUE_WAIT, *labels).observe(
                     max(0.0, outcome.started_at - request.submitted_at)
                 )
 

@@ -34,6 +34,7 @@ class ExecutorTask(BatchedTask):
 
     settings: Settings
     queue: str
+    kind: str
 
     @cached_property
     def executor(self) -> Executor:
@@ -44,7 +45,7 @@ class ExecutorTask(BatchedTask):
         )
         return Executor(
             client, ModelCache(self.settings.model_store), self.settings.task_ttl_seconds,
-            self.queue,
+            self.queue, self.kind,
         )
 
     def cost_key(self, kwargs: dict[str, Any]) -> str:
@@ -134,7 +135,7 @@ def register_tasks(app: Celery, settings: Settings, pool: PoolSpec) -> None:
     limits = BatchLimits.for_pool(settings, pool)
 
     @app.task(name=PREDICT_TASK, bind=True, base=ExecutorTask, settings=settings, queue=pool.queue,
-              batch_limits=limits)
+              kind=pool.kind, batch_limits=limits)
     def predict_task(self: ExecutorTask, **kwargs: Any) -> None:
         request = PredictRequest.from_message(kwargs, self.request.headers or {})
         span = consumer_span(

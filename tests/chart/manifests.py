@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -172,3 +173,34 @@ def backlog_terms(scaled_object: Manifest) -> tuple[list[tuple[str, str]], str]:
     ]
     formula = spec.get("advanced", {}).get("scalingModifiers", {}).get("formula", "")
     return terms, formula
+
+
+def closed_schema(schema: Any) -> Any:
+    """A CRD schema that refuses unknown fields, as the API server's strict validation does."""
+    if isinstance(schema, list):
+        return [closed_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {key: closed_schema(value) for key, value in schema.items()}
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        closed["additionalProperties"] = False
+    return closed
+
+
+@functools.cache
+def crd_validators(directory: Path) -> dict[tuple[str, str, str], jsonschema.Draft7Validator]:
+    """(group, version, kind) -> a strict validator, for every CRD in ``directory``."""
+    validators = {}
+    for path in sorted(directory.glob("*.yaml")):
+        for crd in yaml.safe_load_all(path.read_text()):
+            if not crd or crd.get("kind") != "CustomResourceDefinition":
+                continue
+            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+            for version in crd["spec"]["versions"]:
+                schema = closed_schema(version["schema"]["openAPIV3Schema"])
+                validators[(group, version["name"], kind)] = jsonschema.Draft7Validator(schema)
+    return validators

@@ -76,7 +76,7 @@ def test_cluster_view_reads_worker_deployments_of_its_namespace_only() -> None:
 def test_production_ingress_has_tls_and_the_api_an_hpa() -> None:
     manifests = scenario_objects("production")
     ingress = named(manifests, "Ingress", API)
-    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["ingressClassName"] == "traefik"
     assert ingress["spec"]["tls"] == [{"secretName": "inferq-tls", "hosts": ["inferq.example.com"]}]
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": API, "port": {"name": "http"}}
@@ -97,6 +97,40 @@ def test_helm_test_pod_predicts_through_the_api_service() -> None:
     assert pod["spec"]["restartPolicy"] == "Never"
 
 
+def test_helm_test_pod_outlives_its_success_for_helm_test_logs() -> None:
+    """Helm 3 reads the logs after the hook's delete policy ran: a pod deleted on success
+    fails `helm test --logs` (fixed only in Helm 4.1). The next test run replaces it."""
+    (pod,) = of_kind(scenario_objects("default"), "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation"
+
+
+def test_a_stopping_api_pod_keeps_serving_until_it_is_out_of_the_endpoints() -> None:
+    pod = named(scenario_objects("default"), "Deployment", API)["spec"]["template"]["spec"]
+    (api,) = pod["containers"]
+    assert api["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    assert pod["terminationGracePeriodSeconds"] > 5
+    off = named(objects(render({"api": {"preStopSleepSeconds": 0}})), "Deployment", API)
+    assert "lifecycle" not in off["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_probes_and_extra_volumes_come_from_values() -> None:
+    values = {"api": {
+        "probes": {"readiness": {"periodSeconds": 2, "failureThreshold": 5},
+                   "startup": {"periodSeconds": 5, "failureThreshold": 60}},
+        "extraVolumes": [{"name": "ca", "configMap": {"name": "corporate-ca"}}],
+        "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ssl/custom", "readOnly": True}],
+    }}
+    pod = named(objects(render(values)), "Deployment", API)["spec"]["template"]["spec"]
+    (api,) = pod["containers"]
+    assert api["readinessProbe"] == {"httpGet": {"path": "/readyz", "port": "http"},
+                                     "periodSeconds": 2, "timeoutSeconds": 3,
+                                     "failureThreshold": 5}
+    assert api["startupProbe"]["failureThreshold"] == 60
+    assert api["livenessProbe"]["periodSeconds"] == 10
+    assert {"name": "ca", "configMap": {"name": "corporate-ca"}} in pod["volumes"]
+    assert {"name": "ca", "mountPath": "/etc/ssl/custom", "readOnly": True} in api["volumeMounts"]
+
+
 def _notes(values: dict) -> str:
     rendered = render(values)
     return next(text for name, text in rendered.items() if name.endswith("NOTES.txt"))
@@ -112,6 +146,15 @@ def test_notes_warn_about_risky_settings() -> None:
     assert "without a password" in scenario_notes("minimal")
     assert "https://inferq.example.com" in scenario_notes("production")
     assert "WARNING" not in scenario_notes("production")
+    assert "curl http://inferq.example.com/v1/models" in scenario_notes("gateway-api")
+
+
+def test_notes_say_what_a_cold_start_costs() -> None:
+    notes = scenario_notes("keda-scale-to-zero")
+    assert 'inference pool "inference" scales to zero after 60 s' in notes
+    assert "up to 2 s for KEDA to see it" in notes
+    assert "`helm test` waits\n      120 s" in notes
+    assert "scales to zero" not in scenario_notes("default")
 
 
 def test_api_without_rbac_mounts_no_token() -> None:

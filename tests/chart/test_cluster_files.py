@@ -35,18 +35,54 @@ def test_every_yaml_file_parses() -> None:
         assert list(yaml.safe_load_all(path.read_text())), path
 
 
-def test_kind_values_install_the_chart_behind_the_ingress() -> None:
+def test_kind_values_route_the_api_through_traefiks_gateway() -> None:
     values = _load(KIND_VALUES)
     chart().validate_schema(chart().merge_values(values))
     manifests = objects(render(values))
-    (ingress,) = of_kind(manifests, "Ingress")
-    assert ingress["spec"]["rules"][0]["host"] == "inferq.localhost"
-    assert ingress["spec"]["ingressClassName"] == "nginx"
-    ingress_values = _load(K8S / "ingress-nginx" / "values-kind.yaml")
-    assert ingress_values["controller"]["ingressClassResource"]["name"] == "nginx"
+    assert of_kind(manifests, "Ingress") == []
+    (route,) = of_kind(manifests, "HTTPRoute")
+    assert route["spec"]["hostnames"] == ["inferq.localhost"]
+    (parent,) = route["spec"]["parentRefs"]
+    traefik = _load(K8S / "traefik" / "values-kind.yaml")
+    gateway = traefik["gateway"]
+    assert traefik["providers"]["kubernetesGateway"]["enabled"] is True
+    assert (parent["name"], parent["namespace"]) == (gateway["name"], "traefik")
+    listener = gateway["listeners"][parent["sectionName"]]
+    # The listener is Traefik's web entry point, which the host's port 80 reaches, and it
+    # takes routes from inferq's namespace.
+    assert listener["port"] == 8000 and listener["protocol"] == "HTTP"
+    assert traefik["ports"][parent["sectionName"]]["hostPort"] == 80
+    assert listener["namespacePolicy"] == {"from": "All"}
+    script = (K8S / "bootstrap.sh").read_text()
+    assert "--namespace traefik" in script
+    assert "gateway-api/releases/download/$GATEWAY_API_VERSION/standard-install.yaml" in script
+    assert script.index("standard-install.yaml") < script.index("traefik/traefik")
     cluster = _load(K8S / "kind" / "cluster.yaml")
     ports = {m["hostPort"] for node in cluster["nodes"] for m in node["extraPortMappings"]}
     assert {80, 443} <= ports
+
+
+def test_traefik_serves_ingresses_too() -> None:
+    """Those who keep an Ingress: the same controller takes it, by its IngressClass."""
+    traefik = _load(K8S / "traefik" / "values-kind.yaml")
+    assert traefik["providers"]["kubernetesIngress"]["enabled"] is True
+    values = _load(KIND_VALUES)
+    values["api"].pop("httpRoute")
+    values["api"]["ingress"] = {"enabled": True, "className": traefik["ingressClass"]["name"],
+                                "hosts": [{"host": "inferq.localhost",
+                                           "paths": [{"path": "/", "pathType": "Prefix"}]}]}
+    (ingress,) = of_kind(objects(render(values)), "Ingress")
+    assert ingress["spec"]["ingressClassName"] == "traefik"
+
+
+def test_no_retired_ingress_nginx_is_left() -> None:
+    for path in [*K8S.rglob("*"), REPO_ROOT / "docs" / "kubernetes.md", REPO_ROOT / "README.md"]:
+        if path.is_file():
+            assert "ingress-nginx" not in path.read_text(), path
+
+
+def test_helm_test_runs_with_logs() -> None:
+    assert re.search(r"^\s*helm test .*--logs$", (K8S / "bootstrap.sh").read_text(), re.M)
 
 
 def test_traces_go_from_inferq_through_the_collector_to_jaeger() -> None:

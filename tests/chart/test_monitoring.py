@@ -105,3 +105,25 @@ def test_dashboard_label_is_configurable() -> None:
     for configmap in of_kind(objects(render(values)), "ConfigMap"):
         if "dashboard" in configmap["metadata"]["name"]:
             assert configmap["metadata"]["labels"]["dash"] == "yes"
+
+
+def test_the_charts_last_latency_bucket_is_the_codes() -> None:
+    from services.common.metrics import TASK_LATENCY_BUCKETS
+
+    helpers = (CHART_DIR / "templates" / "_helpers.tpl").read_text()
+    defined = helpers.split('define "inferq.metrics.taskLatencyBucketsMax" -}}', 1)[1]
+    assert float(defined.split("{{", 1)[0].strip()) == TASK_LATENCY_BUCKETS[-1]
+
+
+def test_every_default_time_limit_and_threshold_is_a_bucket_bound() -> None:
+    """Each kind's default latency threshold is measured exactly: it is a bucket's bound."""
+    from services.common.metrics import TASK_LATENCY_BUCKETS
+
+    (rule,) = of_kind(objects(render(ALL_ON)), "PrometheusRule")
+    kinds = next(g for g in rule["spec"]["groups"] if g["name"] == "inferq.kinds")
+    thresholds = [float(r["expr"].rsplit(">", 1)[1]) for r in kinds["rules"]
+                  if r["alert"] == "InferqTaskLatencyHigh"]
+    assert sorted(thresholds) == [10.0, 3600.0, 21600.0]
+    pools = chart().values["workers"]["pools"]
+    hard = [float(spec["timeLimits"]["hard"]) for spec in pools.values()]
+    assert set(thresholds + hard) <= set(TASK_LATENCY_BUCKETS)

@@ -9,6 +9,7 @@ import pytest
 from chart.manifests import (
     NAMESPACE,
     RELEASE,
+    REPO_ROOT,
     SCENARIOS,
     chart,
     component_name,
@@ -143,3 +144,32 @@ def test_keda_reaches_the_charts_redis_by_its_full_name() -> None:
         for trigger in scaled_object["spec"]["triggers"]:
             address = trigger["metadata"]["address"]
             assert address == f"{REDIS}.{NAMESPACE}.svc.cluster.local:6379"
+
+
+def test_redis_priority_class_and_disruption_budget() -> None:
+    assert REDIS not in {p["metadata"]["name"]
+                         for p in of_kind(scenario_objects("default"), "PodDisruptionBudget")}
+    values = {"redis": {"priorityClassName": "critical-data",
+                        "podDisruptionBudget": {"enabled": True}}}
+    manifests = objects(render(values))
+    pod = named(manifests, "StatefulSet", REDIS)["spec"]["template"]
+    assert pod["spec"]["priorityClassName"] == "critical-data"
+    budget = named(manifests, "PodDisruptionBudget", REDIS)
+    assert budget["spec"]["maxUnavailable"] == 0
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    external = {**values, "redis": {**values["redis"], "external": {"url": "redis://r:6379/0"}}}
+    assert REDIS not in {p["metadata"]["name"]
+                         for p in of_kind(objects(render(external)), "PodDisruptionBudget")}
+
+
+def test_the_generated_secret_is_named_as_the_docs_say() -> None:
+    """Release `inferq` gets Secret `inferq-redis`; another release `<release>-inferq-redis`."""
+    for release, expected in (("inferq", "inferq-redis"), ("shop", "shop-inferq-redis")):
+        rendered = chart().render({}, name=release, namespace=NAMESPACE, is_install=True)
+        (secret,) = of_kind(objects(rendered), "Secret")
+        assert secret["metadata"]["name"] == expected
+        notes = next(text for name, text in rendered.items() if name.endswith("NOTES.txt"))
+        assert f"Secret\n      {expected} (key redis-password)" in notes
+    docs = (REPO_ROOT / "docs" / "kubernetes.md").read_text()
+    assert "`inferq-redis` for release `inferq`" in docs
+    assert "`<release>-inferq-redis` for another release" in docs

@@ -16,6 +16,7 @@ KUBERNETES_TYPES = {
     "podAntiAffinity",
     "valueFrom",
     "topologySpreadConstraints[]",
+    "extraVolumes[]",
     "extraRedisClients[]",
     "global",
 }
@@ -106,6 +107,29 @@ def test_schema_refuses_bad_values(values: dict[str, Any], complaint: str) -> No
         (
             {"workers": {"pools": {"training": None, "gpu": {"kind": "training"}}}},
             "workers.pools.gpu: set concurrency, timeLimits and autoscaling",
+        ),
+        # Its tasks, and twice that (its latency threshold), must fit the last bucket.
+        (
+            {"workers": {"pools": {"training": {"timeLimits": {"soft": 43000, "hard": 43201}}}}},
+            "workers.pools.training.timeLimits.hard: 43201 s is more than half the last task "
+            "latency bucket (86400 s)",
+        ),
+        # KEDA would never wake the pool for one or two tasks.
+        (
+            {"workers": {"pools": {"inference": {"autoscaling": {
+                "minReplicas": 0, "activationListLength": 2}}}}},
+            "workers.pools.inference.autoscaling: with minReplicas 0, KEDA wakes the pool only "
+            "when its backlog exceeds activationListLength (2)",
+        ),
+        (
+            {"api": {"preStopSleepSeconds": 30}},
+            "api.preStopSleepSeconds (30) must be below api.terminationGracePeriodSeconds (30)",
+        ),
+        # The Role would go to every pod of the namespace that has no account of its own.
+        (
+            {"api": {"serviceAccount": {"create": False}}},
+            "api.serviceAccount: with create false and no name, api.rbac.create would grant "
+            "its Role to the namespace's default ServiceAccount",
         ),
     ],
 )

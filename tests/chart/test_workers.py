@@ -237,3 +237,45 @@ def test_the_schema_names_pools_as_the_code_does() -> None:
     assert pools["propertyNames"]["pattern"] == NAME_PATTERN.pattern
     kind = schema["definitions"]["pool"]["properties"]["kind"]
     assert set(kind["enum"]) == {"", *POOLS}
+
+
+def test_pod_settings_per_pool_and_for_every_pool() -> None:
+    spread = [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+               "whenUnsatisfiable": "ScheduleAnyway",
+               "labelSelector": {"matchLabels": {"inferq.io/pool": "inference"}}}]
+    values = {"workers": {
+        "podAnnotations": {"team": "ml", "cost": "shared"},
+        "extraVolumes": [{"name": "ca", "configMap": {"name": "corporate-ca"}}],
+        "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ssl/custom", "readOnly": True}],
+        "probes": {"liveness": {"periodSeconds": 60, "timeoutSeconds": 10}},
+        "pools": {"inference": {"podAnnotations": {"cost": "online"},
+                                "topologySpreadConstraints": spread}},
+    }}
+    deployments = worker_deployments(objects(render(values)))
+    inference = deployments["inference"]["spec"]["template"]
+    batch = deployments["batch"]["spec"]["template"]
+    assert inference["metadata"]["annotations"]["cost"] == "online"
+    assert inference["metadata"]["annotations"]["team"] == "ml"
+    assert batch["metadata"]["annotations"]["cost"] == "shared"
+    assert inference["spec"]["topologySpreadConstraints"] == spread
+    assert "topologySpreadConstraints" not in batch["spec"]
+    for template in (inference, batch):
+        (worker,) = template["spec"]["containers"]
+        assert {"name": "ca", "configMap": {"name": "corporate-ca"}} in template["spec"]["volumes"]
+        assert {"name": "ca", "mountPath": "/etc/ssl/custom", "readOnly": True} in (
+            worker["volumeMounts"])
+        # What values set, over the defaults they leave.
+        assert worker["livenessProbe"] == {"httpGet": {"path": "/healthz", "port": "metrics"},
+                                           "initialDelaySeconds": 10, "periodSeconds": 60,
+                                           "timeoutSeconds": 10, "failureThreshold": 3}
+
+
+def test_the_api_learns_the_kind_of_each_pool() -> None:
+    api = named(scenario_objects("production"), "Deployment", component_name("api"))
+    variables = env(api["spec"]["template"]["spec"]["containers"][0])
+    settings = Settings.model_validate({
+        "pool_queues": json.loads(variables["INFERQ_POOL_QUEUES"]["value"]),
+        "pool_kinds": json.loads(variables["INFERQ_POOL_KINDS"]["value"]),
+    })
+    assert settings.queue_kinds == {"inference": "inference", "batch": "batch",
+                                    "training-gpu": "training", "inference-large": "inference"}

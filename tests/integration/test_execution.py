@@ -28,7 +28,7 @@ def store(redis_server) -> Iterator[redis.Redis]:  # type: ignore[no-untyped-def
 
 @pytest.fixture
 def executor(store: redis.Redis, model_store: Path) -> Executor:
-    return Executor(store, ModelCache(model_store), 3600, QUEUE)
+    return Executor(store, ModelCache(model_store), 3600, QUEUE, INFERENCE.kind)
 
 
 def held(store: redis.Redis, x0: float, x1: float, **fields: str) -> tuple[PredictRequest, str]:

@@ -37,7 +37,8 @@ def test_worker_serves_all_processes_metrics(
                           queue="inference", status="succeeded")
         assert finished == 6
         assert sample(text, "inferq_worker_processes", pool="inference") == 2
-        assert sample(text, "inferq_task_e2e_seconds_count", model="sleepy") == 6
+        assert sample(text, "inferq_task_e2e_seconds_count", model="sleepy",
+                      queue="inference", kind="inference") == 6
         assert sample(text, "inferq_inference_batch_rows_sum", model="sleepy") == 6
         assert sample(text, "inferq_task_run_seconds_count", model="sleepy") == 6
     finally:
@@ -45,8 +46,11 @@ def test_worker_serves_all_processes_metrics(
 
 
 def test_api_exports_backlog_of_every_queue(client: httpx.Client) -> None:
-    text = client.get("/metrics").text
+    lines = client.get("/metrics").text.splitlines()
+    text = "\n".join(lines)
     for queue in ("inference", "batch", "training"):
-        assert f'inferq_queue_waiting{{queue="{queue}"}}' in text
-        assert f'inferq_queue_inflight{{queue="{queue}"}}' in text
+        for gauge in ("inferq_queue_waiting", "inferq_queue_inflight"):
+            # Alerts key their thresholds on the kind of the pool consuming the queue.
+            assert any(line.startswith(gauge + "{") and f'queue="{queue}"' in line
+                       and f'kind="{queue}"' in line for line in lines), (gauge, queue)
     assert sample(text, "inferq_redis_up") == 1

@@ -53,7 +53,7 @@ GRAFANA_VARIABLES: dict[str, str] = {
     "__interval": "15s",
     "__range": "1h",
     "datasource": "prometheus",
-    "tracing": "tempo",
+    "tracing": "jaeger",
     "namespace": ".*",
     "model": "iris",
 }

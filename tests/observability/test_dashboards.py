@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import yaml
@@ -76,7 +79,7 @@ def test_data_sources_are_variables(dashboard: dict[str, Any]) -> None:
         "datasource",
         "prometheus",
     )
-    assert (found["tracing"]["type"], found["tracing"]["query"]) == ("datasource", "tempo")
+    assert (found["tracing"]["type"], found["tracing"]["query"]) == ("datasource", "jaeger")
 
 
 def test_model_dashboard_has_a_model_variable(dashboards: Dashboards) -> None:
@@ -114,13 +117,76 @@ def test_every_panel_queries_the_prometheus_variable(panels: list[dict[str, Any]
             assert target["expr"].strip(), panel["title"]
 
 
+#: Histograms observed with exemplars (the API's, under a sampled span). The workers'
+#: histograms carry none: a panel asking for them would only cost a query.
+EXEMPLAR_HISTOGRAMS = ("inferq_http_request_seconds_bucket",)
+REPO = Path(__file__).resolve().parents[2]
+
+
 def test_latency_panels_link_to_traces(panels: list[dict[str, Any]]) -> None:
     latency = [p for p in panels if any("_seconds_bucket" in t["expr"] for t in p["targets"])]
     assert latency
     for panel in latency:
-        assert all(t["exemplar"] for t in panel["targets"]), panel["title"]
+        for target in panel["targets"]:
+            exported = any(name in target["expr"] for name in EXEMPLAR_HISTOGRAMS)
+            assert target["exemplar"] is exported, (panel["title"], target["refId"])
         links = panel["fieldConfig"]["defaults"].get("links", [])
         assert any("${tracing}" in link["url"] for link in links), panel["title"]
+
+
+def test_trace_links_open_the_tracing_backend_k8s_installs(
+    dashboard: dict[str, Any], panels: list[dict[str, Any]]
+) -> None:
+    stack = yaml.safe_load((REPO / "k8s" / "kube-prometheus-stack" / "values.yaml").read_text())
+    installed = {d["type"] for d in stack["grafana"]["additionalDataSources"]} - {"prometheus"}
+    tracing = variables(dashboard)["tracing"]
+    assert tracing["type"] == "datasource"
+    assert {tracing["query"]} == installed
+    for panel in panels:
+        for link in panel["fieldConfig"]["defaults"].get("links", []):
+            if "${tracing}" not in link["url"]:
+                continue
+            panes = json.loads(unquote(link["url"].split("panes=", 1)[1]))
+            (query,) = panes["traces"]["queries"]
+            assert query["datasource"] == {"type": tracing["query"], "uid": "${tracing}"}
+            # The API's service: every trace starts there, the worker's spans under it.
+            assert query["service"] == "inferq-api"
+
+
+ERROR_RATIO_TEST = """
+rule_files: []
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'inferq_http_requests_total{namespace="inferq", route="/v1/models",
+                  status="200", method="GET"}'
+        values: '0+60x20'
+      - series: 'inferq_tasks_finished_total{namespace="inferq", queue="inference",
+                  model="iris", status="succeeded"}'
+        values: '0+60x20'
+    promql_expr_test:
+"""
+
+
+def test_error_ratio_reads_zero_while_nothing_fails(
+    dashboards: Dashboards, iter_panels: Callable[..., Any], substitute: Callable[..., str],
+    promtool: str, tmp_path: Path,
+) -> None:
+    """Traffic with no 5xx and no failed task: the panel shows 0 %, not "No data"."""
+    (panel,) = [p for p in iter_panels(dashboards["inferq-overview.json"])
+                if p["title"] == "Error ratio"]
+    cases = []
+    for target in panel["targets"]:
+        labels = "{}" if "inferq_http" in target["expr"] else '{queue="inference"}'
+        cases.append({"expr": substitute(target["expr"], {"__rate_interval": "5m"}),
+                      "eval_time": "15m", "exp_samples": [{"labels": labels, "value": 0}]})
+    test = yaml.safe_load(ERROR_RATIO_TEST)
+    test["tests"][0]["promql_expr_test"] = cases
+    (tmp_path / "error_ratio_test.yaml").write_text(yaml.safe_dump(test))
+    result = subprocess.run([promtool, "test", "rules", "error_ratio_test.yaml"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_expression_parses(dashboard_query: Any, parse_errors: dict[str, str]) -> None:

@@ -87,3 +87,69 @@ def test_expression_selects_known_metrics(
 
 def test_expression_is_well_formed(rule_query: Any) -> None:
     assert not rule_query.problems()
+
+
+#: A promtool test of a PrometheusRule rendered with THRESHOLD_VALUES: inference tasks of
+#: 10 to 30 s (p99 29.8 s), batch chunks that waited 1 to 2 hours, training jobs of 6 to
+#: 12 hours.
+THRESHOLD_VALUES: dict[str, Any] = {
+    "monitoring": {"prometheusRule": {"enabled": True, "kinds": {
+        "inference": {"taskLatencySeconds": 30},
+        "batch": {"taskLatencySeconds": 0, "noProgressSeconds": 0},
+    }}},
+    # Training runs end within an hour here: its derived threshold is 2 hours.
+    "workers": {"pools": {"training": {"timeLimits": {"soft": 3000, "hard": 3600}}}},
+}
+THRESHOLD_TEST = r"""
+rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'inferq_task_e2e_seconds_bucket{queue="inference", kind="inference", le="10"}'
+        values: '0x30'
+      - series: 'inferq_task_e2e_seconds_bucket{queue="inference", kind="inference", le="30"}'
+        values: '0+60x30'
+      - series: 'inferq_task_e2e_seconds_bucket{queue="inference", kind="inference", le="+Inf"}'
+        values: '0+60x30'
+      - series: 'inferq_task_e2e_seconds_bucket{queue="batch", kind="batch", le="3600"}'
+        values: '0x30'
+      - series: 'inferq_task_e2e_seconds_bucket{queue="batch", kind="batch", le="7200"}'
+        values: '0+4x30'
+      - series: 'inferq_task_e2e_seconds_bucket{queue="batch", kind="batch", le="+Inf"}'
+        values: '0+4x30'
+      - series: 'inferq_task_e2e_seconds_bucket{queue="training", kind="training", le="21600"}'
+        values: '0x30'
+      - series: 'inferq_task_e2e_seconds_bucket{queue="training", kind="training", le="43200"}'
+        values: '0+1x30'
+      - series: 'inferq_task_e2e_seconds_bucket{queue="training", kind="training", le="+Inf"}'
+        values: '0+1x30'
+    alert_rule_test:
+      - eval_time: 20m
+        alertname: InferqTaskLatencyHigh
+        exp_alerts:
+          - exp_labels: {severity: warning, queue: training, kind: training}
+            exp_annotations:
+              summary: p99 end-to-end latency of queue training is 11h 56m 24s
+              description: >-
+                The 99th percentile of the time from submit to stored result on queue
+                training (pool kind training) has been above 2 hours for 10 minutes (now
+                11h 56m 24s).
+              runbook_url: https://github.com/inferq/inferq/blob/main/docs/operations.md#inferqtasklatencyhigh
+"""
+
+
+def test_thresholds_set_or_turned_off_in_values_take_effect(
+    promtool: str, tmp_path: Any
+) -> None:
+    from chart.manifests import objects, of_kind, render
+
+    (rule,) = of_kind(objects(render(THRESHOLD_VALUES)), "PrometheusRule")
+    kinds = next(g for g in rule["spec"]["groups"] if g["name"] == "inferq.kinds")
+    alerts = {(r["alert"], r["expr"].split('kind="')[1].split('"')[0]) for r in kinds["rules"]}
+    assert ("InferqBacklogNoProgress", "batch") not in alerts
+    assert ("InferqTaskLatencyHigh", "batch") not in alerts
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    (tmp_path / "rules_test.yaml").write_text(THRESHOLD_TEST)
+    result = run_promtool(promtool, "test", "rules", "rules_test.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr

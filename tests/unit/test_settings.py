@@ -73,3 +73,19 @@ def test_a_queue_map_that_is_not_json_is_refused(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("INFERQ_POOL_QUEUES", "inference")
     with pytest.raises(SettingsError, match="pool_queues"):
         Settings()
+
+
+def test_queue_kinds_follow_the_pools_not_the_queue_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INFERQ_POOL_QUEUES", '{"inference": "inference", '
+                       '"training": "training-gpu", "inference-large": "inference-large"}')
+    monkeypatch.setenv("INFERQ_POOL_KINDS", '{"inference-large": "inference"}')
+    assert Settings().queue_kinds == {"inference": "inference", "training-gpu": "training",
+                                      "inference-large": "inference"}
+
+
+def test_an_unknown_pool_kind_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERQ_POOL_KINDS", '{"gpu": "gpu"}')
+    with pytest.raises(ValidationError, match="pool_kinds"):
+        Settings()

@@ -131,15 +131,17 @@ enabled, queue or models. The code's copy is services/common/pools.py.
 {{/*
 Routing for the API, as JSON environment values (services/common/settings.py): the queue
 predictions go to (the inference pool's), the queue of each model an enabled pool claims,
-and the queue of every enabled pool.
+and the queue and kind of every enabled pool.
 */}}
 {{- define "inferq.routingEnv" -}}
 {{- $pools := include "inferq.workerPools" . | fromJson }}
 {{- $modelQueues := dict }}
 {{- $poolQueues := dict }}
+{{- $poolKinds := dict }}
 {{- range $name, $spec := $pools }}
 {{- if $spec.enabled }}
 {{- $_ := set $poolQueues $name $spec.queue }}
+{{- $_ = set $poolKinds $name $spec.kind }}
 {{- range $spec.models }}
 {{- $_ := set $modelQueues . $spec.queue }}
 {{- end }}
@@ -151,6 +153,8 @@ and the queue of every enabled pool.
   value: {{ toJson $modelQueues | quote }}
 - name: INFERQ_POOL_QUEUES
   value: {{ toJson $poolQueues | quote }}
+- name: INFERQ_POOL_KINDS
+  value: {{ toJson $poolKinds | quote }}
 {{- end }}
 
 {{/*
@@ -168,6 +172,14 @@ Call with the queue.
 */}}
 {{- define "inferq.keys.unacked" -}}
 {{- printf "inferq:unacked:%s" . }}
+{{- end }}
+
+{{/*
+The largest finite bucket of the task latency histograms, in seconds: the chart's copy of
+services/common/metrics.py TASK_LATENCY_BUCKETS[-1].
+*/}}
+{{- define "inferq.metrics.taskLatencyBucketsMax" -}}
+86400
 {{- end }}
 
 {{/*
@@ -452,11 +464,17 @@ message naming the key to fix.
 {{- if not (and $spec.concurrency $spec.timeLimits $spec.autoscaling) }}
 {{- fail (printf "workers.pools.%s: set concurrency, timeLimits and autoscaling (there is no %s pool to take them from)" $pool $spec.kind) }}
 {{- end }}
+{{- if gt (mul 2 (int $spec.timeLimits.hard)) (int (include "inferq.metrics.taskLatencyBucketsMax" $)) }}
+{{- fail (printf "workers.pools.%s.timeLimits.hard: %v s is more than half the last task latency bucket (%v s): its tasks and its latency threshold could not be measured" $pool $spec.timeLimits.hard (include "inferq.metrics.taskLatencyBucketsMax" $)) }}
+{{- end }}
 {{- if ge (int $spec.timeLimits.soft) (int $spec.timeLimits.hard) }}
 {{- fail (printf "workers.pools.%s.timeLimits: soft (%v) must be below hard (%v)" $pool $spec.timeLimits.soft $spec.timeLimits.hard) }}
 {{- end }}
 {{- if gt (int $spec.autoscaling.minReplicas) (int $spec.autoscaling.maxReplicas) }}
 {{- fail (printf "workers.pools.%s.autoscaling: minReplicas (%v) exceeds maxReplicas (%v)" $pool $spec.autoscaling.minReplicas $spec.autoscaling.maxReplicas) }}
+{{- end }}
+{{- if and $.Values.keda.enabled (eq (int $spec.autoscaling.minReplicas) 0) (gt (int $spec.autoscaling.activationListLength) 0) }}
+{{- fail (printf "workers.pools.%s.autoscaling: with minReplicas 0, KEDA wakes the pool only when its backlog exceeds activationListLength (%v), so up to %v tasks would wait forever; set activationListLength to 0 or minReplicas to 1 or more" $pool $spec.autoscaling.activationListLength $spec.autoscaling.activationListLength) }}
 {{- end }}
 {{- if and $spec.models (ne $spec.kind "inference") }}
 {{- fail (printf "workers.pools.%s.models: only a pool of kind inference serves predictions" $pool) }}
@@ -476,6 +494,15 @@ message naming the key to fix.
 {{- end }}
 {{- if and .Values.api.autoscaling.enabled (gt (int .Values.api.autoscaling.minReplicas) (int .Values.api.autoscaling.maxReplicas)) }}
 {{- fail "api.autoscaling: minReplicas exceeds maxReplicas" }}
+{{- end }}
+{{- if and .Values.api.httpRoute.enabled (not .Values.api.httpRoute.parentRefs) }}
+{{- fail "api.httpRoute.parentRefs: name the Gateway the HTTPRoute attaches to, e.g. [{name: inferq-gateway, namespace: gateway}]" }}
+{{- end }}
+{{- if ge (int .Values.api.preStopSleepSeconds) (int .Values.api.terminationGracePeriodSeconds) }}
+{{- fail (printf "api.preStopSleepSeconds (%v) must be below api.terminationGracePeriodSeconds (%v): the API needs time to finish its requests after the delay" .Values.api.preStopSleepSeconds .Values.api.terminationGracePeriodSeconds) }}
+{{- end }}
+{{- if and .Values.api.rbac.create (not .Values.api.serviceAccount.create) (not .Values.api.serviceAccount.name) }}
+{{- fail "api.serviceAccount: with create false and no name, api.rbac.create would grant its Role to the namespace's default ServiceAccount, which every pod without one of its own uses; name the API's ServiceAccount in api.serviceAccount.name or set api.rbac.create to false" }}
 {{- end }}
 {{- if and .Values.redis.auth.existingSecret .Values.redis.auth.password }}
 {{- fail "redis.auth: set either password or existingSecret, not both" }}
