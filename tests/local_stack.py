@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from services.cli.ports import port_taken
+from services.cli.ports import listener, port_taken
 from services.cli.redis_server import free_port
 
 STACK_MARK = "INFERQ_TEST_STACK_MARK"
@@ -64,12 +64,14 @@ class LocalStack:
             time.sleep(0.2)
 
     def processes(self) -> list[psutil.Process]:
-        """Every live process of this run, however far it moved from its parent."""
+        """Every live process of this run, however far it moved from its parent, and
+        whatever listens on its ports (Redis rewrites its environment with its title)."""
+        listeners = {listener(port) for port in (self.port, self.redis_port)} - {os.getpid()}
         found = []
         for process in psutil.process_iter():
             try:
-                if process.environ().get(STACK_MARK) == self.mark and \
-                        process.status() != psutil.STATUS_ZOMBIE:
+                if (process.pid in listeners or process.environ().get(STACK_MARK) == self.mark) \
+                        and process.status() != psutil.STATUS_ZOMBIE:
                     found.append(process)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue

@@ -17,7 +17,7 @@ import httpx
 from services.cli.errors import CliError
 from services.cli.ports import describe_taken, port_taken
 from services.cli.processes import INFERQ
-from services.cli.redis_server import free_port, start_redis
+from services.cli.redis_server import find_server_binary, free_port, start_redis
 from services.cli.supervisor import StopRequested, Supervisor
 from services.common.pools import POOLS
 from services.common.settings import Settings
@@ -64,8 +64,10 @@ def run_local_stack(settings: Settings, options: StackOptions) -> int:
     supervisor.watch_signals()
     try:
         if redis_port is not None:
-            log.info("starting redis", extra={"port": redis_port, "dir": str(state_dir / "redis")})
-            redis = start_redis(redis_port, state_dir / "redis", pass_fds=(lock,))
+            server = find_server_binary()
+            log.info("starting redis", extra={"server": server, "port": redis_port,
+                                              "dir": str(state_dir / "redis")})
+            redis = start_redis(redis_port, state_dir / "redis", server, pass_fds=(lock,))
             supervisor.adopt("redis", redis, last=True)
             env["INFERQ_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
         from ml.demo import ensure_demo

@@ -36,9 +36,9 @@ def _listening_inodes(port: int) -> set[str]:
     return inodes
 
 
-def port_owner(port: int) -> str | None:
-    """``pid N (command line)`` of a process listening on ``port``; None when this system
-    does not tell (no /proc, or the process is another user's)."""
+def listener(port: int) -> int | None:
+    """The pid of a process listening on ``port``; None when this system does not tell
+    (no /proc, or the process is another user's)."""
     sockets = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
     if not sockets:
         return None
@@ -46,16 +46,26 @@ def port_owner(port: int) -> str | None:
         if not proc.name.isdigit():
             continue
         try:
-            fds = os.listdir(proc / "fd")
-            if not any(os.readlink(proc / "fd" / fd) in sockets for fd in fds):
-                continue
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+            if any(os.readlink(proc / "fd" / fd) in sockets for fd in os.listdir(proc / "fd")):
+                return int(proc.name)
         except OSError:
             continue
-        if len(command) > 80:
-            command = command[:77] + "..."
-        return f"pid {proc.name} ({command})"
     return None
+
+
+def port_owner(port: int) -> str | None:
+    """``pid N (command line)`` of a process listening on ``port``, or None."""
+    pid = listener(port)
+    if pid is None:
+        return None
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return f"pid {pid}"
+    command = command.strip()
+    if len(command) > 80:
+        command = command[:77] + "..."
+    return f"pid {pid} ({command})"
 
 
 def describe_taken(port: int, host: str = "127.0.0.1") -> str:

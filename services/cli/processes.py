@@ -37,12 +37,13 @@ def die_with_parent() -> Callable[[], None] | None:
 class ServiceProcess:
     """One ``inferq`` process in its own process group, its output in a log file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path,
+                 inferq: str = INFERQ) -> None:
         self.args = args
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
-            [INFERQ, *args],
+            [inferq, *args],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
