@@ -64,14 +64,17 @@ class LocalStack:
             time.sleep(0.2)
 
     def processes(self) -> list[psutil.Process]:
-        """Every live process of this run, however far it moved from its parent, and
-        whatever listens on its ports (Redis rewrites its environment with its title)."""
+        """Every live process of this run, however far it moved from its parent: by the
+        mark in its environment, or, for Redis, which writes its title over its environment,
+        by a port of the run or a working directory in the test's."""
         listeners = {listener(port) for port in (self.port, self.redis_port)} - {os.getpid()}
         found = []
         for process in psutil.process_iter():
             try:
-                if (process.pid in listeners or process.environ().get(STACK_MARK) == self.mark) \
-                        and process.status() != psutil.STATUS_ZOMBIE:
+                if process.status() == psutil.STATUS_ZOMBIE or process.pid == os.getpid():
+                    continue
+                if process.pid in listeners or process.environ().get(STACK_MARK) == self.mark \
+                        or Path(process.cwd()).is_relative_to(self.log_path.parent):
                     found.append(process)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue

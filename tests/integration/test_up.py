@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,12 +17,13 @@ import httpx
 import joblib
 import numpy as np
 import pytest
-from local_stack import LocalStack
+from local_stack import BANNER, LocalStack
 from processes import INFERQ
 from sklearn.tree import DecisionTreeClassifier
 from task_client import IRIS_ROW
 
 from services.cli.local_stack import TRY_THIS
+from services.common.pools import POOLS
 
 Stacks = Callable[[], LocalStack]
 
@@ -64,6 +66,9 @@ def test_up_answers_at_once_serves_imported_models_and_ctrl_c_stops_all(
     # The README's first request, right after the banner: every pool's worker consumes.
     first = predict(stack.url, "iris", [IRIS_ROW])
     assert (first.status_code, first.json()["status"]) == (200, "succeeded"), first.text
+    before_banner = stack.log().split(BANNER)[0]
+    for pool in POOLS:
+        assert re.search(rf"worker starting\W.*\bpool\W+{pool}\b", before_banner), before_banner
     # The CLI's model store is the one the stack serves, with nothing set by the user.
     joblib.dump(DecisionTreeClassifier().fit(np.eye(3), ["a", "b", "c"]), tmp_path / "t.joblib")
     imported = subprocess.run([INFERQ, "models", "import", str(tmp_path / "t.joblib"), "--name",
