@@ -55,7 +55,7 @@ def run_local_stack(settings: Settings, options: StackOptions) -> int:
     lock = _lock(state_dir)
     if port_taken(options.port, options.host):
         raise CliError(f"{describe_taken(options.port, options.host)}; stop it, or run the "
-                       "API on another port with --port")
+                       "API on another port with --port (make up ARGS='--port 8001')")
     env = dict(os.environ)
     redis_port = None if "INFERQ_REDIS_URL" in os.environ else _redis_port(options.redis_port)
     env["INFERQ_MODEL_STORE"] = str(settings.model_store)
