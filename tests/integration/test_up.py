@@ -6,23 +6,26 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import joblib
 import numpy as np
 import pytest
+import redis
 from local_stack import BANNER, LocalStack
 from processes import INFERQ
 from sklearn.tree import DecisionTreeClassifier
 from task_client import IRIS_ROW
 
 from services.cli.local_stack import TRY_THIS
+from services.cli.redis_server import free_port, start_redis
 from services.common.pools import POOLS
 
 Stacks = Callable[[], LocalStack]
@@ -94,10 +97,22 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+@pytest.fixture
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis of this test's own, as a user's INFERQ_REDIS_URL points at."""
+    port = free_port()
+    server = start_redis(port, tmp_path_factory.mktemp("own-redis"), shutil.which("redis-server"))
+    yield f"redis://127.0.0.1:{port}/0"
+    server.terminate()
+    server.wait(timeout=10)
+
+
 @pytest.mark.parametrize("how", ["sigterm", "sigint-while-ignored", "worker-crash"])
 def test_up_stops_everything(how: str, local_stacks: Stacks, tmp_path: Path,
-                             model_store: Path) -> None:
+                             model_store: Path, own_redis: str) -> None:
     env = up_env(tmp_path / "home", INFERQ_MODEL_STORE=str(model_store))
+    if how == "sigterm":  # Also the case of a Redis the stack did not start: it stays.
+        env["INFERQ_REDIS_URL"] = own_redis
     # `cmd &` in a script starts cmd with SIGINT ignored.
     stack = start_up(local_stacks, tmp_path, env,
                      _ignore_sigint if how == "sigint-while-ignored" else None)
@@ -118,6 +133,9 @@ def test_up_stops_everything(how: str, local_stacks: Stacks, tmp_path: Path,
         stack.process.send_signal(signal.SIGINT)
     assert stack.wait_exit() == (1 if how == "worker-crash" else 0), stack.log()[-3000:]
     stack.assert_nothing_left()
+    if how == "sigterm":
+        assert "starting redis" not in stack.log()
+        assert redis.Redis.from_url(own_redis).ping()
 
 
 def test_up_names_a_taken_port_and_starts_nothing(local_stacks: Stacks, tmp_path: Path,
