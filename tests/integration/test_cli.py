@@ -32,6 +32,7 @@ def test_every_command_has_help(args: list[str]) -> None:
 def test_predict_client(api_url: str, tmp_path: Path) -> None:
     result = run("predict", "iris", "--json", "[[5.1, 3.5, 1.4, 0.2]]", "--url", api_url)
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # No log line per HTTP request.
     assert json.loads(result.stdout)["result"]["predictions"] == ["setosa"]
     csv = tmp_path / "rows.csv"
     csv.write_text("sepal_length_cm,sepal_width_cm,petal_length_cm,petal_width_cm\n"
