@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-export INFERQ_MODEL_STORE ?= $(CURDIR)/.inferq/models
+# Flags for `inferq up`, e.g. make up ARGS='--port 8001'.
+ARGS ?=
 
 .PHONY: up test lint bench clean
 
@@ -13,7 +14,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[api,worker,local]'
+	$(BIN)/pip install --quiet -e '.[local]'
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
@@ -21,7 +22,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	@touch $@ $(VENV)/.installed
 
 up: $(VENV)/.installed
-	$(BIN)/inferq up
+	$(BIN)/inferq up $(ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import joblib
 import pytest
 import redis
+from local_stack import LocalStack
 
 from services.cli.redis_server import free_port, start_redis
 
@@ -71,3 +72,18 @@ def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     joblib.dump(SleepyRegressor(), artifact)
     import_model(store, artifact, "sleepy", ["x0", "x1"])
     return store
+
+
+@pytest.fixture
+def local_stacks(tmp_path: Path) -> Iterator[Callable[[], LocalStack]]:
+    """Makes LocalStacks (runs of ``inferq up``); kills every process they started when the
+    test ends, passed or failed."""
+    stacks: list[LocalStack] = []
+
+    def make() -> LocalStack:
+        stacks.append(LocalStack(tmp_path / f"up-{len(stacks)}.log"))
+        return stacks[-1]
+
+    yield make
+    for stack in stacks:
+        stack.kill()

@@ -10,14 +10,48 @@ from typing import Any
 import httpx
 import orjson
 
+from services.cli.errors import CliError
+
 SUCCESS = "succeeded"
+EXAMPLE = "--json '[[5.1, 3.5, 1.4, 0.2]]'"
+
+
+def parse_json_rows(text: str) -> list[Any]:
+    try:
+        rows = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise CliError(f"--json is not valid JSON ({exc}); give a list of rows, e.g. "
+                       f"{EXAMPLE}") from None
+    if not isinstance(rows, list):
+        raise CliError(f"--json must be a list of rows, e.g. {EXAMPLE}")
+    return rows
 
 
 def read_csv_rows(path: Path) -> list[dict[str, Any] | list[Any]]:
     """Rows of a CSV file with a header of feature names, as objects keyed by feature."""
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        return [{k: float(v) for k, v in row.items()} for row in reader]
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            return [_numbers(path, reader.line_num, row) for row in reader]
+    except OSError as exc:
+        raise CliError(f"--csv: cannot read {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CliError(f"--csv: {path} is not a CSV text file ({exc})") from None
+
+
+def _numbers(path: Path, line: int, row: dict[str | None, Any]) -> dict[str, Any]:
+    where = f"{path}, line {line}"
+    if None in row:
+        raise CliError(f"{where} has more cells than the header has names")
+    numbers = {}
+    for name, cell in row.items():
+        try:
+            numbers[str(name)] = float(cell)
+        except (TypeError, ValueError):
+            what = "is empty" if cell in (None, "") else f"is {cell!r}"
+            raise CliError(f"{where}: column {name!r} {what}; every cell must be a number"
+                           ) from None
+    return numbers
 
 
 def predict(url: str, model: str, instances: list[Any], wait: float, timeout: float = 60,
@@ -26,19 +60,17 @@ def predict(url: str, model: str, instances: list[Any], wait: float, timeout: fl
     and, with ``expect``, only when the predictions, as text, are those."""
     base = url.rstrip("/")
     with httpx.Client(timeout=timeout) as client:
-        response = client.post(
-            f"{base}/v1/models/{model}/predict",
-            params={"wait": min(wait, 30)},
-            json={"instances": instances},
-        )
-        body = response.json()
+        response = _call(client, "POST", f"{base}/v1/models/{model}/predict",
+                         params={"wait": min(wait, 30)}, json={"instances": instances})
+        body = _body(response)
         if response.status_code >= 400:
             sys.stderr.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
             return 1
         remaining = wait - min(wait, 30)
         while body.get("status") in ("queued", "running") and remaining > 0:
             step = min(remaining, 30)
-            body = client.get(f"{base}/v1/tasks/{body['task_id']}", params={"wait": step}).json()
+            body = _body(_call(client, "GET", f"{base}/v1/tasks/{body['task_id']}",
+                               params={"wait": step}))
             remaining -= step
     sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     if body.get("status") != SUCCESS:
@@ -49,3 +81,29 @@ def predict(url: str, model: str, instances: list[Any], wait: float, timeout: fl
             sys.stderr.write(f"expected predictions {expect}, got {predictions}\n")
             return 1
     return 0
+
+
+def _call(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """The request; an API that cannot be reached is a one-line error that says what to do."""
+    base = url.split("/v1/", 1)[0]
+    try:
+        return client.request(method, url, **kwargs)
+    except httpx.ConnectError:
+        raise CliError(f"cannot reach the API at {base}; start it with `make up` (or "
+                       "`inferq up`), or give its address with --url") from None
+    except httpx.TimeoutException:
+        raise CliError(f"the API at {base} did not answer within {client.timeout.read:g} s; "
+                       "check that it runs, or wait less with --wait") from None
+    except httpx.HTTPError as exc:
+        raise CliError(f"request to {base} failed: {exc}; check --url") from None
+
+
+def _body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise CliError(f"{response.request.url} answered {response.status_code} without "
+                       "an inferq JSON body; check that --url is inferq's API")
+    return body

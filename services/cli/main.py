@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import orjson
 
 from services.cli.bench import add_bench_parser, run_bench
+from services.cli.errors import CliError
 from services.common.logging import configure_logging
 from services.common.pools import POOLS, pool
 from services.common.settings import Settings, get_settings
@@ -24,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--redis-url", help="use this Redis instead of starting one")
+    up.add_argument("--redis-port", type=int,
+                    help="port of the Redis it starts (default: 6379, or a free one when "
+                         "6379 is taken)")
     up.add_argument("--concurrency", type=int, default=1, help="processes per worker pool")
     up.add_argument(
         "--state-dir",
@@ -50,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         default=9808,
         help="port of /metrics and /healthz; 0 turns it off",
     )
+    # For `inferq up`: the file appears once the worker consumes its queue.
+    worker.add_argument("--ready-file", type=Path, help=argparse.SUPPRESS)
 
     models = commands.add_parser("models", help="the model store")
     model_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
@@ -113,10 +120,20 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "up" and args.redis_url:
-        import os
+    try:
+        return _run(parser, args)
+    except CliError as exc:
+        sys.stderr.write(f"inferq: {exc}\n")
+        return 1
 
-        os.environ["INFERQ_REDIS_URL"] = args.redis_url
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.command == "up":
+        if args.redis_url:
+            os.environ["INFERQ_REDIS_URL"] = args.redis_url
+        # One format for the whole stack, which its processes inherit: text for a person
+        # at a terminal, JSON for a file or a log collector.
+        os.environ.setdefault("INFERQ_LOG_FORMAT", "text" if sys.stderr.isatty() else "json")
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "api":
@@ -146,21 +163,32 @@ def main(argv: list[str] | None = None) -> int:
             prepare_multiprocess_dir(args.pool)
         from services.worker.main import run_worker
 
+        if args.ready_file:
+            _touch_when_ready(args.ready_file)
         run_worker(settings, worker_pool, args.concurrency, args.metrics_port)
         return 0
     if args.command == "bench":
         return run_bench(args)
     if args.command == "up":
-        from services.cli.local_stack import run_local_stack
+        from services.cli.local_stack import StackOptions, run_local_stack
 
-        return run_local_stack(settings, args.host, args.port, args.concurrency, args.state_dir)
+        return run_local_stack(settings, StackOptions(
+            args.host, args.port, args.redis_port, args.concurrency, args.state_dir))
     if args.command == "models":
         return _models(args, settings)
-    from services.cli.client import predict, read_csv_rows
+    from services.cli.client import parse_json_rows, predict, read_csv_rows
 
-    instances = read_csv_rows(args.csv) if args.csv else orjson.loads(args.rows_json)
+    instances = read_csv_rows(args.csv) if args.csv else parse_json_rows(args.rows_json)
     expect = args.expect.split(",") if args.expect is not None else None
     return predict(args.url, args.model, instances, args.wait, expect=expect)
+
+
+def _touch_when_ready(path: Path) -> None:
+    from celery import signals
+
+    @signals.worker_ready.connect(weak=False)
+    def _ready(**_: object) -> None:
+        path.touch()
 
 
 if __name__ == "__main__":

@@ -2,27 +2,48 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 INFERQ = str(Path(sys.prefix) / "bin" / "inferq")
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has Linux send the child SIGTERM when this process dies, even
+    by SIGKILL: a child in a session of its own is otherwise adopted by init and lives on.
+    None where there is no such thing."""
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # The parent died before prctl took effect.
+            os._exit(1)
+
+    return preexec
+
 
 class ServiceProcess:
     """One ``inferq`` process in its own process group, its output in a log file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path,
+                 inferq: str = INFERQ) -> None:
         self.args = args
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
-            [INFERQ, *args],
+            [inferq, *args],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -6,10 +6,14 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+from services.cli.errors import CliError
+from services.cli.processes import die_with_parent
 
-class RedisServerNotFound(RuntimeError):
+
+class RedisServerNotFound(CliError):
     pass
 
 
@@ -41,7 +45,11 @@ def find_server_binary() -> str:
 
 
 def start_redis(
-    port: int, data_dir: Path, binary: str | None = None, appendonly: bool = True
+    port: int,
+    data_dir: Path,
+    binary: str | None = None,
+    appendonly: bool = True,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen[bytes]:
     """Start a server on 127.0.0.1:``port``, files in ``data_dir``; wait until it answers."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -68,11 +76,14 @@ def start_redis(
         # Out of the terminal's process group: Ctrl-C stops the services that use it first,
         # and whoever started it stops it last.
         start_new_session=True,
+        preexec_fn=die_with_parent(),
+        pass_fds=pass_fds,
     )
     deadline = time.monotonic() + 10
-    while not port_open(port):
+    while not port_open(port) or process.poll() is not None:
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
+            process.wait()
             raise RuntimeError(f"Redis did not start on port {port}")
         time.sleep(0.05)
     return process

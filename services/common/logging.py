@@ -49,9 +49,13 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Python's warnings too, so that every line on stderr has the one format.
+    logging.captureWarnings(True)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     # One line a task would cost more than the task at high rates; inferq logs what matters.
-    for name in ("uvicorn.access", "celery.app.trace", "celery.worker.strategy"):
+    # httpx logs every request it sends: the CLI's and inferq up's own calls.
+    for name in ("uvicorn.access", "celery.app.trace", "celery.worker.strategy", "httpx",
+                 "httpcore"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

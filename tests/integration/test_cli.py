@@ -32,6 +32,7 @@ def test_every_command_has_help(args: list[str]) -> None:
 def test_predict_client(api_url: str, tmp_path: Path) -> None:
     result = run("predict", "iris", "--json", "[[5.1, 3.5, 1.4, 0.2]]", "--url", api_url)
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # No log line per HTTP request.
     assert json.loads(result.stdout)["result"]["predictions"] == ["setosa"]
     csv = tmp_path / "rows.csv"
     csv.write_text("sepal_length_cm,sepal_width_cm,petal_length_cm,petal_width_cm\n"
@@ -48,6 +49,35 @@ def test_predict_client(api_url: str, tmp_path: Path) -> None:
     assert wrong.returncode == 1 and "expected predictions ['virginica']" in wrong.stderr
 
 
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (["--json", "[[5.1, 3.5"], "inferq: --json is not valid JSON"),
+        (["--json", '{"a": 1}'], "inferq: --json must be a list of rows"),
+        (["--csv", "missing.csv"], "inferq: --csv: cannot read missing.csv: No such file"),
+        (["--csv", "empty-cell.csv"],
+         "inferq: empty-cell.csv, line 3: column 'petal_width_cm' is empty"),
+        (["--json", "[[5.1, 3.5, 1.4, 0.2]]", "--url", "http://127.0.0.1:{port}"],
+         "inferq: cannot reach the API at http://127.0.0.1:{port}; start it with `make up`"),
+    ],
+    ids=["bad-json", "not-a-list", "missing-csv", "empty-cell", "unreachable-api"],
+)
+def test_predict_says_in_one_line_what_is_wrong(rows: list[str], message: str,
+                                                 tmp_path: Path) -> None:
+    from services.cli.redis_server import free_port
+
+    port = str(free_port())
+    (tmp_path / "empty-cell.csv").write_text(
+        "sepal_length_cm,sepal_width_cm,petal_length_cm,petal_width_cm\n"
+        "6.7,3.0,5.2,2.3\n5.1,3.5,1.4,\n")
+    result = subprocess.run([INFERQ, "predict", "iris", *[r.replace("{port}", port)
+                                                          for r in rows]],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith(message.replace("{port}", port)), result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
 def test_models_commands(tmp_path: Path, model_store: Path) -> None:
     env = service_env("redis://127.0.0.1:1/0", tmp_path / "store")
     estimator = DecisionTreeClassifier().fit(np.eye(3), ["a", "b", "c"])
@@ -62,38 +92,3 @@ def test_models_commands(tmp_path: Path, model_store: Path) -> None:
     assert run("models", "show", "nope", env=env).returncode == 1
     failed = run("models", "import", str(tmp_path / "missing.joblib"), "--name", "x", env=env)
     assert failed.returncode == 1 and "no file" in failed.stderr
-
-
-def test_up_serves_predictions_and_stops_on_ctrl_c(redis_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    import signal
-    import time
-
-    import httpx
-
-    from services.cli.redis_server import free_port
-
-    port = free_port()
-    env = service_env(redis_server.url, tmp_path / "store")
-    log = (tmp_path / "up.log").open("w+")
-    up = subprocess.Popen(
-        [INFERQ, "up", "--port", str(port), "--redis-url", redis_server.url,
-         "--state-dir", str(tmp_path / "state")],
-        env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while "inferq is up" not in (tmp_path / "up.log").read_text():
-            assert up.poll() is None and time.monotonic() < deadline, (
-                (tmp_path / "up.log").read_text()[-3000:]
-            )
-            time.sleep(0.2)
-        response = httpx.post(f"http://127.0.0.1:{port}/v1/models/iris/predict?wait=10",
-                              json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, timeout=20)
-        assert response.status_code == 200 and response.json()["result"]["predictions"] == [
-            "setosa"]
-        assert (tmp_path / "store" / "breast-cancer" / "1" / "metadata.json").is_file()
-    finally:
-        up.send_signal(signal.SIGINT)
-        assert up.wait(timeout=40) == 0
-    with pytest.raises(httpx.HTTPError):
-        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
