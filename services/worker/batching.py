@@ -292,7 +292,15 @@ class Batcher:
                 del self._in_pool[key]
                 self._running -= 1
                 unsent.extend(batch)
-        reject_all([entry.message for entry in unsent], self._errors)
+        for handed, entry in enumerate(unsent):
+            try:
+                entry.message.reject(requeue=True)
+            except Exception:
+                # Redis gone: the rest would wait as long. They return after the
+                # visibility timeout, or as the channel closes.
+                log.warning("could not hand back held tasks", exc_info=True,
+                            extra={"tasks": len(unsent) - handed})
+                return handed
         return len(unsent)
 
     def _learn(self, costs: Any, lone: _Buffered | None) -> None:
@@ -323,9 +331,11 @@ class Batcher:
 
 
 class HandBackAtStop(bootsteps.StartStopStep):
-    """When the consumer stops (a warm shutdown, before the pool is joined, or a lost
-    connection), the messages held but not running go back to the queue at once, for the
-    workers that remain, not when the running tasks are done (a scale-in's SIGTERM)."""
+    """When the worker stops (a warm shutdown, before the pool is joined), the messages
+    it holds but does not run go back to the queue at once, for the workers that remain,
+    not when the running tasks are done (a scale-in's SIGTERM). When the consumer stops
+    for a lost connection, the batchers only stop sending: kombu restores their messages
+    as the connection's channel closes, and new batchers serve the next one."""
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
@@ -333,6 +343,8 @@ class HandBackAtStop(bootsteps.StartStopStep):
         batchers = list(_BATCHERS)
         for batcher in batchers:
             batcher.stopping = True
+        if parent.blueprint.state != bootsteps.CLOSE:
+            return  # A lost connection: what they hold is restored as its channel closes.
         # The pull waiting now could take a message handed back below: end it first.
         channel = getattr(getattr(parent, "task_consumer", None), "channel", None)
         stop_pulling = getattr(channel, "stop_pulling", None)

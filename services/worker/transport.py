@@ -283,18 +283,26 @@ class Channel(kombu_redis.Channel):
         if not connection:
             return
         try:
-            sock = connection._sock
-            if sock is not None:
-                address = "{}:{}".format(*sock.getsockname()[:2])
-                for client in self._sync_client.client_list(_type="normal"):
-                    if client.get("addr") == address:  # Else the pull ends by its timeout.
-                        self._sync_client.client_unblock(int(client["id"]))
+            self._unblock(connection)
+        except Exception:  # CLIENT refused (some managed Redis) or Redis gone.
+            log.info("could not end a pull at once; it ends by its timeout", exc_info=True)
+        try:
             self._brpop_read()
         except Empty:
             pass
         except self.connection_errors:
             log.warning("could not end a pull; what it took returns when this consumer "
                         "is found dead", exc_info=True)
+
+    def _unblock(self, connection: Any) -> None:
+        """Unblock the command waiting on ``connection``, found by its address (behind a
+        proxy that changes it, nothing is found: the pull ends by its timeout)."""
+        if connection._sock is None:
+            return
+        address = "{}:{}".format(*connection._sock.getsockname()[:2])
+        for client in self._sync_client.client_list(_type="normal"):
+            if client.get("addr") == address:
+                self._sync_client.client_unblock(int(client["id"]))
 
     def sweep_pullers(self) -> None:
         """Say this consumer is alive; put back what dead consumers were pulling."""
