@@ -37,7 +37,7 @@ local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now[1])
 local swept = {}
 for _, consumer in ipairs(dead) do
   local moved = 0
-  while redis.call('LMOVE', ARGV[1] .. consumer, KEYS[2], 'RIGHT', 'RIGHT') do
+  while redis.call('LMOVE', ARGV[1] .. consumer, KEYS[2], 'LEFT', 'RIGHT') do
     moved = moved + 1
   end
   redis.call('ZREM', KEYS[1], consumer)

@@ -68,7 +68,7 @@ if ARGV[3] then
   if KEYS[4] then
     redis.call('LPOP', KEYS[4])
     -- Older entries were pulled by a BLMOVE whose reply never came (a dropped socket).
-    while redis.call('LMOVE', KEYS[4], KEYS[1], 'RIGHT', 'RIGHT') do end
+    while redis.call('LMOVE', KEYS[4], KEYS[1], 'LEFT', 'RIGHT') do end
   end
 end
 local count = tonumber(ARGV[1])
