@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from services.common import keys
 from services.common.metrics import QUEUE_INFLIGHT, QUEUE_WAITING
+from services.common.pullers import sweep_queues
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ async def read_redis(
 
 
 class BacklogExporter:
-    """Refreshes the gauges of the pools' queues every ``interval`` s, workers or not.
+    """Refreshes the gauges of the pools' queues every ``interval`` s, workers or not, and
+    puts back what dead workers were pulling from them (``services.common.pullers``).
 
     ``queue_kinds``: each queue, to the kind of the pool consuming it (a label of the gauges).
     """
@@ -78,6 +80,9 @@ class BacklogExporter:
     async def refresh(self) -> None:
         try:
             backlog, memory = await read_redis(self._client, self._kinds, memory=True)
+            # A pool scaled to zero has no worker to put back what a dead one was pulling,
+            # and KEDA does not count pulling lists: the API does it.
+            await sweep_queues(self._client, list(self._kinds))
         except (RedisError, OSError):
             REDIS_UP.set(0)
             return

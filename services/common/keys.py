@@ -45,5 +45,6 @@ def pulling_key(queue: str, consumer: str) -> str:
 
 
 def pullers_key(queue: str) -> str:
-    """The consumers pulling from ``queue``, scored by when each last said it was alive."""
+    """The consumers pulling from ``queue``, each scored by the time (Redis's clock, in
+    seconds) until which it counts as alive (see ``pullers``)."""
     return f"{PREFIX}pullers:{queue}"

@@ -29,13 +29,14 @@ from __future__ import annotations
 import logging
 import math
 import signal
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from billiard.exceptions import WorkerLostError
-from celery import Celery, Task
+from celery import Celery, Task, bootsteps
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from kombu.message import Message
 from kombu.transport import virtual
@@ -43,6 +44,7 @@ from kombu.transport import virtual
 from services.common.pools import PoolSpec
 from services.common.settings import Settings
 from services.worker.execution import forget_held
+from services.worker.pool import will_run
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +124,10 @@ def batch_strategy(task: BatchedTask, app: Celery, consumer: Any, **_: Any) -> C
     return Batcher(task, consumer).on_message
 
 
+#: The batchers of this process, for ``HandBackAtStop``.
+_BATCHERS: weakref.WeakSet[Batcher] = weakref.WeakSet()
+
+
 class Batcher:
     """The buffer of one batched task in the worker's main process (one event loop)."""
 
@@ -143,6 +149,11 @@ class Batcher:
         self._lone_call_seconds: dict[str, float] = {}
         self._hub: Any = getattr(consumer, "hub", None)
         self._flush_pending = False
+        #: The batches sent to the pool and not yet finished, by id, with their jobs.
+        self._in_pool: dict[int, tuple[Any, list[_Buffered]]] = {}
+        #: Set when the consumer stops: messages are only buffered, to be handed back.
+        self.stopping = False
+        _BATCHERS.add(self)
 
     def on_message(self, message: Message, body: Any, ack: Any, reject: Any,
                    callbacks: Any, **_: Any) -> None:
@@ -153,6 +164,8 @@ class Batcher:
                                       len(rows) if isinstance(rows, list) else 1,
                                       self._task.cost_key(kwargs)))
         self._rows += self._buffer[-1].rows
+        if self.stopping:
+            return
         if self._rows >= self._limits.max_rows:
             self._flush()
         elif self._idle_child():
@@ -177,6 +190,8 @@ class Batcher:
         if self._timer_ref is not None:
             self._timer_ref.cancel()
             self._timer_ref = None
+        if self.stopping:
+            return
         while self._buffer and (self._rows >= self._limits.max_rows or self._idle_child()):
             if inline and self._inline_candidate():
                 self._send(self._take_batch(), inline=True)
@@ -227,6 +242,7 @@ class Batcher:
             if not done:
                 done = True
                 self._running -= 1
+                self._in_pool.pop(id(batch), None)
                 self._learn(costs, lone)
                 forget_acked([entry.message for entry in batch])
                 self._flush()
@@ -237,6 +253,7 @@ class Batcher:
                 return
             done = True
             self._running -= 1
+            self._in_pool.pop(id(batch), None)
             self._on_failed(batch, getattr(error, "exception", error))
             self._flush()
 
@@ -250,7 +267,7 @@ class Batcher:
             else:
                 finished(costs)
             return
-        self._pool.apply_async(
+        job = self._pool.apply_async(
             _run_batch_in_child,
             (self._task, [entry.item for entry in batch]),
             callback=finished,
@@ -258,7 +275,33 @@ class Batcher:
             soft_timeout=self._soft_timeout,
             timeout=self._hard_timeout,
         )
+        if not done:
+            self._in_pool[id(batch)] = (job, batch)
         self._write_now()
+
+    def hand_back(self) -> int:
+        """Put back at the head of the queue every message held here that no child will
+        run: those buffered, and those of batches the pool dropped unstarted (see
+        ``services.worker.pool``). Returns how many."""
+        if self._timer_ref is not None:
+            self._timer_ref.cancel()
+            self._timer_ref = None
+        unsent, self._buffer, self._rows = self._buffer, [], 0
+        for key, (job, batch) in list(self._in_pool.items()):
+            if not will_run(self._pool, job):
+                del self._in_pool[key]
+                self._running -= 1
+                unsent.extend(batch)
+        for handed, entry in enumerate(unsent):
+            try:
+                entry.message.reject(requeue=True)
+            except Exception:
+                # Redis gone: the rest would wait as long. They return after the
+                # visibility timeout, or as the channel closes.
+                log.warning("could not hand back held tasks", exc_info=True,
+                            extra={"tasks": len(unsent) - handed})
+                return handed
+        return len(unsent)
 
     def _learn(self, costs: Any, lone: _Buffered | None) -> None:
         """Fold a batch's seconds per row into the estimates; ``lone``: its one task."""
@@ -285,6 +328,33 @@ class Batcher:
         # A lost child or an unexpected error: the tasks run again elsewhere. Their
         # records count attempts, so a task that keeps killing workers fails in the end.
         reject_all(messages, self._errors)
+
+
+class HandBackAtStop(bootsteps.StartStopStep):
+    """When the worker stops (a warm shutdown, before the pool is joined), the messages
+    it holds but does not run go back to the queue at once, for the workers that remain,
+    not when the running tasks are done (a scale-in's SIGTERM). When the consumer stops
+    for a lost connection, the batchers only stop sending: kombu restores their messages
+    as the connection's channel closes, and new batchers serve the next one."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def stop(self, parent: Any) -> None:
+        batchers = list(_BATCHERS)
+        for batcher in batchers:
+            batcher.stopping = True
+        if parent.blueprint.state != bootsteps.CLOSE:
+            return  # A lost connection: what they hold is restored as its channel closes.
+        # The pull waiting now could take a message handed back below: end it first.
+        channel = getattr(getattr(parent, "task_consumer", None), "channel", None)
+        stop_pulling = getattr(channel, "stop_pulling", None)
+        if stop_pulling is not None:
+            stop_pulling()
+        handed = sum(batcher.hand_back() for batcher in batchers)
+        if handed:
+            log.info("handed back held tasks", extra={"tasks": handed})
+
+    shutdown = stop
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from kombu import Queue
 from services.common import keys
 from services.common.pools import PoolSpec
 from services.common.settings import Settings
+from services.worker.batching import HandBackAtStop
 
 
 def create_celery_app(settings: Settings, pool: PoolSpec) -> Celery:
@@ -20,7 +21,8 @@ def create_celery_app(settings: Settings, pool: PoolSpec) -> Celery:
     takes a burst of messages per round trip (services.worker.transport).
     What a pool holds sits in its own ``unacked`` hash: pools with different time limits
     restore their own messages by their own visibility timeout, and that hash is what the
-    autoscaler counts as in flight.
+    autoscaler counts as in flight. When the worker stops, what it holds but does not run
+    goes back to the queue at once (``HandBackAtStop``, ``services.worker.pool``).
     """
     soft = settings.soft_time_limit or pool.soft_time_limit
     hard = settings.hard_time_limit or pool.hard_time_limit
@@ -28,6 +30,7 @@ def create_celery_app(settings: Settings, pool: PoolSpec) -> Celery:
     app = Celery(f"inferq-{pool.name}", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         broker_transport="services.worker.transport:Transport",
+        worker_pool="services.worker.pool:TaskPool",
         task_serializer="json",
         accept_content=["json"],
         result_backend=None,
@@ -61,4 +64,5 @@ def create_celery_app(settings: Settings, pool: PoolSpec) -> Celery:
             "health_check_interval": 10,
         },
     )
+    app.steps["consumer"].add(HandBackAtStop)
     return app

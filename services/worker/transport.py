@@ -7,13 +7,13 @@ the worker: a BRPOP for one message, then a MULTI/EXEC pipeline writing it into 
 the message from the queue into this consumer's own pulling list, and one Lua script then
 writes it into the ``unacked`` hash and index, empties the pulling list, and moves up to
 the prefetch room's worth of further messages from the queue there too (atomically, so a
-message is always in some key). The consumers of a queue say every restore interval that
-they are alive; what a consumer silent for three intervals left in its pulling list goes
-back to the head of the queue (``sweep_pullers``). The
-script is sent before the popped message goes on to the worker and its reply read after,
-so the round trip overlaps the hand-over to the pool instead of preceding it. kombu's
-bookkeeping stays in memory. The hash holds exactly what kombu writes there, so the backlog
-that KEDA counts works unchanged.
+message is always in some key). A consumer says it is alive before its first pull and
+then every restore interval; what one silent for three intervals left in its pulling list
+goes back to the head of the queue, put there by any live consumer or by the API
+(``services.common.pullers``). The script is sent before the popped message goes on to
+the worker and its reply read after, so the round trip overlaps the hand-over to the pool
+instead of preceding it. kombu's bookkeeping stays in memory. The hash holds exactly what
+kombu writes there, so the backlog that KEDA counts works unchanged.
 
 Holding, acknowledging and restoring must work when Redis is full (``maxmemory`` reached,
 ``noeviction``): a message BRPOP popped but could not record as held would live only in
@@ -28,6 +28,7 @@ the pulling list, is refused too: the consumer pops with BRPOP while Redis stays
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Iterator
@@ -43,14 +44,11 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 from redis.exceptions import NoScriptError, OutOfMemoryError
 
-from services.common import keys
+from services.common import keys, pullers
 from services.common.records import ALLOW_OOM
 
 #: At most this many messages are taken per round trip, whatever the prefetch room.
 MAX_BURST = 64
-
-#: A consumer that has not said it is alive for this many restore intervals is dead.
-PULLER_DEAD_AFTER = 3
 
 #: Seconds a consumer pops with BRPOP after a full Redis refused its BLMOVE.
 PULLS_REFUSED_PAUSE = 5.0
@@ -59,15 +57,19 @@ log = logging.getLogger(__name__)
 
 # KEYS: queue, unacked hash, unacked index, and the consumer's pulling list when BLMOVE
 # took the message; ARGV: count, now, then the popped message's delivery tag and its hash
-# value, if any. Records that message (and empties the pulling list it waits in), then
-# takes up to count more and returns them, oldest first. Each taken message's hash value is kombu's
-# ``[message, exchange, routing key]`` built around the message's own bytes, so no field
-# is re-encoded.
+# value, if any. Records that message (and takes it off the head of the pulling list),
+# then takes up to count more and returns them, oldest first. Each taken message's hash
+# value is kombu's ``[message, exchange, routing key]`` built around the message's own
+# bytes, so no field is re-encoded.
 TAKE_SCRIPT = ALLOW_OOM + """
 if ARGV[3] then
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-  if KEYS[4] then redis.call('DEL', KEYS[4]) end
+  if KEYS[4] then
+    redis.call('LPOP', KEYS[4])
+    -- Older entries were pulled by a BLMOVE whose reply never came (a dropped socket).
+    while redis.call('LMOVE', KEYS[4], KEYS[1], 'LEFT', 'RIGHT') do end
+  end
 end
 local count = tonumber(ARGV[1])
 if count <= 0 then return {} end
@@ -105,25 +107,6 @@ return 1
 """
 
 
-# KEYS: the queue's pullers; ARGV: this consumer, now, the time before which a consumer
-# that has not said it is alive is taken for dead. Says this one is alive; returns the dead.
-PULLERS_SCRIPT = ALLOW_OOM + """
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
-"""
-
-# KEYS: the queue's pullers, a dead consumer's pulling list, the queue; ARGV: the consumer,
-# the time before which it is taken for dead. Puts what it was pulling back at the head of
-# the queue, unless it has said it is alive since.
-SWEEP_SCRIPT = ALLOW_OOM + """
-local seen = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if seen and tonumber(seen) >= tonumber(ARGV[2]) then return 0 end
-local moved = 0
-while redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'RIGHT') do moved = moved + 1 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-return moved
-"""
-
 # KEYS: the exchange's binding table and its permanent copy; ARGV: the binding.
 BIND_SCRIPT = ALLOW_OOM + """
 redis.call('SADD', KEYS[1], ARGV[1])
@@ -131,8 +114,8 @@ return redis.call('SADD', KEYS[2], ARGV[1])
 """
 
 
-SCRIPTS = {"take": TAKE_SCRIPT, "restore": RESTORE_SCRIPT, "pullers": PULLERS_SCRIPT,
-           "sweep": SWEEP_SCRIPT, "bind": BIND_SCRIPT}
+SCRIPTS = {"take": TAKE_SCRIPT, "restore": RESTORE_SCRIPT, "alive": pullers.ALIVE_SCRIPT,
+           "sweep": pullers.SWEEP_SCRIPT, "bind": BIND_SCRIPT}
 
 
 class _PendingTake:
@@ -239,6 +222,8 @@ class Channel(kombu_redis.Channel):
     #: Until when (monotonic) BRPOP stands in for BLMOVE, which a full Redis refused.
     _pulls_refused_until = 0.0
     _pending: _PendingTake | None = None
+    #: When (monotonic) this consumer last said it is alive; never, before its first pull.
+    _alive_said_at = -math.inf
 
     @cached_property
     def consumer_id(self) -> str:
@@ -249,11 +234,15 @@ class Channel(kombu_redis.Channel):
         # One queue: BLMOVE, not BRPOP, so a popped message waits in this consumer's pulling
         # list until the take script records it as held. A process that dies between the
         # two (or loses its connection to the reply) leaves it there, not nowhere: the
-        # other consumers put it back (sweep_pullers).
+        # other consumers or the API put it back once it is found dead (sweep_pullers).
         queue = self._burst_queue()
         if queue is None or time.monotonic() < self._pulls_refused_until:
             super()._brpop_start(timeout)
             return
+        if time.monotonic() - self._alive_said_at >= self.unacked_restore_interval:
+            # Before the first pull of this consumer (a new one after each reconnect) and
+            # then once an interval: whatever its list ever holds, it is known to sweepers.
+            self._say_alive(queue)
         self._pulling_from = queue
         self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]
@@ -287,23 +276,53 @@ class Channel(kombu_redis.Channel):
             if flush is not None:
                 flush()
 
+    def stop_pulling(self) -> None:
+        """End the pull this consumer is waiting on now and deliver what it took, if
+        anything: a stopping worker hands back what it holds, not to itself."""
+        connection: Any = self._in_poll
+        if not connection:
+            return
+        try:
+            self._unblock(connection)
+        except Exception:  # CLIENT refused (some managed Redis) or Redis gone.
+            log.info("could not end a pull at once; it ends by its timeout", exc_info=True)
+        try:
+            self._brpop_read()
+        except Empty:
+            pass
+        except self.connection_errors:
+            log.warning("could not end a pull; what it took returns when this consumer "
+                        "is found dead", exc_info=True)
+
+    def _unblock(self, connection: Any) -> None:
+        """Unblock the command waiting on ``connection``, found by its address (behind a
+        proxy that changes it, nothing is found: the pull ends by its timeout)."""
+        if connection._sock is None:
+            return
+        address = "{}:{}".format(*connection._sock.getsockname()[:2])
+        for client in self._sync_client.client_list(_type="normal"):
+            if client.get("addr") == address:
+                self._sync_client.client_unblock(int(client["id"]))
+
     def sweep_pullers(self) -> None:
         """Say this consumer is alive; put back what dead consumers were pulling."""
         queue = self._burst_queue()
         if queue is None:
             return
-        now = time.time()
-        dead_before = now - PULLER_DEAD_AFTER * self.unacked_restore_interval
-        registry = keys.pullers_key(queue)
-        dead = self._scripts["pullers"](keys=[registry],
-                                        args=[self.consumer_id, now, dead_before])
-        for consumer in map(bytes_to_str, dead):
-            moved = self._scripts["sweep"](
-                keys=[registry, keys.pulling_key(queue, consumer), queue],
-                args=[consumer, dead_before])
+        self._say_alive(queue)
+        swept = self._scripts["sweep"](keys=pullers.sweep_keys(queue),
+                                       args=pullers.sweep_args(queue))
+        for consumer, moved in pullers.left_behind(swept).items():
             if moved:
                 log.warning("put back messages a dead consumer was pulling",
                             extra={"queue": queue, "consumer": consumer, "messages": moved})
+
+    def _say_alive(self, queue: str) -> None:
+        """Count this consumer alive for the next few restore intervals."""
+        self._scripts["alive"](keys=[keys.pullers_key(queue)],
+                               args=[self.consumer_id,
+                                     pullers.alive_for(self.unacked_restore_interval)])
+        self._alive_said_at = time.monotonic()
 
     @cached_property
     def _sync_client(self) -> Any:

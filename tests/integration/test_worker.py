@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from processes import ServiceProcess, start_worker
 from task_client import IRIS_ROW, submit, wait_all, wait_status
 
@@ -165,11 +167,11 @@ def test_sigterm_hands_back_held_tasks_at_once(
     """A scale-in: Kubernetes sends SIGTERM to the worker's main process only.
 
     The running task finishes; the tasks the worker holds but has not started go back to
-    the queue when it exits, not after the visibility timeout (set long here to tell the
-    two apart), so the pods that remain take them at once.
+    the queue at once, not when it exits nor after the visibility timeout (set long here
+    to tell them apart), so the pods that remain take them while it finishes.
     """
     env = dict(stack_env, INFERQ_VISIBILITY_TIMEOUT="600")
-    task_ids = [submit(client, "sleepy", [[1.0, i]]) for i in range(5)]
+    task_ids = [submit(client, "sleepy", [[2.0, i]]) for i in range(5)]
     worker = start_worker(env, logs)
     wait_status(client, task_ids[0], "running")
     store = redis_server.client()
@@ -178,15 +180,48 @@ def test_sigterm_hands_back_held_tasks_at_once(
         assert time.monotonic() < deadline, "the worker never held every task"
         time.sleep(0.05)
     worker.process.send_signal(signal.SIGTERM)
-    assert worker.process.wait(timeout=30) == 0
+    wait_until(lambda: store.llen("inference") == 4, 2, "held tasks handed back")
+    assert worker.process.poll() is None  # Still finishing the running task.
+    assert worker.process.wait(timeout=10) == 0
     assert store.hlen("inferq:unacked:inference") == 0
     assert client.get(f"/v1/tasks/{task_ids[0]}").json()["status"] == "succeeded"
-    assert store.llen("inference") == 4
     replacement = start_worker(env, logs)
     try:
         tasks = wait_all(client, task_ids, timeout=30)
         assert [t["status"] for t in tasks] == ["succeeded"] * 5
-        assert [t["result"]["predictions"] for t in tasks] == [[1.0 + i] for i in range(5)]
+        assert [t["result"]["predictions"] for t in tasks] == [[2.0 + i] for i in range(5)]
+    finally:
+        replacement.stop()
+
+
+def test_sigterm_while_a_child_has_not_taken_its_job_exits_at_once(
+    client: httpx.Client, stack_env: dict[str, str], logs: Path, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    """A job written to a child that has not taken it yet when SIGTERM comes still runs
+    there: the worker reads its result and exits once it is done, not 30 s later (the
+    child waited for the main process to read its result, which it no longer did)."""
+    env = dict(stack_env, INFERQ_VISIBILITY_TIMEOUT="600")
+    store = redis_server.client()
+    worker = start_worker(env, logs)
+    (child,) = pool_children(worker)
+    os.kill(child, signal.SIGSTOP)
+    try:
+        task_ids = [submit(client, "sleepy", [[0.1, i]]) for i in range(3)]
+        wait_until(lambda: store.hlen("inferq:unacked:inference") == 3, 10, "tasks held")
+        time.sleep(0.3)  # The first one's job written into the stopped child's pipe.
+        worker.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: store.llen("inference") == 2, 2, "unstarted tasks handed back")
+    finally:
+        os.kill(child, signal.SIGCONT)
+    resumed = time.monotonic()
+    assert worker.process.wait(timeout=30) == 0
+    assert time.monotonic() - resumed < 6
+    assert client.get(f"/v1/tasks/{task_ids[0]}").json()["status"] == "succeeded"
+    assert store.hlen("inferq:unacked:inference") == 0
+    replacement = start_worker(env, logs)
+    try:
+        tasks = wait_all(client, task_ids, timeout=30)
+        assert [t["result"]["predictions"] for t in tasks] == [[0.1 + i] for i in range(3)]
     finally:
         replacement.stop()
 
@@ -217,3 +252,90 @@ def test_a_message_caught_between_pop_and_hold_comes_back(
         assert store.keys("inferq:pulling:*") == []
     finally:
         worker.stop()
+
+
+def test_a_worker_killed_in_its_first_second_of_pulling_loses_nothing(
+    client: httpx.Client, stack_env: dict[str, str], logs: Path, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    """A consumer is known to the sweepers before its first pull: a worker killed with a
+    message in its pulling list the moment it started consuming leaves it to the others."""
+    worker = start_worker(stack_env, logs)
+    task_id = strand_a_message(client, worker, redis_server.client())
+    replacement = start_worker(stack_env, logs)
+    try:
+        (task,) = wait_all(client, [task_id], timeout=30)
+        assert task["status"] == "succeeded" and task["result"]["predictions"] == [0.0]
+        assert redis_server.client().keys("inferq:pulling:*") == []
+    finally:
+        replacement.stop()
+
+
+def test_a_worker_killed_right_after_a_redis_restart_loses_nothing(
+    client: httpx.Client, stack_env: dict[str, str], logs: Path, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    """After a Redis restart a worker consumes on a new connection, as a new consumer: one
+    killed the moment it pulls again leaves its message to the others too."""
+    worker = start_worker(stack_env, logs)
+    store = redis_server.client()
+    wait_until(lambda: pulls(store), 10, "a pull")
+    redis_server.restart()
+    store = redis_server.client()
+    wait_until(lambda: client.get("/readyz").status_code == 200, 15, "the API ready")
+    task_id = strand_a_message(client, worker, store)
+    replacement = start_worker(stack_env, logs)
+    try:
+        (task,) = wait_all(client, [task_id], timeout=30)
+        assert task["status"] == "succeeded" and task["result"]["predictions"] == [0.0]
+    finally:
+        replacement.stop()
+
+
+def test_what_a_dead_worker_was_pulling_comes_back_with_no_worker_left(
+    client: httpx.Client, stack_env: dict[str, str], logs: Path, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    """A pool at zero has no worker to sweep, and KEDA counts only the queue and the held
+    hash: the API puts the message back in the queue, where KEDA sees it."""
+    store = redis_server.client()
+    task_id = strand_a_message(client, start_worker(stack_env, logs), store)
+    wait_until(lambda: store.llen("inference") == 1, 20, "the message back in its queue")
+    assert store.keys("inferq:pulling:*") == []
+    worker = start_worker(stack_env, logs)
+    try:
+        (task,) = wait_all(client, [task_id], timeout=30)
+        assert task["status"] == "succeeded"
+    finally:
+        worker.stop()
+
+
+def strand_a_message(client: httpx.Client, worker: ServiceProcess, store: redis.Redis) -> str:
+    """Stop ``worker`` while its BLMOVE waits, submit a task (BLMOVE takes it into the
+    worker's pulling list, the worker never reads the reply), then SIGKILL it; the task."""
+    wait_until(lambda: pulls(store), 10, "the worker's first pull")
+    os.killpg(worker.pid, signal.SIGSTOP)
+    try:
+        task_id = submit(client, "sleepy", [[0.0, 0.0]])
+        wait_until(lambda: store.keys("inferq:pulling:inference:*"), 5, "a pulled message")
+        assert store.llen("inference") == 0
+        (pulling,) = store.keys("inferq:pulling:inference:*")
+        consumer = pulling.decode().rsplit(":", 1)[1]
+        # Known to the sweepers from its first pull, not from its first restore interval.
+        assert store.zscore("inferq:pullers:inference", consumer) is not None
+    finally:
+        worker.kill()
+    return task_id
+
+
+def pulls(store: redis.Redis) -> bool:
+    return any(c.get("cmd") == "blmove" for c in store.client_list())
+
+
+def pool_children(worker: ServiceProcess) -> list[int]:
+    children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.05)
