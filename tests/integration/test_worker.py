@@ -59,7 +59,7 @@ def test_a_delete_racing_the_worker_cancels_or_answers_409_never_both(
                 assert task.get("result") is None
             else:
                 assert code == 409
-                assert task["status"] == "succeeded" and task["result"]["predictions"] == [0]
+                assert task["status"] == "succeeded" and task["result"]["predictions"] == ["setosa"]
     finally:
         worker.stop()
 
