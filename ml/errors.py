@@ -4,6 +4,9 @@
 class ModelError(Exception):
     """Base of every error the model layer raises on purpose."""
 
+    #: The snake_case code a failed task's error carries, where a client can act on it.
+    code: str | None = None
+
 
 class ModelNotFoundError(ModelError):
     pass

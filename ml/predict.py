@@ -25,7 +25,7 @@ def predict(
     refuses what an earlier one turned into infinity, or the predictions are not finite.
     """
     try:
-        result = _predict(metadata, estimator, rows, return_probabilities)
+        return _predict(metadata, estimator, rows, return_probabilities)
     except ValueError as exc:
         if _NON_FINITE_INPUT.search(str(exc)):
             raise NonFiniteValues(
@@ -33,7 +33,6 @@ def predict(
                 f"rows ({exc}); send values of smaller magnitude"
             ) from exc
         raise
-    return result
 
 
 def _predict(

@@ -82,7 +82,7 @@ class BacklogExporter:
             backlog, memory = await read_redis(self._client, self._kinds, memory=True)
             # A pool scaled to zero has no worker to put back what a dead one was pulling,
             # and KEDA does not count pulling lists: the API does it.
-            await sweep_queues(self._client, list(self._kinds))
+            await sweep_queues(self._client, self._kinds)
         except (RedisError, OSError):
             REDIS_UP.set(0)
             return

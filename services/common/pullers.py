@@ -70,10 +70,12 @@ def left_behind(reply: Iterable[Any]) -> dict[str, int]:
 
 async def sweep_queues(client: aioredis.Redis, queues: Iterable[str]) -> dict[str, int]:
     """Put back, for each of ``queues``, what its dead consumers were pulling; the messages
-    put back by queue. One script call a queue."""
+    put back by queue. One round trip for all of them."""
+    ordered = list(dict.fromkeys(queues))
     script = client.register_script(SWEEP_SCRIPT)
-    put_back = {}
-    for queue in dict.fromkeys(queues):
-        dead = left_behind(await script(keys=sweep_keys(queue), args=sweep_args(queue)))
-        put_back[queue] = sum(dead.values())
-    return put_back
+    async with client.pipeline(transaction=False) as pipe:
+        for queue in ordered:
+            await script(keys=sweep_keys(queue), args=sweep_args(queue), client=pipe)
+        replies = await pipe.execute()
+    return {queue: sum(left_behind(reply).values())
+            for queue, reply in zip(ordered, replies, strict=True)}

@@ -86,9 +86,8 @@ def error_payload(exc: BaseException) -> dict[str, str]:
     """A failed task's error: the exception's type and message, never a traceback, and the
     snake_case code of a model error that has one."""
     payload = {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
-    code = getattr(exc, "code", None)
-    if isinstance(exc, ModelError) and isinstance(code, str):
-        payload["code"] = code
+    if isinstance(exc, ModelError) and exc.code:
+        payload["code"] = exc.code
     return payload
 
 

@@ -6,7 +6,9 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -116,14 +118,11 @@ def test_sigkilled_worker_loses_nothing(
     held = redis_server.client().hlen("inferq:unacked:inference")
     assert held >= 1
     worker.kill()
-    replacement = start_worker(stack_env, logs, concurrency=2)
-    try:
-        tasks = wait_all(client, task_ids, timeout=90)
+    with answered_by_a_new_worker(client, stack_env, logs, task_ids, timeout=90,
+                                  concurrency=2) as tasks:
         assert [t["status"] for t in tasks] == ["succeeded"] * 6
         assert [t["result"]["predictions"] for t in tasks] == [[1.0 + i] for i in range(6)]
         assert redis_server.client().hlen("inferq:unacked:inference") == 0
-    finally:
-        replacement.stop()
 
 
 def test_redis_restart_loses_nothing(
@@ -185,13 +184,9 @@ def test_sigterm_hands_back_held_tasks_at_once(
     assert worker.process.wait(timeout=10) == 0
     assert store.hlen("inferq:unacked:inference") == 0
     assert client.get(f"/v1/tasks/{task_ids[0]}").json()["status"] == "succeeded"
-    replacement = start_worker(env, logs)
-    try:
-        tasks = wait_all(client, task_ids, timeout=30)
+    with answered_by_a_new_worker(client, env, logs, task_ids) as tasks:
         assert [t["status"] for t in tasks] == ["succeeded"] * 5
         assert [t["result"]["predictions"] for t in tasks] == [[2.0 + i] for i in range(5)]
-    finally:
-        replacement.stop()
 
 
 def test_sigterm_while_a_child_has_not_taken_its_job_exits_at_once(
@@ -218,12 +213,8 @@ def test_sigterm_while_a_child_has_not_taken_its_job_exits_at_once(
     assert time.monotonic() - resumed < 6
     assert client.get(f"/v1/tasks/{task_ids[0]}").json()["status"] == "succeeded"
     assert store.hlen("inferq:unacked:inference") == 0
-    replacement = start_worker(env, logs)
-    try:
-        tasks = wait_all(client, task_ids, timeout=30)
+    with answered_by_a_new_worker(client, env, logs, task_ids) as tasks:
         assert [t["result"]["predictions"] for t in tasks] == [[0.1 + i] for i in range(3)]
-    finally:
-        replacement.stop()
 
 
 def test_a_message_caught_between_pop_and_hold_comes_back(
@@ -261,13 +252,9 @@ def test_a_worker_killed_in_its_first_second_of_pulling_loses_nothing(
     message in its pulling list the moment it started consuming leaves it to the others."""
     worker = start_worker(stack_env, logs)
     task_id = strand_a_message(client, worker, redis_server.client())
-    replacement = start_worker(stack_env, logs)
-    try:
-        (task,) = wait_all(client, [task_id], timeout=30)
+    with answered_by_a_new_worker(client, stack_env, logs, [task_id]) as (task,):
         assert task["status"] == "succeeded" and task["result"]["predictions"] == [0.0]
         assert redis_server.client().keys("inferq:pulling:*") == []
-    finally:
-        replacement.stop()
 
 
 def test_a_worker_killed_right_after_a_redis_restart_loses_nothing(
@@ -282,12 +269,8 @@ def test_a_worker_killed_right_after_a_redis_restart_loses_nothing(
     store = redis_server.client()
     wait_until(lambda: client.get("/readyz").status_code == 200, 15, "the API ready")
     task_id = strand_a_message(client, worker, store)
-    replacement = start_worker(stack_env, logs)
-    try:
-        (task,) = wait_all(client, [task_id], timeout=30)
+    with answered_by_a_new_worker(client, stack_env, logs, [task_id]) as (task,):
         assert task["status"] == "succeeded" and task["result"]["predictions"] == [0.0]
-    finally:
-        replacement.stop()
 
 
 def test_what_a_dead_worker_was_pulling_comes_back_with_no_worker_left(
@@ -327,6 +310,20 @@ def strand_a_message(client: httpx.Client, worker: ServiceProcess, store: redis.
 
 def pulls(store: redis.Redis) -> bool:
     return any(c.get("cmd") == "blmove" for c in store.client_list())
+
+
+@contextmanager
+def answered_by_a_new_worker(
+    client: httpx.Client, env: dict[str, str], logs: Path, task_ids: list[str],
+    timeout: float = 30, **worker: Any,
+) -> Iterator[list[dict[str, Any]]]:
+    """The tasks, terminal, as a worker started now answers them; it runs until the
+    ``with`` block ends."""
+    replacement = start_worker(env, logs, **worker)
+    try:
+        yield wait_all(client, task_ids, timeout=timeout)
+    finally:
+        replacement.stop()
 
 
 def pool_children(worker: ServiceProcess) -> list[int]:
