@@ -67,7 +67,8 @@ def run_local_stack(settings: Settings, options: StackOptions) -> int:
             server = find_server_binary()
             log.info("starting redis", extra={"server": server, "port": redis_port,
                                               "dir": str(state_dir / "redis")})
-            redis = start_redis(redis_port, state_dir / "redis", server, pass_fds=(lock,))
+            redis = start_redis(redis_port, state_dir / "redis", server, pass_fds=(lock,),
+                                dies_with_caller=True)
             supervisor.adopt("redis", redis, last=True)
             env["INFERQ_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
         from ml.demo import ensure_demo

@@ -21,7 +21,8 @@ _PR_SET_PDEATHSIG = 1
 def die_with_parent() -> Callable[[], None] | None:
     """A ``preexec_fn`` that has Linux send the child SIGTERM when this process dies, even
     by SIGKILL: a child in a session of its own is otherwise adopted by init and lives on.
-    None where there is no such thing."""
+    Linux sends it when the *thread* that forked the child ends, so only a process's main
+    thread may start such children. None where there is no such thing."""
     if not sys.platform.startswith("linux"):
         return None
     parent = os.getpid()

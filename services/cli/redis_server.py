@@ -50,8 +50,13 @@ def start_redis(
     binary: str | None = None,
     appendonly: bool = True,
     pass_fds: Sequence[int] = (),
+    dies_with_caller: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start a server on 127.0.0.1:``port``, files in ``data_dir``; wait until it answers."""
+    """Start a server on 127.0.0.1:``port``, files in ``data_dir``; wait until it answers.
+
+    ``dies_with_caller``: it gets SIGTERM when the calling thread ends (``die_with_parent``),
+    for a supervisor that starts it from its main thread; a server started from a worker
+    thread would be stopped when that thread is."""
     data_dir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [
@@ -76,7 +81,7 @@ def start_redis(
         # Out of the terminal's process group: Ctrl-C stops the services that use it first,
         # and whoever started it stops it last.
         start_new_session=True,
-        preexec_fn=die_with_parent(),
+        preexec_fn=die_with_parent() if dies_with_caller else None,
         pass_fds=pass_fds,
     )
     deadline = time.monotonic() + 10

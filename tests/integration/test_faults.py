@@ -14,11 +14,6 @@ import pytest
 FAULTS = Path(__file__).parents[2] / "benchmarks" / "faults.py"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the run's final read of the task records once found Redis refusing connections "
-    "after its restart (Error 111); under investigation",
-)
 def test_every_accepted_task_ends_right_through_kills_a_sigterm_and_a_redis_restart(
     tmp_path: Path, record_property: Any
 ) -> None:
