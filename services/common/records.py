@@ -20,17 +20,13 @@ message) and clients can still read and wait for their tasks.
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import orjson
-import redis
-from redis.client import Pipeline
-from redis.exceptions import NoScriptError, ResponseError
 
 #: The first line of a script Redis runs even when full: it finishes, cancels or reads work
 #: already accepted, and adds little or frees more (a finish acknowledges the message).
@@ -163,103 +159,6 @@ if status ~= 'succeeded' and status ~= 'failed' and status ~= 'cancelled' then
 end
 return redis.call('HGETALL', KEYS[1])
 """
-
-
-class ScriptPipeline:
-    """Lua scripts called by EVALSHA inside pipelines, loaded once per process.
-
-    redis-py's ``Script`` objects ask Redis ``SCRIPT EXISTS`` before every pipeline that
-    uses them: a second round trip each time. Here a script is loaded on first use and
-    again only when Redis answers NOSCRIPT (after a restart or ``SCRIPT FLUSH``).
-    """
-
-    def __init__(self, client: redis.Redis, *scripts: str) -> None:
-        self._client = client
-        self._sha = {s: hashlib.sha1(s.encode()).hexdigest() for s in scripts}
-        self._loaded = False
-
-    def call(self, pipe: Pipeline, script: str, keys: Sequence[str],
-             args: Sequence[Any]) -> None:
-        pipe.evalsha(self._sha[script], len(keys), *keys, *args)
-
-    def execute(self, build: Callable[[Pipeline], None]) -> list[Any]:
-        """Run the pipeline ``build`` fills; load the scripts and retry once on NOSCRIPT."""
-        if not self._loaded:
-            self._load()
-        pipe = self._client.pipeline(transaction=False)
-        build(pipe)
-        try:
-            return list(pipe.execute())
-        except NoScriptError:
-            self._load()
-            pipe = self._client.pipeline(transaction=False)
-            build(pipe)
-            return list(pipe.execute())
-
-    def send(self, build: Callable[[Pipeline], None]) -> SentPipeline:
-        """Send the pipeline ``build`` fills without waiting for its replies.
-
-        The caller works while Redis runs it, then reads the replies with ``read()``. A
-        connection lost before the replies came runs the pipeline again, so its commands
-        must bear running twice.
-        """
-        if not self._loaded:
-            self._load()
-        pipe = self._client.pipeline(transaction=False)
-        build(pipe)
-        return SentPipeline(self, build, [args for args, _options in pipe.command_stack])
-
-    def _load(self) -> None:
-        for script in self._sha:
-            self._client.script_load(script)
-        self._loaded = True
-
-
-class SentPipeline:
-    """Commands written to a connection held until their replies are read."""
-
-    def __init__(self, scripts: ScriptPipeline, build: Callable[[Pipeline], None],
-                 commands: list[tuple[Any, ...]]) -> None:
-        self._scripts = scripts
-        self._build = build
-        self._count = len(commands)
-        self._pool = scripts._client.connection_pool
-        self._connection: Any = self._pool.get_connection()
-        try:
-            self._connection.send_packed_command(self._connection.pack_commands(commands))
-        except BaseException:
-            self._release(broken=True)
-            raise
-
-    def read(self) -> list[Any]:
-        """The replies, as ``ScriptPipeline.execute`` returns them."""
-        replies: list[Any] = []
-        try:
-            for _ in range(self._count):
-                try:
-                    replies.append(self._connection.read_response())
-                except ResponseError as exc:
-                    replies.append(exc)
-        except (redis.ConnectionError, redis.TimeoutError):
-            self._release(broken=True)
-            # Ambiguous: run them again, with the client's own reconnection and retries.
-            return self._scripts.execute(self._build)
-        except BaseException:
-            self._release(broken=True)
-            raise
-        self._release()
-        if any(isinstance(r, NoScriptError) for r in replies):
-            return self._scripts.execute(self._build)  # Nothing ran: load, then run.
-        for reply in replies:
-            if isinstance(reply, ResponseError):
-                raise reply
-        return replies
-
-    def _release(self, broken: bool = False) -> None:
-        if broken:
-            # Replies may still be owed on this connection: never reuse it.
-            self._connection.disconnect()
-        self._pool.release(self._connection)
 
 
 def new_record(

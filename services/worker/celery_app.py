@@ -8,7 +8,7 @@ from kombu import Queue
 from services.common import keys
 from services.common.pools import PoolSpec
 from services.common.settings import Settings
-from services.worker.batching import HandBackAtStop
+from services.worker.broker import POOL, TRANSPORT, HandBackAtStop
 
 
 def create_celery_app(settings: Settings, pool: PoolSpec) -> Celery:
@@ -18,19 +18,19 @@ def create_celery_app(settings: Settings, pool: PoolSpec) -> Celery:
     worker that dies goes back to its queue. A worker holds at most ``prefetch_per_child``
     messages per child: enough for micro-batching (one batch running, one gathering), few
     enough that a backlog stays in the queue for the pods the autoscaler adds. Its consumer
-    takes a burst of messages per round trip (services.worker.transport).
+    takes a burst of messages per round trip (``services.worker.broker``).
     What a pool holds sits in its own ``unacked`` hash: pools with different time limits
     restore their own messages by their own visibility timeout, and that hash is what the
     autoscaler counts as in flight. When the worker stops, what it holds but does not run
-    goes back to the queue at once (``HandBackAtStop``, ``services.worker.pool``).
+    goes back to the queue at once (``HandBackAtStop``).
     """
     soft = settings.soft_time_limit or pool.soft_time_limit
     hard = settings.hard_time_limit or pool.hard_time_limit
     visibility = settings.visibility_timeout or max(pool.default_visibility_timeout, hard + 5)
     app = Celery(f"inferq-{pool.name}", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
-        broker_transport="services.worker.transport:Transport",
-        worker_pool="services.worker.pool:TaskPool",
+        broker_transport=TRANSPORT,
+        worker_pool=POOL,
         task_serializer="json",
         accept_content=["json"],
         result_backend=None,

@@ -20,7 +20,6 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 from redis.client import Pipeline
 
-from ml.errors import ModelError
 from ml.store import ModelCache
 from services.common import keys
 from services.common.metrics import (
@@ -31,20 +30,12 @@ from services.common.metrics import (
     TASKS_FINISHED,
     series,
 )
-from services.common.records import (
-    FINISH_SCRIPT,
-    START_SCRIPT,
-    ScriptPipeline,
-    Status,
-    decoded,
-    finish_args,
-)
+from services.common.records import FINISH_SCRIPT, START_SCRIPT, Status, decoded, finish_args
 from services.common.telemetry import tracer
+from services.worker import task_errors
+from services.worker.broker import ScriptPipeline, acknowledge_in
 
 log = logging.getLogger(__name__)
-
-#: A task redelivered this many times (its worker died each time) fails instead of running.
-MAX_ATTEMPTS = 3
 
 
 @dataclass
@@ -82,15 +73,6 @@ class Outcome:
     finished_at: float
 
 
-def error_payload(exc: BaseException) -> dict[str, str]:
-    """A failed task's error: the exception's type and message, never a traceback, and the
-    snake_case code of a model error that has one."""
-    payload = {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
-    if isinstance(exc, ModelError) and exc.code:
-        payload["code"] = exc.code
-    return payload
-
-
 class Executor:
     """Moves task records through their states and calls the models."""
 
@@ -125,12 +107,10 @@ class Executor:
             status = decoded(status)
             if status != Status.RUNNING:
                 log.info("task skipped", extra={"task_id": request.task_id, "status": status})
-            elif int(attempts) > MAX_ATTEMPTS:
+            elif int(attempts) > task_errors.MAX_ATTEMPTS:
                 now = time.time()
-                refused.append(Outcome(request, Status.FAILED, {
-                    "type": "WorkerLost",
-                    "message": f"the task's worker died {MAX_ATTEMPTS} times while running it",
-                }, now, now))
+                refused.append(Outcome(request, Status.FAILED, task_errors.worker_lost(),
+                                       now, now))
             else:
                 runnable.append(request)
         return runnable, refused
@@ -149,8 +129,7 @@ class Executor:
                                    None if announced else o.started_at)
                 self._scripts.call(pipe, FINISH_SCRIPT, [keys.task_key(o.request.task_id)], args)
             if delivery_tags:
-                forget_held(pipe, keys.unacked_key(self._queue),
-                            keys.unacked_index_key(self._queue), delivery_tags)
+                acknowledge_in(pipe, self._queue, delivery_tags)
 
         replies = self._scripts.execute(build)
         stored = time.time()
@@ -167,10 +146,6 @@ class Executor:
                 series(TASK_QUEUE_WAIT, *labels).observe(
                     max(0.0, outcome.started_at - request.submitted_at)
                 )
-
-    def finish_one(self, request: PredictRequest, status: Status, payload: dict[str, Any]) -> None:
-        now = time.time()
-        self.finish([Outcome(request, status, payload, now, now)])
 
     def run(self, requests: Sequence[PredictRequest], delivery_tags: Sequence[str] = (),
             announce: bool = True) -> list[Outcome]:
@@ -205,14 +180,6 @@ class Executor:
         outcomes += refused
         self.finish(outcomes, delivery_tags)
         return outcomes
-
-
-def forget_held(pipe: Pipeline, unacked_key: str, unacked_index_key: str,
-                tags: Sequence[str]) -> None:
-    """Acknowledge messages in Redis: take ``tags`` out of the pool's unacked hash and its
-    index, as kombu's Redis QoS does, so they are never restored to the queue."""
-    pipe.zrem(unacked_index_key, *tags)
-    pipe.hdel(unacked_key, *tags)
 
 
 def predict_all(cache: ModelCache, requests: Sequence[PredictRequest]) -> list[Outcome]:
@@ -258,7 +225,8 @@ def predict_all(cache: ModelCache, requests: Sequence[PredictRequest]) -> list[O
                 "prediction failed", extra={"task_id": group[0].task_id, "error": repr(exc)}
             )
             outcomes.append(
-                Outcome(group[0], Status.FAILED, error_payload(exc), started, time.time())
+                Outcome(group[0], Status.FAILED, task_errors.from_exception(exc), started,
+                        time.time())
             )
             continue
         finished = time.time()

@@ -14,7 +14,8 @@ from ml.store import ModelCache
 from services.common import keys
 from services.common.pools import INFERENCE
 from services.common.records import CANCEL_SCRIPT, Status, new_record
-from services.worker.execution import MAX_ATTEMPTS, Executor, PredictRequest
+from services.worker.execution import Executor, PredictRequest
+from services.worker.task_errors import MAX_ATTEMPTS
 
 QUEUE = INFERENCE.queue
 

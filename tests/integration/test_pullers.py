@@ -10,7 +10,7 @@ import redis
 import redis.asyncio as aioredis
 
 from services.common import keys, pullers
-from services.worker.transport import TAKE_SCRIPT
+from services.worker.broker.transport import TAKE_SCRIPT
 
 QUEUE = "pullers-test"
 

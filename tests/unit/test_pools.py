@@ -33,7 +33,7 @@ def test_bad_pools_are_refused_by_name(args: tuple[str, str | None, str | None],
 
 def test_batch_limits_come_from_the_pool_unless_settings_override_them() -> None:
     from services.common.settings import Settings
-    from services.worker.batching import BatchLimits
+    from services.worker.policy import BatchLimits
 
     inference = BatchLimits.for_pool(Settings(), INFERENCE)
     assert (inference.max_rows, inference.max_wait, inference.inline_max) == (256, 0.0, 0.002)

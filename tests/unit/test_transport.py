@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kombu.utils.json import loads
 
-from services.worker.transport import _held_value
+from services.worker.broker.transport import _held_value
 
 
 def test_a_held_message_reads_back_as_kombu_wrote_it() -> None:

@@ -42,10 +42,11 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
-from redis.exceptions import NoScriptError, OutOfMemoryError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
 from services.common import keys, pullers
 from services.common.records import ALLOW_OOM
+from services.worker.broker.deferred import Sent
 
 #: At most this many messages are taken per round trip, whatever the prefetch room.
 MAX_BURST = 64
@@ -119,7 +120,7 @@ SCRIPTS = {"take": TAKE_SCRIPT, "restore": RESTORE_SCRIPT, "alive": pullers.ALIV
 
 
 class _PendingTake:
-    """A TAKE_SCRIPT call sent on a connection held until its reply is read."""
+    """A TAKE_SCRIPT call sent now, its reply (the messages taken) read later."""
 
     def __init__(self, channel: Channel, queue: str, args: list[Any]) -> None:
         self.queue = queue
@@ -128,32 +129,18 @@ class _PendingTake:
         if channel._pulling_from == queue:
             self._keys.append(keys.pulling_key(queue, channel.consumer_id))
         self._args = args
-        self._pool = channel._sync_client.connection_pool
-        self._connection = self._pool.get_connection()
-        try:
-            self._connection.send_command("EVALSHA", channel._scripts["take"].sha, len(self._keys),
-                                          *self._keys, *args)
-        except BaseException:
-            self._release(broken=True)
-            raise
+        sha = channel._scripts["take"].sha
+        self._sent = Sent(channel._sync_client,
+                          [("EVALSHA", sha, len(self._keys), *self._keys, *args)])
 
     def read(self) -> list[bytes]:
-        try:
-            items = self._connection.read_response()
-        except NoScriptError:
+        (items,) = self._sent.read()
+        if isinstance(items, NoScriptError):
             # Not run (Redis restarted or flushed its scripts): load it and run it now.
             items = self._channel._scripts["take"](keys=self._keys, args=self._args)
-        except BaseException:
-            self._release(broken=True)
-            raise
-        self._release()
+        elif isinstance(items, ResponseError):
+            raise items
         return list(items or ())
-
-    def _release(self, broken: bool = False) -> None:
-        if broken:
-            # A reply may still be owed on this connection: never reuse it.
-            self._connection.disconnect()
-        self._pool.release(self._connection)
 
 
 class QoS(kombu_redis.QoS):
