@@ -49,6 +49,8 @@ SURFACE: tuple[Use, ...] = (
         "overridden: the binding by an allow-oom script instead of MULTI"),
     Use(_REDIS, "_restore", ("self", "message", "leftmost"),
         "overridden: a restore by one atomic script, at most once"),
+    Use(_REDIS, "conn_or_acquire", ("self", "client"),
+        "overridden: one client over the channel's pool, not a new client per call"),
     Use(_REDIS, "_expires", None, "queues with an expiry keep kombu's own binding"),
     Use(_QOS, "append", ("self", "message", "delivery_tag"),
         "overridden: a message the take script recorded is not written again"),
