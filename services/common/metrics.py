@@ -13,7 +13,8 @@ from prometheus_client.metrics import MetricWrapperBase
 
 Metric = TypeVar("Metric", bound=MetricWrapperBase)
 
-# API requests: from a millisecond to the longest wait a request may ask for (30 s).
+# API requests: from a millisecond to past the longest wait a request may ask for by
+# default (Settings.max_wait_seconds, one of the bounds).
 HTTP_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )
