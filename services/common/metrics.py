@@ -1,7 +1,10 @@
 """Every Prometheus metric inferq exports, defined once; names are part of the contract.
 
-Worker processes write through prometheus-client's multiprocess mode when
-``PROMETHEUS_MULTIPROC_DIR`` is set before this module is imported.
+prometheus-client chooses at its first import whether values stay in the process's memory
+or go to files in ``PROMETHEUS_MULTIPROC_DIR`` (its multiprocess mode). A worker serving
+metrics needs the files, for its prefork children:
+``services.worker.metrics_server.prepare_multiprocess_dir`` sets the directory and raises
+when prometheus-client is already imported, and the worker refuses to start without them.
 """
 
 from __future__ import annotations
