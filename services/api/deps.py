@@ -9,7 +9,12 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Request
 
 from services.api.cluster import ClusterView
-from services.api.errors import InvalidParameter, ModelNotFound, VersionNotFound
+from services.api.errors import (
+    InvalidParameter,
+    ModelNotFound,
+    VersionNotFound,
+    wait_out_of_range,
+)
 from services.api.metrics import BacklogExporter
 from services.api.task_service import TaskService
 from services.api.waiter import TaskWaiter
@@ -57,10 +62,7 @@ def wait_seconds(request: Request, settings: Settings) -> float:
             f"wait: {raw!r} is not a number of seconds", {"parameter": "wait", "value": raw}
         ) from None
     if not 0 <= wait <= settings.max_wait_seconds:
-        raise InvalidParameter(
-            f"wait must be between 0 and {settings.max_wait_seconds:g} seconds",
-            {"parameter": "wait", "value": raw},
-        )
+        raise wait_out_of_range(raw, settings.max_wait_seconds)
     return wait
 
 

@@ -32,6 +32,12 @@ class InvalidParameter(InputError):
     code = "invalid_parameter"
 
 
+def wait_out_of_range(raw: str, max_wait: float) -> InvalidParameter:
+    """A ``wait`` outside 0 to ``max_wait`` seconds (INFERQ_MAX_WAIT_SECONDS)."""
+    return InvalidParameter(f"wait must be between 0 and {max_wait:g} seconds",
+                            {"parameter": "wait", "value": raw})
+
+
 class PayloadTooLarge(InputError):
     status = 413
     code = "payload_too_large"

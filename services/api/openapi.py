@@ -25,8 +25,13 @@ from services.api.errors import (
     TooManyRows,
     VersionNotFound,
     error_body,
+    wait_out_of_range,
 )
 from services.api.validation import FINITE_VALUES, MAX_MAGNITUDE
+from services.common.settings import Settings
+
+#: The default INFERQ_MAX_WAIT_SECONDS, which the document states.
+_MAX_WAIT: float = Settings.model_fields["max_wait_seconds"].default
 
 #: ``{"error": {...}}``, the body of every error.
 ERROR_SCHEMA: dict[str, Any] = {
@@ -74,8 +79,8 @@ WAIT_PARAMETER: dict[str, Any] = {
     "name": "wait",
     "in": "query",
     "required": False,
-    "description": "seconds to wait for the result (0 to INFERQ_MAX_WAIT_SECONDS, 30 by "
-    "default); 0 answers at once",
+    "description": "seconds to wait for the result (0 to INFERQ_MAX_WAIT_SECONDS, "
+    f"{_MAX_WAIT:g} by default); 0 answers at once",
     "schema": {"type": "number", "minimum": 0, "default": 0},
 }
 
@@ -146,8 +151,7 @@ def _error(description: str, *errors: ApiError) -> dict[str, Any]:
     }
 
 
-_BAD_WAIT = InvalidParameter("wait must be between 0 and 30 seconds",
-                             {"parameter": "wait", "value": "45"})
+_BAD_WAIT = wait_out_of_range(f"{_MAX_WAIT * 1.5:g}", _MAX_WAIT)
 _NO_MODEL = ModelNotFound("no model named 'irsi'; GET /v1/models lists the models",
                           {"model": "irsi"})
 _NO_VERSION = VersionNotFound("model 'iris' has no version 7; it has 1, 2",

@@ -158,6 +158,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         except ValueError as exc:
             parser.error(f"worker: {exc}")
         if args.metrics_port:
+            # Before services.worker.main imports prometheus-client (see metrics_server).
             from services.worker.metrics_server import prepare_multiprocess_dir
 
             prepare_multiprocess_dir(args.pool)

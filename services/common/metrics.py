@@ -1,7 +1,10 @@
 """Every Prometheus metric inferq exports, defined once; names are part of the contract.
 
-Worker processes write through prometheus-client's multiprocess mode when
-``PROMETHEUS_MULTIPROC_DIR`` is set before this module is imported.
+prometheus-client chooses at its first import whether values stay in the process's memory
+or go to files in ``PROMETHEUS_MULTIPROC_DIR`` (its multiprocess mode). A worker serving
+metrics needs the files, for its prefork children:
+``services.worker.metrics_server.prepare_multiprocess_dir`` sets the directory and raises
+when prometheus-client is already imported, and the worker refuses to start without them.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from prometheus_client.metrics import MetricWrapperBase
 
 Metric = TypeVar("Metric", bound=MetricWrapperBase)
 
-# API requests: from a millisecond to the longest wait a request may ask for (30 s).
+# API requests: from a millisecond to past the longest wait a request may ask for by
+# default (Settings.max_wait_seconds, one of the bounds).
 HTTP_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )

@@ -8,6 +8,16 @@ from dataclasses import dataclass, replace
 #: A pool's or a queue's name: it becomes part of Kubernetes object names and Redis keys.
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
+#: Seconds by which a pool's visibility timeout outlasts its hard time limit by default.
+VISIBILITY_MARGIN = 60.0
+
+
+def visibility_timeout(hard_time_limit: float, configured: float | None = None) -> float:
+    """Seconds after which a message held by a worker goes back to its queue: ``configured``
+    (INFERQ_VISIBILITY_TIMEOUT) when set, else the hard time limit plus the margin, so a
+    live task is never handed to a second worker."""
+    return configured or hard_time_limit + VISIBILITY_MARGIN
+
 
 @dataclass(frozen=True)
 class PoolSpec:
@@ -34,11 +44,6 @@ class PoolSpec:
     #: count as in flight for KEDA but never move to a pod it adds, so this stays small:
     #: for micro-batching, one batch running plus one gathering.
     prefetch_per_child: int = 1
-
-    @property
-    def default_visibility_timeout(self) -> float:
-        # Above the hard limit, so a live task is never handed to a second worker.
-        return self.hard_time_limit + 60
 
 
 INFERENCE = PoolSpec("inference", "inference", "inference", soft_time_limit=50,

@@ -6,7 +6,7 @@ from celery import Celery
 from kombu import Queue
 
 from services.common import keys
-from services.common.pools import PoolSpec
+from services.common.pools import PoolSpec, visibility_timeout
 from services.common.settings import Settings
 from services.worker.broker import POOL, TRANSPORT, HandBackAtStop
 
@@ -26,7 +26,7 @@ def create_celery_app(settings: Settings, pool: PoolSpec) -> Celery:
     """
     soft = settings.soft_time_limit or pool.soft_time_limit
     hard = settings.hard_time_limit or pool.hard_time_limit
-    visibility = settings.visibility_timeout or max(pool.default_visibility_timeout, hard + 5)
+    visibility = visibility_timeout(hard, settings.visibility_timeout)
     app = Celery(f"inferq-{pool.name}", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         broker_transport=TRANSPORT,

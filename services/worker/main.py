@@ -17,7 +17,7 @@ from services.common.records import unsupported_redis
 from services.common.settings import Settings
 from services.common.telemetry import init_tracing, shutdown_tracing
 from services.worker.celery_app import create_celery_app
-from services.worker.metrics_server import serve_metrics
+from services.worker.metrics_server import require_multiprocess_values, serve_metrics
 from services.worker.tasks import register_tasks
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ def refuse_unsupported_redis(settings: Settings) -> None:
 
 
 def run_worker(settings: Settings, pool: PoolSpec, concurrency: int, metrics_port: int) -> None:
+    if metrics_port:
+        require_multiprocess_values()  # Before anything starts: see metrics_server.
     app = create_celery_app(settings, pool)
     register_tasks(app, settings, pool)
 

@@ -24,8 +24,10 @@ from chart.manifests import (
 )
 
 from services.common import keys
-from services.common.pools import NAME_PATTERN, POOLS
+from services.common.pools import NAME_PATTERN, POOLS, visibility_timeout
+from services.common.pools import pool as pool_spec
 from services.common.settings import Settings
+from services.worker.celery_app import create_celery_app
 
 METRICS_PORT = 9808
 
@@ -90,16 +92,29 @@ def test_grace_period_outlasts_the_hard_time_limit(scenario: str) -> None:
         assert variables["INFERQ_HARD_TIME_LIMIT"]["value"] == str(hard)
         soft = pools[pool]["timeLimits"]["soft"]
         assert variables["INFERQ_SOFT_TIME_LIMIT"]["value"] == str(soft)
-        assert variables["INFERQ_VISIBILITY_TIMEOUT"]["value"] == str(hard + 60)
         assert pod["terminationGracePeriodSeconds"] > hard
 
 
-def test_default_visibility_timeout_is_the_code_default() -> None:
-    deployments = worker_deployments(scenario_objects("default"))
-    for pool, spec in POOLS.items():
-        variables = env(deployments[pool]["spec"]["template"]["spec"]["containers"][0])
-        assert float(variables["INFERQ_VISIBILITY_TIMEOUT"]["value"]) == (
-            spec.default_visibility_timeout
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_the_worker_derives_its_visibility_timeout_from_the_hard_limit(
+    scenario: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pools = _pools(scenario)
+    for name, deployment in worker_deployments(scenario_objects(scenario)).items():
+        (worker,) = deployment["spec"]["template"]["spec"]["containers"]
+        variables = env(worker)
+        assert "INFERQ_VISIBILITY_TIMEOUT" not in variables
+        with monkeypatch.context() as patched:
+            for variable, entry in variables.items():
+                if variable.startswith("INFERQ_") and "value" in entry:
+                    patched.setenv(variable, entry["value"])
+            # The Celery app of the worker the chart starts, built as it builds it.
+            app = create_celery_app(Settings(), pool_spec(name, pools[name]["kind"],
+                                                          pools[name]["queue"]))
+        hard = pools[name]["timeLimits"]["hard"]
+        assert app.conf.task_time_limit == hard
+        assert app.conf.broker_transport_options["visibility_timeout"] == (
+            visibility_timeout(hard)
         )
 
 
@@ -235,6 +250,9 @@ def test_the_schema_names_pools_as_the_code_does() -> None:
     schema = json.loads((CHART_DIR / "values.schema.json").read_text())
     pools = schema["properties"]["workers"]["properties"]["pools"]
     assert pools["propertyNames"]["pattern"] == NAME_PATTERN.pattern
+    # A pool's queue may be empty (the pool's name); otherwise it is named as a pool is.
+    queue = schema["definitions"]["pool"]["properties"]["queue"]
+    assert queue["pattern"] == f"^$|{NAME_PATTERN.pattern}"
     kind = schema["definitions"]["pool"]["properties"]["kind"]
     assert set(kind["enum"]) == {"", *POOLS}
 

@@ -44,3 +44,27 @@ def test_every_answer_has_an_example() -> None:
             for status in operation["responses"]:
                 where = f"{method} {path} {status}"
                 assert status == "4XX" or where in bare or where in shown, where
+
+
+def test_the_wait_the_document_states_is_the_one_the_api_applies() -> None:
+    from starlette.requests import Request
+
+    from services.api.deps import wait_seconds
+    from services.api.errors import InvalidParameter, error_body
+    from services.common.settings import Settings
+
+    cap = Settings.model_fields["max_wait_seconds"].default
+    shown = [e for _, _, e in _examples()
+             if e.get("error", {}).get("details", {}).get("parameter") == "wait"
+             and e["error"]["message"].startswith("wait must")]
+    assert shown
+    for example in shown:
+        raw = example["error"]["details"]["value"]
+        request = Request({"type": "http", "query_string": f"wait={raw}".encode(),
+                           "headers": []})
+        with pytest.raises(InvalidParameter) as refused:
+            wait_seconds(request, Settings(max_wait_seconds=cap))
+        assert error_body(refused.value) == example
+    waits = [p for operations in DOCUMENT["paths"].values() for o in operations.values()
+             for p in o.get("parameters", []) if p["name"] == "wait"]
+    assert waits and all(f"{cap:g} by default" in p["description"] for p in waits)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.pools import INFERENCE, TRAINING, pool
+from services.common.pools import INFERENCE, TRAINING, VISIBILITY_MARGIN, pool
 
 
 def test_a_default_pool_is_its_kind_on_the_queue_of_its_name() -> None:
@@ -41,3 +41,19 @@ def test_batch_limits_come_from_the_pool_unless_settings_override_them() -> None
     tuned = BatchLimits.for_pool(
         Settings(batch_max_rows=64, batch_max_wait_ms=5, inline_max_ms=0), INFERENCE)
     assert (tuned.max_rows, tuned.max_wait, tuned.inline_max) == (64, 0.005, 0.0)
+
+
+def test_the_visibility_timeout_outlasts_the_hard_limit_the_worker_runs_with() -> None:
+    from services.common.settings import Settings
+    from services.worker.celery_app import create_celery_app
+
+    def visibility(settings: Settings) -> float:
+        options = create_celery_app(settings, TRAINING).conf.broker_transport_options
+        return float(options["visibility_timeout"])
+
+    assert visibility(Settings()) == TRAINING.hard_time_limit + VISIBILITY_MARGIN
+    # A hard limit set for the deployment moves it, down as well as up...
+    assert visibility(Settings(hard_time_limit=30)) == 30 + VISIBILITY_MARGIN
+    assert visibility(Settings(hard_time_limit=20000)) == 20000 + VISIBILITY_MARGIN
+    # ...unless a visibility timeout is set too.
+    assert visibility(Settings(hard_time_limit=30, visibility_timeout=45)) == 45
