@@ -69,7 +69,8 @@ TASK_SCHEMA: dict[str, Any] = {
         "error": {"type": "object", "description": "why a failed task failed", "properties": {
             "type": {"type": "string", "description": "the error's class, e.g. WorkerLost"},
             "code": {"type": "string", "description": "for a known cause, a snake_case code: "
-                     "non_finite_values when the model overflowed to infinity or NaN"},
+                     "non_finite_values when the model overflowed to infinity or NaN; worker_lost, "
+                     "soft_time_limit_exceeded, time_limit_exceeded when the platform ended it"},
             "message": {"type": "string"}}},
         "trace_id": {"type": ["string", "null"]},
     },
