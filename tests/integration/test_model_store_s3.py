@@ -19,6 +19,7 @@ from sklearn.tree import DecisionTreeClassifier
 from task_client import IRIS_ROW, submit, wait_all
 
 from services.cli.redis_server import free_port
+from services.common.catalog import list_models, list_versions
 from services.common.storage import Storage
 
 pytestmark = pytest.mark.integration
@@ -128,12 +129,14 @@ def test_an_unreachable_store_is_a_503_and_a_clear_cli_error(redis_server, tmp_p
 def test_copy_seeds_a_bucket_once(s3_server: S3Server, model_store: Path) -> None:
     env = service_env("redis://127.0.0.1:1/0", s3_server.url(f"seed-{uuid.uuid4().hex[:8]}"),
                       **s3_server.env)
+    # Other tests add models to the session's store: whatever it holds now is copied.
+    source = {name: list_versions(model_store, name) for name in list_models(model_store)}
+    assert {"breast-cancer", "diabetes", "iris", "sleepy"} <= set(source)
     first = inferq("models", "copy", str(model_store), env=env)
     assert first.returncode == 0, first.stderr
-    assert sorted(json.loads(first.stdout)) == [
-        "breast-cancer v1", "diabetes v1", "iris v1", "sleepy v1"]
+    assert sorted(json.loads(first.stdout)) == sorted(
+        f"{name} v{version}" for name, versions in source.items() for version in versions)
     again = inferq("models", "copy", str(model_store), env=env)
     assert json.loads(again.stdout) == []
     listed = inferq("models", "list", env=env)
-    assert json.loads(listed.stdout) == {"breast-cancer": [1], "diabetes": [1], "iris": [1],
-                                         "sleepy": [1]}
+    assert json.loads(listed.stdout) == source
