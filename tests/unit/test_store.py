@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import joblib
@@ -31,6 +32,17 @@ def test_versions_increase_and_catalog_sees_them(tmp_path: Path) -> None:
     assert catalog.get("lin") == second and catalog.get("lin", 1) == first
     assert catalog.get("lin", 3) is None
     assert first.task == "regression" and first.classes is None
+
+
+def test_a_stale_list_is_served_while_a_thread_rereads_it(tmp_path: Path) -> None:
+    save_model(tmp_path, "lin", fitted(), features=["a", "b", "c"])
+    catalog = Catalog(tmp_path, refresh_seconds=0)
+    assert catalog.models() == {"lin": [1]}
+    save_model(tmp_path, "lin", fitted(), features=["a", "b", "c"])
+    deadline = time.monotonic() + 5
+    while catalog.models() != {"lin": [1, 2]}:
+        assert time.monotonic() < deadline, "the list was never re-read"
+        time.sleep(0.01)
 
 
 def test_tampered_artifact_is_refused(tmp_path: Path) -> None:
