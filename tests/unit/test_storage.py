@@ -14,6 +14,7 @@ import pytest
 from services.common.settings import Settings
 from services.common.storage import (
     PART_SIZE,
+    AlreadyExists,
     NotFound,
     Storage,
     StorageError,
@@ -52,6 +53,13 @@ def test_put_get_and_metadata(storage: Storage) -> None:
         storage.get("a/b/two.txt")
     with pytest.raises(NotFound):
         storage.size("a/b/two.txt")
+
+
+def test_create_refuses_to_overwrite(storage: Storage) -> None:
+    storage.put("once", b"first", create=True)
+    with pytest.raises(AlreadyExists, match="once"):
+        storage.put("once", b"second", create=True)
+    assert storage.get("once") == b"first"
 
 
 def test_get_range_slices_like_python(storage: Storage) -> None:

@@ -45,6 +45,15 @@ def test_a_stale_list_is_served_while_a_thread_rereads_it(tmp_path: Path) -> Non
         time.sleep(0.01)
 
 
+def test_a_taken_version_number_moves_the_writer_on(tmp_path: Path) -> None:
+    # Another writer has claimed version 1 (its artifact is there, its metadata not yet).
+    (tmp_path / "lin" / "1").mkdir(parents=True)
+    (tmp_path / "lin" / "1" / "model.joblib").write_bytes(b"theirs")
+    assert save_model(tmp_path, "lin", fitted(), features=["a", "b", "c"]).version == 2
+    assert (tmp_path / "lin" / "1" / "model.joblib").read_bytes() == b"theirs"
+    assert load_estimator(tmp_path, "lin", 2)[0].version == 2
+
+
 def test_tampered_artifact_is_refused(tmp_path: Path) -> None:
     meta = save_model(tmp_path, "lin", fitted(), features=["a", "b", "c"])
     artifact = tmp_path / "lin" / "1" / "model.joblib"
