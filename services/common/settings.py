@@ -12,8 +12,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.common.pools import NAME_PATTERN, POOLS
 
 
-def _default_model_store() -> Path:
-    return Path.home() / ".inferq" / "models"
+def _default_model_store() -> str:
+    return str(Path.home() / ".inferq" / "models")
+
+
+def _default_storage_url() -> str:
+    return str(Path.home() / ".inferq" / "storage")
 
 
 class Settings(BaseSettings):
@@ -28,8 +32,12 @@ class Settings(BaseSettings):
     # Connections one API process keeps to Redis; requests beyond them wait their turn.
     redis_max_connections: int = Field(64, ge=4)
 
-    # -- Model store.
-    model_store: Path = Field(default_factory=_default_model_store)
+    # -- Model store: a directory or s3://bucket/prefix (the AWS variables as for storage_url).
+    model_store: str = Field(default_factory=_default_model_store, min_length=1)
+
+    # -- Object storage for datasets and job outputs: a directory or s3://bucket/prefix,
+    # with the endpoint and credentials from the standard AWS variables.
+    storage_url: str = Field(default_factory=_default_storage_url, min_length=1)
 
     # -- Tasks and requests.
     task_ttl_seconds: int = Field(86_400, gt=0)
