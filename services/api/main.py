@@ -19,13 +19,14 @@ from services.api.error_responses import install_error_handlers
 from services.api.hot_routes import HotRoutesMiddleware
 from services.api.metrics import BacklogExporter
 from services.api.observation import ObservedRequestsMiddleware
-from services.api.routes import docs, health, models, pools, tasks
+from services.api.routes import datasets, docs, health, models, pools, tasks
 from services.api.task_service import TaskService
 from services.api.waiter import TaskWaiter
 from services.common.catalog import Catalog
 from services.common.heap import settle_heap
 from services.common.records import unsupported_redis
 from services.common.settings import Settings, get_settings
+from services.common.storage import storage_from_settings
 from services.common.telemetry import exporter_configured, init_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cluster=ClusterView(settings.k8s_namespace, settings.k8s_worker_selector or "")
             if settings.k8s_namespace
             else None,
+            storage=storage_from_settings(settings),
         )
         waiter.start()
         backlog.start()
@@ -81,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info(
             "api ready",
             extra={"redis": settings.redis_url_redacted, "model_store": str(settings.model_store),
-                   "events_channel": waiter.channel},
+                   "storage": app.state.inferq.storage.url, "events_channel": waiter.channel},
         )
         try:
             yield
@@ -117,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Innermost: the hot routes are still counted, timed and traced.
     app.add_middleware(HotRoutesMiddleware)
     app.add_middleware(ObservedRequestsMiddleware, tracing=exporter_configured())
-    routers = [module.router for module in (health, models, tasks, pools, docs)]
+    routers = [module.router for module in (health, models, tasks, datasets, pools, docs)]
     for router in routers:
         app.include_router(router)
     # The app's own routes (/openapi.json) and the routers' as they declared them.
