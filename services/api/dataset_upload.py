@@ -41,16 +41,13 @@ from services.common.datasets import (
     save_dataset,
 )
 from services.common.datasets import delete_dataset as delete_record
+from services.common.media import DATASET_MEDIA_TYPES
 from services.common.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
 
 #: The media types an upload may declare, to the format each names.
-MEDIA_TYPES: dict[str, str] = {
-    "text/csv": "csv",
-    "application/x-ndjson": "jsonl",
-    "application/vnd.apache.parquet": "parquet",
-}
+MEDIA_TYPES: dict[str, str] = {media: fmt for fmt, media in DATASET_MEDIA_TYPES.items()}
 
 #: Bytes gathered from the request before they are hashed, checked and written together:
 #: one thread hop and one storage write a mebibyte, not one per network read.

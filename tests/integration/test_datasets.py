@@ -7,7 +7,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from processes import ServiceProcess, service_env
+from processes import INFERQ, ServiceProcess, service_env
 
 from services.common.datasets import load_dataset, read_rows
 from services.common.keys import DATASETS_INDEX
@@ -220,3 +222,34 @@ def test_a_client_that_disconnects_halfway_leaves_nothing(
 def test_an_upload_against_s3() -> None:
     pytest.skip("needs the S3 server fixture")
 
+
+
+def inferq(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([INFERQ, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_cli_uploads_lists_shows_and_deletes(api_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "iris.jsonl"
+    path.write_bytes(encoded(JSONL, sample_rows()[:100]))
+    uploaded = inferq("datasets", "upload", str(path), "--url", api_url)
+    assert uploaded.returncode == 0, uploaded.stderr
+    dataset = json.loads(uploaded.stdout)
+    assert (dataset["name"], dataset["format"], dataset["rows"]) == ("iris.jsonl", "jsonl", 100)
+    listed = json.loads(inferq("datasets", "list", "--url", api_url).stdout)
+    assert listed["datasets"][0] == dataset
+    shown = inferq("datasets", "show", dataset["dataset_id"], "--url", api_url)
+    assert json.loads(shown.stdout) == dataset
+    assert inferq("datasets", "delete", dataset["dataset_id"], "--url", api_url).returncode == 0
+    missing = inferq("datasets", "show", dataset["dataset_id"], "--url", api_url)
+    assert missing.returncode == 1
+    assert json.loads(missing.stderr)["error"]["code"] == "dataset_not_found"
+
+    # The format from --format when the extension says nothing; the API's refusal on stderr.
+    odd = tmp_path / "rows.txt"
+    odd.write_bytes(b"a,b\n1\n")
+    unknown = inferq("datasets", "upload", str(odd), "--url", api_url)
+    assert unknown.returncode == 1 and "--format csv|jsonl|parquet" in unknown.stderr
+    refused = inferq("datasets", "upload", str(odd), "--format", "csv", "--name", "n",
+                     "--url", api_url)
+    assert refused.returncode == 1
+    assert json.loads(refused.stderr)["error"]["details"]["line"] == 2
