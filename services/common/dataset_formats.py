@@ -11,7 +11,7 @@ The formats, as inferq reads them:
 
 - CSV: RFC 4180 with a header row of unique, non-empty column names; every row has as
   many fields as the header; a quoted field may hold commas, quotes (doubled) and line
-  breaks; an empty field is null; blank lines are skipped.
+  breaks; an empty field is null; empty lines are skipped.
 - JSON Lines: one JSON object a line; blank lines are skipped. The columns are the union of
   the keys of all lines, in the order they first appear; a line without a key has null
   there. Values of one key may differ in type: numbers and integers make a float64 column,
@@ -202,7 +202,14 @@ class TextValidator:
 
 
 def _blank(line: bytes) -> bool:
+    """A JSON line of nothing but white space is skipped."""
     return not line or line.isspace()
+
+
+def _empty(line: bytes) -> bool:
+    """A CSV line with nothing on it is skipped, as pyarrow skips it when reading; one of
+    spaces is a row (of one field)."""
+    return not line or line == b"\r"
 
 
 class CsvValidator(TextValidator):
@@ -234,7 +241,7 @@ class CsvValidator(TextValidator):
             start = pos
             pos += len(line) + 1
             if record_start < 0:
-                if _blank(line):
+                if _empty(line):
                     used = min(pos, len(block))
                     continue
                 record_start, record_line, odd = start, line_no, 0

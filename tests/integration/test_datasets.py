@@ -20,8 +20,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from processes import INFERQ, ServiceProcess, service_env
+from processes import INFERQ, ServiceProcess, service_env, start_api
 
+from services.cli.redis_server import free_port
 from services.common.datasets import load_dataset, read_rows
 from services.common.keys import DATASETS_INDEX
 from services.common.storage import Storage
@@ -219,8 +220,43 @@ def test_a_client_that_disconnects_halfway_leaves_nothing(
     api.wait_for_log("dataset upload cut off by the client", timeout=10)
 
 
-def test_an_upload_against_s3() -> None:
-    pytest.skip("needs the S3 server fixture")
+@pytest.fixture(scope="module")
+def s3_api(redis_server, model_store, s3_server, logs: Path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    env = service_env(redis_server.url, model_store,
+                      INFERQ_STORAGE_URL=s3_server.url("uploads"), **s3_server.env)
+    process = start_api(env, free_port(), logs)
+    yield f"http://127.0.0.1:{process.args[process.args.index('--port') + 1]}"
+    process.stop()
+
+
+def test_uploads_against_s3(s3_api: str, s3_server, redis_server,  # type: ignore[no-untyped-def]
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CSV larger than one part of a multipart upload, read back by range; a Parquet file
+    that fails once written is deleted from the bucket."""
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    bucket = Storage.from_url(s3_server.url("uploads"))
+    rows = [{**row, "id": i} for i, row in enumerate(sample_rows() * 20)]  # 12 MB: two parts
+    body = encoded(CSV, rows)
+    with httpx.Client(base_url=s3_api, timeout=60) as http:
+        answer = http.post("/v1/datasets", params={"name": "big"}, content=body,
+                           headers={"Content-Type": CSV})
+        assert answer.status_code == 201, answer.text
+        dataset = answer.json()
+        assert dataset["rows"] == len(rows) and dataset["bytes"] == len(body)
+        record = load_dataset(redis_server.client(), dataset["dataset_id"])
+        assert record is not None and bucket.size(record.key) == len(body)
+        start, stop = 200_005, 201_000
+        assert read_rows(bucket, record, start, stop, ["id"]).to_pylist() == [
+            {"row": i, "id": i} for i in range(start, stop)]
+
+        broken = http.post("/v1/datasets", params={"name": "broken"},
+                           content=b"PAR1" + b"\x00" * 64 + b"PAR1",
+                           headers={"Content-Type": PARQUET})
+        assert broken.status_code == 400
+        assert bucket.list("datasets") == [record.key]
+        assert http.delete(f"/v1/datasets/{record.dataset_id}").status_code == 204
+        assert bucket.list("datasets") == []
 
 
 

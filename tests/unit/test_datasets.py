@@ -69,6 +69,7 @@ def test_csv_columns_rows_and_dtypes() -> None:
     (b"a,b\n", None, "no rows"),
     (b"1,2\n3,4\n", 1, "header"),
     (b"a,b\n1,2\n3\n", 3, "line 3 has 1 fields; the header has 2"),
+    (b"a,b\n1,2\n  \n", 3, "line 3 has 1 fields"),
     (b"a,b\n1,2\n3,4,5\n", 3, "line 3 has 3 fields"),
     (b'a,b\n1,"open\n2,3\n', 2, "never closed"),
     (b"a,b\n1,\xff\n", 2, "not UTF-8"),
