@@ -32,7 +32,8 @@ class ApiState:
     tasks: TaskService
     backlog: BacklogExporter
     cluster: ClusterView | None
-    storage: Storage
+    #: None until the store can be used (``services.api.dataset_upload.dataset_store``).
+    storage: Storage | None
 
 
 # Dependencies are coroutines: FastAPI runs a plain ``def`` dependency in a thread pool,

@@ -280,7 +280,9 @@ DATASET_UPLOAD_BODY: dict[str, Any] = {
 
 _NO_DATASET = DatasetNotFound(f"no dataset {examples.DATASET_ID!r}; GET /v1/datasets lists them",
                               {"dataset_id": examples.DATASET_ID})
-_STORAGE_503 = StorageUnavailable("the dataset store failed; retry in a moment")
+_STORAGE_OR_REDIS_503 = _error(
+    "Redis or the dataset store is unreachable; retry after `Retry-After` seconds",
+    _UNREACHABLE, StorageUnavailable("the dataset store failed; retry in a moment"))
 
 UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     201: _example("the dataset, stored; `Location` is its address", examples.DATASET),
@@ -305,8 +307,7 @@ UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
         {"content_type": "application/json",
          "supported": ["text/csv", "application/x-ndjson", "application/vnd.apache.parquet"]})),
     "4XX": _OTHER,
-    503: _error("Redis or the dataset store is unreachable; retry after `Retry-After` seconds",
-                _UNREACHABLE, _STORAGE_503),
+    503: _STORAGE_OR_REDIS_503,
 }
 
 DATASET_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -328,5 +329,5 @@ DELETE_DATASET_RESPONSES: dict[int | str, dict[str, Any]] = {
     204: {"description": "the dataset and its file are deleted"},
     404: _error("no such dataset", _NO_DATASET),
     "4XX": _OTHER,
-    503: _REDIS_503,
+    503: _STORAGE_OR_REDIS_503,
 }

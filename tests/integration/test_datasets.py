@@ -289,3 +289,23 @@ def test_cli_uploads_lists_shows_and_deletes(api_url: str, tmp_path: Path) -> No
                      "--url", api_url)
     assert refused.returncode == 1
     assert json.loads(refused.stderr)["error"]["details"]["line"] == 2
+
+
+def test_an_unusable_store_is_503_and_the_api_still_serves(
+    redis_server, model_store, logs: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    env = service_env(redis_server.url, model_store, INFERQ_STORAGE_URL=str(blocker / "store"))
+    process = start_api(env, free_port(), logs)
+    try:
+        url = f"http://127.0.0.1:{process.args[process.args.index('--port') + 1]}"
+        with httpx.Client(base_url=url, timeout=30) as http:
+            assert http.get("/v1/models").status_code == 200
+            answer = http.post("/v1/datasets", params={"name": "n"}, content=b"a\n1\n",
+                               headers={"Content-Type": CSV})
+            assert answer.status_code == 503
+            assert answer.json()["error"]["code"] == "storage_unavailable"
+            assert "INFERQ_STORAGE_URL" in answer.json()["error"]["message"]
+    finally:
+        process.stop()
