@@ -251,3 +251,16 @@ def test_records_in_redis(redis_server) -> None:  # type: ignore[no-untyped-def]
     assert public["columns"] == [{"name": "a", "dtype": "int64"}]
     assert set(public) == {"dataset_id", "name", "format", "rows", "columns", "bytes",
                            "sha256", "created_at"}
+
+
+def test_jsonl_rows_read_back_in_their_column_types(tmp_path: Path) -> None:
+    storage = Storage.from_url(str(tmp_path))
+    data = b'{"a": 1, "b": "x", "d": {"k": [1]}}\n{"a": 2.5, "c": true}\n{"a": 3, "b": 7}\n'
+    layout = check(JsonlValidator(), data)
+    dataset = Dataset.create("j1", "mixed", "jsonl", layout, len(data), "", 0.0)
+    storage.put(dataset.key, data)
+    assert read_rows(storage, dataset, 0, 3).to_pylist() == [
+        {"row": 0, "a": 1.0, "b": "x", "d": '{"k":[1]}', "c": None},
+        {"row": 1, "a": 2.5, "b": None, "d": None, "c": True},
+        {"row": 2, "a": 3.0, "b": "7", "d": None, "c": None},
+    ]
