@@ -29,7 +29,7 @@ from services.common.storage import Storage
 
 pytestmark = pytest.mark.integration
 
-MAX_BYTES = 2_000_000
+MAX_BYTES = 24_000_000  # three parts of a multipart write
 CSV = "text/csv"
 JSONL = "application/x-ndjson"
 PARQUET = "application/vnd.apache.parquet"
@@ -206,17 +206,20 @@ def test_over_the_limit_is_413_and_leaves_nothing(client: httpx.Client, declared
 
 @pytest.mark.usefixtures("nothing_left")
 def test_a_client_that_disconnects_halfway_leaves_nothing(
-    api: ServiceProcess, api_url: str,
+    api: ServiceProcess, api_url: str, storage_dir: Path,
 ) -> None:
-    """Half the declared body, then the socket closes: the upload is dropped, its part
-    upload aborted."""
+    """Half the declared body, then the socket closes: the upload is dropped, and the part
+    already written to the store is removed."""
     where = urlsplit(api_url)
-    half = b"a,b\n" + b"1,2\n" * 150_000
+    half = b"a,b\n" + b"1,2\n" * 2_500_000  # 10 MB: more than one part
     with socket.create_connection((where.hostname, where.port)) as raw:
         raw.sendall(
             b"POST /v1/datasets?name=cut HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
             + f"Content-Length: {2 * len(half)}\r\n\r\n".encode() + half)
-        time.sleep(0.5)  # the API takes in what came
+        deadline = time.monotonic() + 20
+        while not any(p.is_file() for p in storage_dir.rglob("*")):
+            assert time.monotonic() < deadline, "no part of the upload reached the store"
+            time.sleep(0.02)
     api.wait_for_log("dataset upload cut off by the client", timeout=10)
 
 
