@@ -20,6 +20,7 @@ from services.api.task_service import TaskService
 from services.api.waiter import TaskWaiter
 from services.common.catalog import Catalog, ModelMetadata
 from services.common.settings import Settings
+from services.common.storage import Storage
 
 
 @dataclass
@@ -31,6 +32,8 @@ class ApiState:
     tasks: TaskService
     backlog: BacklogExporter
     cluster: ClusterView | None
+    #: None until the store can be used (``services.api.dataset_upload.dataset_store``).
+    storage: Storage | None
 
 
 # Dependencies are coroutines: FastAPI runs a plain ``def`` dependency in a thread pool,

@@ -19,13 +19,14 @@ from services.api.error_responses import install_error_handlers
 from services.api.hot_routes import HotRoutesMiddleware
 from services.api.metrics import BacklogExporter
 from services.api.observation import ObservedRequestsMiddleware
-from services.api.routes import docs, health, models, pools, tasks
+from services.api.routes import datasets, docs, health, models, pools, tasks
 from services.api.task_service import TaskService
 from services.api.waiter import TaskWaiter
 from services.common.catalog import Catalog
 from services.common.heap import settle_heap
 from services.common.records import unsupported_redis
 from services.common.settings import Settings, get_settings
+from services.common.storage import Storage, StorageError, storage_from_settings
 from services.common.telemetry import exporter_configured, init_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,17 @@ async def refuse_unsupported_redis(client: aioredis.Redis) -> None:
     if problem:
         log.error(problem)
         raise RuntimeError(problem)
+
+
+def _storage_or_none(settings: Settings) -> Storage | None:
+    """The dataset store; None, and a warning, when it cannot be used yet: predictions do
+    not need it, and dataset requests try again (503 while it fails)."""
+    try:
+        return storage_from_settings(settings)
+    except (StorageError, ValueError) as exc:
+        log.warning("storage unusable; dataset requests will fail until it is",
+                    extra={"storage": settings.storage_url, "error": str(exc)})
+        return None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -73,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cluster=ClusterView(settings.k8s_namespace, settings.k8s_worker_selector or "")
             if settings.k8s_namespace
             else None,
+            storage=_storage_or_none(settings),
         )
         waiter.start()
         backlog.start()
@@ -81,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info(
             "api ready",
             extra={"redis": settings.redis_url_redacted, "model_store": str(settings.model_store),
-                   "events_channel": waiter.channel},
+                   "storage": settings.storage_url, "events_channel": waiter.channel},
         )
         try:
             yield
@@ -117,7 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Innermost: the hot routes are still counted, timed and traced.
     app.add_middleware(HotRoutesMiddleware)
     app.add_middleware(ObservedRequestsMiddleware, tracing=exporter_configured())
-    routers = [module.router for module in (health, models, tasks, pools, docs)]
+    routers = [module.router for module in (health, models, tasks, datasets, pools, docs)]
     for router in routers:
         app.include_router(router)
     # The app's own routes (/openapi.json) and the routers' as they declared them.
