@@ -226,7 +226,8 @@ def pairs(flat: Sequence[Any]) -> dict[Any, Any]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def _rfc3339(value: str | None) -> str | None:
+def rfc3339(value: str | None) -> str | None:
+    """A record's time (seconds since the epoch, as text) in RFC 3339 UTC; None when unset."""
     if not value:
         return None
     moment = datetime.fromtimestamp(float(value), UTC)
@@ -246,9 +247,9 @@ def to_public(task_id: str, raw: Mapping[Any, Any]) -> dict[str, Any]:
         "status": record["status"],
         "model": record.get("model"),
         "version": int(record["version"]) if record.get("version") else None,
-        "submitted_at": _rfc3339(record.get("submitted_at")),
-        "started_at": _rfc3339(record.get("started_at")),
-        "finished_at": _rfc3339(record.get("finished_at")),
+        "submitted_at": rfc3339(record.get("submitted_at")),
+        "started_at": rfc3339(record.get("started_at")),
+        "finished_at": rfc3339(record.get("finished_at")),
         "trace_id": record.get("trace_id"),
     }
     if "result" in record:
