@@ -16,6 +16,10 @@ def _default_model_store() -> Path:
     return Path.home() / ".inferq" / "models"
 
 
+def _default_storage_url() -> str:
+    return str(Path.home() / ".inferq" / "storage")
+
+
 class Settings(BaseSettings):
     """Every setting of the API and the workers. Secrets are ``SecretStr`` and never logged."""
 
@@ -30,6 +34,10 @@ class Settings(BaseSettings):
 
     # -- Model store.
     model_store: Path = Field(default_factory=_default_model_store)
+
+    # -- Object storage for datasets and job outputs: a directory or s3://bucket/prefix,
+    # with the endpoint and credentials from the standard AWS variables.
+    storage_url: str = Field(default_factory=_default_storage_url, min_length=1)
 
     # -- Tasks and requests.
     task_ttl_seconds: int = Field(86_400, gt=0)
