@@ -68,3 +68,12 @@ def pullers_key(queue: str) -> str:
     """The consumers pulling from ``queue``, each scored by the time (Redis's clock, in
     seconds) until which it counts as alive (see ``pullers``)."""
     return f"{PREFIX}pullers:{queue}"
+
+
+def dataset_record_key(dataset_id: str) -> str:
+    """The hash of one dataset's record (``services.common.datasets``)."""
+    return f"{PREFIX}dataset:{dataset_id}"
+
+
+#: Every dataset's id, scored by its ``created_at``: the listing, newest first.
+DATASETS_INDEX = f"{PREFIX}datasets"
