@@ -23,12 +23,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from services.common import keys
-from services.common.records import ALLOW_OOM, decoded, rfc3339
+from services.common.dataset_formats import ROW_COLUMN
+from services.common.records import ALLOW_OOM, HSET_JSON, decoded, rfc3339
 
 KIND = "batch"
 FORMATS = ("csv", "jsonl", "parquet")
@@ -37,8 +39,8 @@ MEDIA_TYPES = {
     "jsonl": "application/x-ndjson",
     "parquet": "application/vnd.apache.parquet",
 }
-#: The columns every output has, around the id and passthrough columns.
-ROW_COLUMN = "row"
+#: The columns every output has, around the id and passthrough columns (and ``row``, the
+#: row's index in the dataset, first).
 PREDICTION_COLUMN = "prediction"
 PROBABILITY_PREFIX = "probability_"
 
@@ -64,13 +66,8 @@ end
 # KEYS: record, index, queue; ARGV: ttl, the record as a JSON object of strings, the
 # submit time (the index's score), job id, then one message per chunk, in chunk order.
 # Writes the record and enqueues every chunk atomically: a job is never half submitted.
-SUBMIT_SCRIPT = """#!lua
-local fields = {}
-for name, value in pairs(cjson.decode(ARGV[2])) do
-  fields[#fields + 1] = name
-  fields[#fields + 1] = value
-end
-redis.call('HSET', KEYS[1], unpack(fields))
+SUBMIT_SCRIPT = "#!lua\n" + HSET_JSON + """
+hset_json(ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 for i = 5, #ARGV do
@@ -157,6 +154,63 @@ if status ~= 'queued' and status ~= 'running' then return {0, status} end
 finish('cancelled', ARGV[1], ARGV[2], ARGV[3])
 return {1, 'cancelled'}
 """
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One message of the batch queue: which rows of which job, and what the job asks
+    (the API builds it, a batch worker runs it)."""
+
+    job_id: str
+    chunk: int
+    start: int
+    stop: int
+    model: str
+    version: int
+    dataset_id: str
+    input_format: str
+    output_format: str
+    id_column: str | None
+    passthrough: tuple[str, ...]
+    return_probabilities: bool
+    submitted_at: float
+
+    @classmethod
+    def from_message(cls, kwargs: dict[str, Any]) -> Chunk:
+        return cls(
+            job_id=kwargs["job_id"],
+            chunk=int(kwargs["chunk"]),
+            start=int(kwargs["start"]),
+            stop=int(kwargs["stop"]),
+            model=kwargs["model"],
+            version=int(kwargs["version"]),
+            dataset_id=kwargs["dataset_id"],
+            input_format=kwargs["input_format"],
+            output_format=kwargs["output_format"],
+            id_column=kwargs.get("id_column"),
+            passthrough=tuple(kwargs.get("passthrough") or ()),
+            return_probabilities=bool(kwargs.get("return_probabilities")),
+            submitted_at=float(kwargs.get("submitted_at", 0.0)),
+        )
+
+    def message_kwargs(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id, "chunk": self.chunk, "start": self.start, "stop": self.stop,
+            "model": self.model, "version": self.version, "dataset_id": self.dataset_id,
+            "input_format": self.input_format, "output_format": self.output_format,
+            "id_column": self.id_column, "passthrough": list(self.passthrough),
+            "return_probabilities": self.return_probabilities,
+            "submitted_at": self.submitted_at,
+        }
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+    def columns(self, features: list[str]) -> list[str]:
+        """The dataset columns the chunk reads: features, id and passthrough columns."""
+        wanted = [*features, *(c for c in (self.id_column, *self.passthrough) if c)]
+        return list(dict.fromkeys(wanted))
 
 
 def job_keys(job_id: str) -> list[str]:

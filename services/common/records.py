@@ -61,17 +61,24 @@ class Status(StrEnum):
 
 TERMINAL: frozenset[str] = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 
+#: Lua: writes KEYS[1], a hash, from ``json``, a JSON object of strings.
+HSET_JSON = """
+local function hset_json(json)
+  local fields = {}
+  for name, value in pairs(cjson.decode(json)) do
+    fields[#fields + 1] = name
+    fields[#fields + 1] = value
+  end
+  redis.call('HSET', KEYS[1], unpack(fields))
+end
+"""
+
 # KEYS[1] record, KEYS[2] queue; ARGV: ttl, message, the record as a JSON object of strings.
 # Writes the record and enqueues its message atomically, in one command and one reply. The
 # record travels as one argument: redis-py packs each argument in Python (about 90 bytecodes
 # apiece), which cost the API more than the rest of the submit's bookkeeping.
-SUBMIT_SCRIPT = """#!lua
-local fields = {}
-for name, value in pairs(cjson.decode(ARGV[3])) do
-  fields[#fields + 1] = name
-  fields[#fields + 1] = value
-end
-redis.call('HSET', KEYS[1], unpack(fields))
+SUBMIT_SCRIPT = "#!lua\n" + HSET_JSON + """
+hset_json(ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return redis.call('LPUSH', KEYS[2], ARGV[2])
 """

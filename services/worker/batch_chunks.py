@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -26,6 +25,7 @@ from redis.client import Pipeline
 from ml.store import ModelCache
 from services.common import jobs, keys
 from services.common.datasets import load_dataset, read_rows
+from services.common.jobs import Chunk
 from services.common.metrics import BATCH_ROWS, JOB_SECONDS, JOBS_FINISHED, series
 from services.common.records import decoded
 from services.common.storage import Storage
@@ -35,62 +35,6 @@ from services.worker.broker import ScriptPipeline, acknowledge_in
 from services.worker.scoring import Options, encode, encode_rejections, score
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """One message of the batch queue: which rows of which job."""
-
-    job_id: str
-    chunk: int
-    start: int
-    stop: int
-    model: str
-    version: int
-    dataset_id: str
-    input_format: str
-    output_format: str
-    id_column: str | None
-    passthrough: tuple[str, ...]
-    return_probabilities: bool
-    submitted_at: float
-
-    @classmethod
-    def from_message(cls, kwargs: dict[str, Any]) -> Chunk:
-        return cls(
-            job_id=kwargs["job_id"],
-            chunk=int(kwargs["chunk"]),
-            start=int(kwargs["start"]),
-            stop=int(kwargs["stop"]),
-            model=kwargs["model"],
-            version=int(kwargs["version"]),
-            dataset_id=kwargs["dataset_id"],
-            input_format=kwargs["input_format"],
-            output_format=kwargs["output_format"],
-            id_column=kwargs.get("id_column"),
-            passthrough=tuple(kwargs.get("passthrough") or ()),
-            return_probabilities=bool(kwargs.get("return_probabilities")),
-            submitted_at=float(kwargs.get("submitted_at", 0.0)),
-        )
-
-    def message_kwargs(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id, "chunk": self.chunk, "start": self.start, "stop": self.stop,
-            "model": self.model, "version": self.version, "dataset_id": self.dataset_id,
-            "input_format": self.input_format, "output_format": self.output_format,
-            "id_column": self.id_column, "passthrough": list(self.passthrough),
-            "return_probabilities": self.return_probabilities,
-            "submitted_at": self.submitted_at,
-        }
-
-    @property
-    def rows(self) -> int:
-        return self.stop - self.start
-
-    def columns(self, features: list[str]) -> list[str]:
-        """The dataset columns the chunk reads: features, id and passthrough columns."""
-        wanted = [*features, *(c for c in (self.id_column, *self.passthrough) if c)]
-        return list(dict.fromkeys(wanted))
 
 
 class ChunkRunner:
@@ -149,8 +93,7 @@ class ChunkRunner:
             raise DatasetGone(f"dataset {chunk.dataset_id} was deleted while the job ran")
         table = read_rows(self._storage, dataset, chunk.start, chunk.stop,
                           chunk.columns(metadata.feature_names))
-        options = Options(chunk.id_column, chunk.passthrough, chunk.return_probabilities,
-                          dataset.format)
+        options = Options(chunk.id_column, chunk.passthrough, chunk.return_probabilities)
         with tracer().start_as_current_span("inferq.model.predict", attributes={
                 "inferq.model": chunk.model, "inferq.version": chunk.version,
                 "inferq.rows": table.num_rows}):
@@ -253,10 +196,10 @@ def assemble_parquet(storage: Storage, job_id: str, chunks: int) -> int:
     schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas \
         else pa.schema([])
     key = jobs.result_key(job_id)
-    with storage.writer(key) as writer:
-        with pq.ParquetWriter(_WriteOnly(writer.write), schema) as parquet:
-            for part in parts:
-                parquet.write_table(pq.read_table(storage.open(part)).cast(schema))
+    with storage.writer(key) as writer, \
+            pq.ParquetWriter(_WriteOnly(writer.write), schema) as parquet:
+        for part in parts:
+            parquet.write_table(pq.read_table(storage.open(part)).cast(schema))
     return storage.size(key)
 
 

@@ -68,14 +68,12 @@ class Options:
     id_column: str | None = None
     passthrough: Sequence[str] = ()
     return_probabilities: bool = False
-    #: Values of a csv file are text: a numeric string is a number there, not elsewhere.
-    input_format: str = "csv"
 
 
 def score(table: pa.Table, metadata: ModelMetadata, estimator: Any,
           options: Options) -> Scored:
     """Check, predict and lay out ``table``'s rows (``read_rows``'s: a leading ``row``)."""
-    values, problems = feature_matrix(table, metadata.feature_names, options.input_format)
+    values, problems = feature_matrix(table, metadata.feature_names)
     rows = table[ROW_COLUMN].to_pylist()
     ids = table[options.id_column].to_pylist() if options.id_column else None
     rejected = dict(problems)
@@ -100,14 +98,14 @@ def score(table: pa.Table, metadata: ModelMetadata, estimator: Any,
     return Scored(output, rejections)
 
 
-def feature_matrix(table: pa.Table, features: Sequence[str],
-                   input_format: str) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
+def feature_matrix(table: pa.Table,
+                   features: Sequence[str]) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
     """The feature values as floats, one row a row (rejected rows hold 0), and the first
     problem of each rejected row, by its index in ``table``: (code, message)."""
     matrix = np.zeros((table.num_rows, len(features)), dtype=np.float64)
     problems: dict[int, tuple[str, str]] = {}
     for j, name in enumerate(features):
-        values, column_problems = _column_values(table[name], name, input_format)
+        values, column_problems = _column_values(table[name], name)
         for i, problem in column_problems.items():
             problems.setdefault(i, problem)
         matrix[:, j] = values
@@ -116,15 +114,15 @@ def feature_matrix(table: pa.Table, features: Sequence[str],
     return matrix, problems
 
 
-def _column_values(column: pa.ChunkedArray, name: str,
-                   input_format: str) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
+def _column_values(column: pa.ChunkedArray,
+                   name: str) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
     kind = column.type
     problems: dict[int, tuple[str, str]] = {}
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         values = pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
         missing = column.is_null().to_numpy(zero_copy_only=False)
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        values, missing = _parsed(column.to_pylist(), name, input_format, problems)
+        values, missing = _parsed(column.to_pylist(), name, problems)
     elif pa.types.is_null(kind):
         values = np.zeros(len(column))
         missing = np.ones(len(column), dtype=bool)
@@ -154,21 +152,22 @@ def _column_values(column: pa.ChunkedArray, name: str,
     return values, problems
 
 
-def _parsed(cells: list[Any], name: str, input_format: str,
+def _parsed(cells: list[Any], name: str,
             problems: dict[int, tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
-    """Text cells as numbers: a csv cell that reads as one is one; any other text is not."""
+    """Text cells as numbers. A column holding any text is typed text as a whole (a csv
+    column with one word in it, a JSON Lines key that is a string in one row), so a cell
+    that reads as a number is one; an empty cell is missing; any other text is not."""
     values = np.zeros(len(cells))
     missing = np.zeros(len(cells), dtype=bool)
     for i, cell in enumerate(cells):
-        if cell is None or (input_format == "csv" and cell.strip() == ""):
+        if cell is None or cell.strip() == "":
             missing[i] = True
             continue
-        if input_format == "csv":
-            try:
-                values[i] = float(cell)
-                continue
-            except ValueError:
-                pass
+        try:
+            values[i] = float(cell)
+            continue
+        except ValueError:
+            pass
         shown = cell if len(cell) <= 24 else f"{cell[:20]}..."
         problems[i] = (RejectCode.NOT_A_NUMBER,
                        f"column {name!r} is the string {shown!r}; expected a number")
