@@ -147,3 +147,125 @@ def test_jsonl_job_writes_json_lines_in_input_order(
     expected = in_process(model_store, values)["predictions"]
     assert lines == [{"row": i, "customer": f"c-{i:05d}", "prediction": p}
                      for i, p in enumerate(expected)]
+
+
+BAD_CELLS = {3: ("sepal_width_cm", ""), 250: ("petal_length_cm", "abc"),
+             401: ("sepal_length_cm", "inf"), 599: ("petal_width_cm", "1e39")}
+BAD_CODES = {3: "missing_value", 250: "not_a_number", 401: "non_finite_value",
+             599: "out_of_range"}
+
+
+def iris_csv_with_bad_cells(values: np.ndarray) -> bytes:
+    lines = iris_csv(values).decode().splitlines()
+    header = lines[0].split(",")
+    for row, (column, cell) in BAD_CELLS.items():
+        cells = lines[row + 1].split(",")
+        cells[header.index(column)] = cell
+        lines[row + 1] = ",".join(cells)
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_rows_that_do_not_fit_are_rejected_alone_and_listed(
+    client: httpx.Client, batch_worker: ServiceProcess, redis_server, storage: Storage,  # type: ignore[no-untyped-def]
+    model_store: Path,
+) -> None:
+    values = iris_rows(700, seed=2)
+    dataset = put_dataset(redis_server.url, storage, iris_csv_with_bad_cells(values), "csv")
+    job = submit_job(client, dataset, id_column="customer", max_failed_rows=4)
+    done = wait_job(client, job["job_id"])
+    assert done["status"] == "succeeded", done
+    assert done["progress"]["rows_done"] == 700 and done["progress"]["rows_failed"] == 4
+    assert done["output"]["rows"] == 696
+    rows = list(csv.DictReader(io.StringIO(
+        client.get(f"/v1/batch-jobs/{job['job_id']}/results").text)))
+    kept = [i for i in range(700) if i not in BAD_CELLS]
+    assert [int(r["row"]) for r in rows] == kept
+    expected = in_process(model_store, values[kept])["predictions"]
+    assert [r["prediction"] for r in rows] == expected
+
+    errors = client.get(f"/v1/batch-jobs/{job['job_id']}/errors")
+    assert errors.status_code == 200
+    assert errors.headers["content-type"].startswith("application/x-ndjson")
+    listed = [orjson.loads(line) for line in errors.content.splitlines()]
+    assert [(e["row"], e["id"], e["code"]) for e in listed] == [
+        (row, f"c-{row:05d}", BAD_CODES[row]) for row in sorted(BAD_CELLS)]
+    for error in listed:
+        assert repr(BAD_CELLS[error["row"]][0]) in error["message"]
+
+
+def test_a_job_with_more_rejected_rows_than_allowed_fails_and_says_where_they_are(
+    client: httpx.Client, batch_worker: ServiceProcess, redis_server, storage: Storage,  # type: ignore[no-untyped-def]
+) -> None:
+    dataset = put_dataset(redis_server.url, storage,
+                          iris_csv_with_bad_cells(iris_rows(700, seed=2)), "csv")
+    job = submit_job(client, dataset, max_failed_rows=3)
+    done = wait_job(client, job["job_id"])
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "too_many_rejected_rows"
+    assert done["error"]["message"] == (
+        "4 of 700 rows were rejected, more than max_failed_rows (3); "
+        f"GET /v1/batch-jobs/{job['job_id']}/errors lists them")
+    assert done["output"]["rows"] is None
+    results = client.get(f"/v1/batch-jobs/{job['job_id']}/results")
+    assert results.status_code == 409 and results.json()["error"]["code"] == "job_not_succeeded"
+    listed = client.get(f"/v1/batch-jobs/{job['job_id']}/errors").content.splitlines()
+    assert len(listed) == 4 and b'"id"' not in listed[0]
+
+
+def test_a_row_the_model_refuses_is_rejected_without_failing_its_chunk(
+    client: httpx.Client, batch_worker: ServiceProcess, redis_server, storage: Storage,  # type: ignore[no-untyped-def]
+) -> None:
+    # sleepy raises on the whole call when a row has x1 < 0.
+    lines = ["x0,x1", *(f"0,{-1 if i in (7, 8, 120) else i}" for i in range(300))]
+    dataset = put_dataset(redis_server.url, storage, ("\n".join(lines) + "\n").encode(), "csv")
+    job = submit_job(client, dataset, model="sleepy", max_failed_rows=10, output_format="jsonl")
+    done = wait_job(client, job["job_id"])
+    assert done["status"] == "succeeded", done
+    assert done["progress"]["rows_failed"] == 3
+    results = [orjson.loads(line) for line in
+               client.get(f"/v1/batch-jobs/{job['job_id']}/results").content.splitlines()]
+    assert [r["row"] for r in results] == [i for i in range(300) if i not in (7, 8, 120)]
+    assert all(r["prediction"] == r["row"] for r in results)
+    listed = [orjson.loads(line) for line in
+              client.get(f"/v1/batch-jobs/{job['job_id']}/errors").content.splitlines()]
+    assert [e["row"] for e in listed] == [7, 8, 120]
+    assert all(e["code"] == "prediction_failed" and "x1 must not be negative" in e["message"]
+               for e in listed)
+
+
+def test_a_job_that_does_not_fit_is_refused_naming_what(
+    client: httpx.Client, redis_server, storage: Storage,  # type: ignore[no-untyped-def]
+) -> None:
+    dataset = put_dataset(redis_server.url, storage, b"sepal_length_cm,petal_width_cm,k\n1,2,3\n",
+                          "csv")
+    missing = client.post("/v1/models/iris/batch-jobs", json={"dataset_id": dataset.dataset_id})
+    assert missing.status_code == 422
+    error = missing.json()["error"]
+    assert error["code"] == "unfit_columns"
+    assert error["details"]["missing_columns"] == ["sepal_width_cm", "petal_length_cm"]
+    assert "'sepal_width_cm', 'petal_length_cm'" in error["message"]
+
+    full = put_dataset(redis_server.url, storage, iris_csv(iris_rows(3)), "csv")
+    for body, named in (({"id_column": "nope"}, "'nope'"),
+                        ({"passthrough_columns": ["region", "zone"]}, "'zone'"),
+                        ({"passthrough_columns": ["prediction"]}, None)):
+        response = client.post("/v1/models/iris/batch-jobs",
+                               json={"dataset_id": full.dataset_id, **body})
+        assert response.status_code == 422, (body, response.text)
+        assert named is None or named in response.json()["error"]["message"]
+
+    for model, body, code in (
+        ("iris", {"dataset_id": "f00d"}, "dataset_not_found"),
+        ("irsi", {"dataset_id": full.dataset_id}, "model_not_found"),
+        ("iris", {"dataset_id": full.dataset_id, "version": 9}, "version_not_found"),
+    ):
+        response = client.post(f"/v1/models/{model}/batch-jobs", json=body)
+        assert response.status_code == 404 and response.json()["error"]["code"] == code
+    for body in ({}, {"dataset_id": full.dataset_id, "max_failed_rows": -1},
+                 {"dataset_id": full.dataset_id, "output_format": "xlsx"},
+                 {"dataset_id": full.dataset_id, "colour": "red"}):
+        response = client.post("/v1/models/iris/batch-jobs", json=body)
+        assert response.status_code == 400, (body, response.text)
+    assert client.get("/v1/batch-jobs/nope").status_code == 404
+    assert client.get("/v1/batch-jobs/nope/results").status_code == 404
+    assert client.get("/v1/batch-jobs/nope/errors").status_code == 404
