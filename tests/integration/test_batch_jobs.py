@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -269,3 +271,70 @@ def test_a_job_that_does_not_fit_is_refused_naming_what(
     assert client.get("/v1/batch-jobs/nope").status_code == 404
     assert client.get("/v1/batch-jobs/nope/results").status_code == 404
     assert client.get("/v1/batch-jobs/nope/errors").status_code == 404
+
+
+def wait_drained(redis: Any, timeout: float = 20) -> None:
+    """Until no batch message waits, is pulled or is held: each was taken and acknowledged."""
+    deadline = time.monotonic() + timeout
+    while (redis.llen("batch") or redis.hlen("inferq:unacked:batch")
+           or any(redis.llen(key) for key in redis.keys("inferq:pulling:batch:*"))):
+        assert time.monotonic() < deadline, "batch messages still queued or held"
+        time.sleep(0.05)
+
+
+def sleepy_csv(rows: int, seconds_per_row: float) -> bytes:
+    return ("x0,x1\n" + "".join(f"{seconds_per_row},{i}\n" for i in range(rows))).encode()
+
+
+def test_cancel_stops_a_job_no_chunk_starts_after_it(
+    client: httpx.Client, batch_worker: ServiceProcess, redis_server, storage: Storage,  # type: ignore[no-untyped-def]
+) -> None:
+    # 12 chunks of 0.6 s on two processes.
+    dataset = put_dataset(redis_server.url, storage, sleepy_csv(2400, 0.003), "csv")
+    job = submit_job(client, dataset, model="sleepy")
+    job_id = job["job_id"]
+    deadline = time.monotonic() + 30
+    while client.get(f"/v1/batch-jobs/{job_id}").json()["progress"]["chunks_done"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with httpx.Client(base_url=str(client.base_url), timeout=30) as other:
+        started = time.monotonic()
+        cancelled = client.delete(f"/v1/batch-jobs/{job_id}")
+        waited = other.get(f"/v1/batch-jobs/{job_id}", params={"wait": 20})
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert waited.json()["status"] == "cancelled" and time.monotonic() - started < 5
+    at_cancel = cancelled.json()["progress"]["chunks_done"]
+    assert 1 <= at_cancel < 12
+    # The chunks left are taken and skipped: the queue drains and nothing more is counted.
+    wait_drained(redis_server.client())
+    final = client.get(f"/v1/batch-jobs/{job_id}").json()
+    assert final["status"] == "cancelled"
+    assert final["progress"]["chunks_done"] == at_cancel
+    again = client.delete(f"/v1/batch-jobs/{job_id}")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "job_not_cancellable"
+    assert client.get(f"/v1/batch-jobs/{job_id}/results").status_code == 409
+    assert client.delete("/v1/batch-jobs/nope").status_code == 404
+
+
+def test_a_queued_job_cancelled_before_a_worker_takes_it_never_starts(
+    client: httpx.Client, batch_worker: ServiceProcess, redis_server, storage: Storage,  # type: ignore[no-untyped-def]
+) -> None:
+    redis = redis_server.client()
+    dataset = put_dataset(redis_server.url, storage, iris_csv(iris_rows(10)), "csv")
+    os.killpg(batch_worker.pid, signal.SIGSTOP)  # The worker takes nothing meanwhile.
+    try:
+        job = submit_job(client, dataset)
+        queued = client.get("/v1/batch-jobs", params={"status": "queued", "model": "iris"})
+        assert [j["job_id"] for j in queued.json()["jobs"]] == [job["job_id"]]
+        assert client.get("/v1/batch-jobs", params={"model": "diabetes"}).json() == {"jobs": []}
+        cancelled = client.delete(f"/v1/batch-jobs/{job['job_id']}")
+        assert cancelled.status_code == 200 and cancelled.json()["started_at"] is None
+    finally:
+        os.killpg(batch_worker.pid, signal.SIGCONT)
+    assert client.get("/v1/batch-jobs", params={"status": "queued"}).json() == {"jobs": []}
+    listed = client.get("/v1/batch-jobs", params={"status": "cancelled"}).json()["jobs"]
+    assert job["job_id"] in [j["job_id"] for j in listed]
+    wait_drained(redis)
+    final = client.get(f"/v1/batch-jobs/{job['job_id']}").json()
+    assert final["status"] == "cancelled" and final["started_at"] is None
+    assert final["progress"]["chunks_done"] == 0
