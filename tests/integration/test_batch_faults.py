@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
 import httpx
 import orjson
+import pyarrow.parquet as pq
 import pytest
 from job_client import put_dataset, sleepy_csv, submit_job, wait_drained, wait_job
 from processes import service_env, start_worker
@@ -15,11 +17,6 @@ from services.common import keys
 from services.common.storage import Storage
 
 ROWS, CHUNK_ROWS, SECONDS_PER_ROW = 1200, 100, 0.005  # 12 chunks of half a second.
-
-
-@pytest.fixture(scope="module")
-def storage(tmp_path_factory: pytest.TempPathFactory) -> Storage:
-    return Storage.from_url(str(tmp_path_factory.mktemp("storage")))
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +64,6 @@ def test_a_worker_killed_mid_job_leaves_a_replacement_to_score_every_row_once(
     response = client.get(f"/v1/batch-jobs/{job_id}/results")
     assert response.status_code == 200
     if output_format == "parquet":
-        import io
-
-        import pyarrow.parquet as pq
-
         table = pq.read_table(io.BytesIO(response.content))
         assert done["output"]["bytes"] == len(response.content)
         rows, predictions = table["row"].to_pylist(), table["prediction"].to_pylist()

@@ -13,9 +13,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from job_client import (
     CLASSES,
+    IRIS_FEATURES,
     in_process,
     iris_csv,
     iris_jsonl,
@@ -31,11 +34,6 @@ from processes import ServiceProcess, service_env, start_worker
 from services.common.storage import Storage
 
 CHUNK_ROWS = 200
-
-
-@pytest.fixture(scope="module")
-def storage(tmp_path_factory: pytest.TempPathFactory) -> Storage:
-    return Storage.from_url(str(tmp_path_factory.mktemp("storage")))
 
 
 @pytest.fixture(scope="module")
@@ -284,3 +282,38 @@ def test_a_queued_job_cancelled_before_a_worker_takes_it_never_starts(
     final = client.get(f"/v1/batch-jobs/{job['job_id']}").json()
     assert final["status"] == "cancelled" and final["started_at"] is None
     assert final["progress"]["chunks_done"] == 0
+
+
+def test_a_parquet_dataset_gives_one_parquet_file_with_the_columns_typed(
+    client: httpx.Client, batch_worker: ServiceProcess, redis_server, storage: Storage,  # type: ignore[no-untyped-def]
+    model_store: Path,
+) -> None:
+    values = iris_rows(520, seed=3)
+    table = pa.table({
+        "customer": pa.array(range(1000, 1520), pa.int64()),
+        **{name: values[:, j] for j, name in enumerate(IRIS_FEATURES)},
+        "weight": pa.array([i / 4 for i in range(520)], pa.float64()),
+    })
+    sink = io.BytesIO()
+    pq.write_table(table, sink, row_group_size=150)
+    dataset = put_dataset(redis_server.url, storage, sink.getvalue(), "parquet")
+    job = submit_job(client, dataset, id_column="customer", passthrough_columns=["weight"],
+                     return_probabilities=True)
+    done = wait_job(client, job["job_id"])
+    assert done["status"] == "succeeded", done
+    assert done["output"]["format"] == "parquet" and done["progress"]["chunks_total"] == 3
+    response = client.get(f"/v1/batch-jobs/{job['job_id']}/results")
+    assert response.headers["content-type"] == "application/vnd.apache.parquet"
+    assert done["output"]["bytes"] == len(response.content)
+    output = pq.read_table(io.BytesIO(response.content))
+    assert output.schema.names == ["row", "customer", "weight", "prediction",
+                                   *(f"probability_{c}" for c in CLASSES)]
+    assert output.schema.field("customer").type == pa.int64()
+    assert output.schema.field("prediction").type == pa.string()
+    expected = in_process(model_store, values)
+    assert output["row"].to_pylist() == list(range(520))
+    assert output["customer"].to_pylist() == list(range(1000, 1520))
+    assert output["weight"].to_pylist() == [i / 4 for i in range(520)]
+    assert output["prediction"].to_pylist() == expected["predictions"]
+    probabilities = [output[f"probability_{c}"].to_pylist() for c in CLASSES]
+    assert [list(p) for p in zip(*probabilities, strict=True)] == expected["probabilities"]
