@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from sklearn import datasets
 from sklearn.ensemble import RandomForestClassifier
@@ -13,7 +12,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from services.common.catalog import ModelMetadata, list_models
+from services.common.catalog import ModelMetadata, ModelStore, list_models, model_storage
 
 from .store import save_model
 
@@ -24,8 +23,9 @@ def _snake(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-def train_demo(store: Path) -> list[ModelMetadata]:
+def train_demo(store: ModelStore) -> list[ModelMetadata]:
     """Train iris, breast-cancer and diabetes and store each as a new version."""
+    store = model_storage(store)
     written = []
     for name, loader, estimator, score in (
         (
@@ -68,6 +68,7 @@ def train_demo(store: Path) -> list[ModelMetadata]:
     return written
 
 
-def ensure_demo(store: Path) -> list[ModelMetadata]:
+def ensure_demo(store: ModelStore) -> list[ModelMetadata]:
     """Train the demo models only when the store holds no model at all."""
+    store = model_storage(store)
     return [] if list_models(store) else train_demo(store)

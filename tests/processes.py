@@ -12,7 +12,7 @@ SUPPORT = str(Path(__file__).parent / "support")
 __all__ = ["INFERQ", "ServiceProcess", "service_env", "start_api", "start_worker"]
 
 
-def service_env(redis_url: str, model_store: Path, **extra: str) -> dict[str, str]:
+def service_env(redis_url: str, model_store: Path | str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INFERQ_", "OTEL_"))}
     env.update(
         INFERQ_REDIS_URL=redis_url,

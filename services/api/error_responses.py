@@ -25,15 +25,18 @@ from services.api.errors import (
     NotFound,
     RedisFull,
     RedisUnavailable,
+    StorageUnavailable,
     error_body,
 )
 from services.common.metrics import INPUT_REJECTED
+from services.common.storage import StorageError
 
 log = logging.getLogger(__name__)
 
 
 def error_response(exc: Exception) -> JSONResponse:
-    """The response for ``exc``: its own status for an ``ApiError``, 503 for Redis, else 500."""
+    """The response for ``exc``: its own status for an ``ApiError``, 503 for Redis or the
+    object store, else 500."""
     if isinstance(exc, ApiError):
         return _api_error(exc)
     if isinstance(exc, RequestValidationError):
@@ -57,6 +60,11 @@ def error_response(exc: Exception) -> JSONResponse:
     if isinstance(exc, RedisError | ConnectionError):
         log.warning("redis unavailable", extra={"error": repr(exc)})
         return _api_error(RedisUnavailable("Redis is unreachable; retry in a moment"))
+    if isinstance(exc, StorageError):
+        log.warning("storage unavailable", extra={"error": str(exc)})
+        return _api_error(StorageUnavailable(
+            "the object store (models, datasets) is unreachable or refused access; retry "
+            "in a moment", {"reason": str(exc)}))
     log.exception("unexpected error", exc_info=exc)
     return _api_error(ApiError("an unexpected error occurred; it has been logged"))
 
@@ -91,5 +99,5 @@ def install_error_handlers(app: FastAPI, routes: Sequence[BaseRoute]) -> None:
         return error_response(exc)
 
     for kind in (ApiError, RequestValidationError, HTTPException, RedisError, ConnectionError,
-                 Exception):
+                 StorageError, Exception):
         app.add_exception_handler(kind, handle)

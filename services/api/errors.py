@@ -127,5 +127,13 @@ class RedisFull(RedisUnavailable):
         return {"Retry-After": "5"}
 
 
+class StorageUnavailable(ApiError):
+    status = 503
+    code = "storage_unavailable"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}
+
+
 def error_body(error: ApiError) -> dict[str, Any]:
     return {"error": {"code": error.code, "message": error.message, "details": error.details}}

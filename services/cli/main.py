@@ -14,6 +14,7 @@ from services.cli.errors import CliError
 from services.common.logging import configure_logging
 from services.common.pools import POOLS, pool
 from services.common.settings import Settings, get_settings
+from services.common.storage import StorageError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("name")
     show.add_argument("--version", type=int)
     model_commands.add_parser("train-demo", help="train iris, breast-cancer and diabetes")
+    copy = model_commands.add_parser(
+        "copy", help="copy each version of another store that this one lacks (never overwrites)")
+    copy.add_argument("source", help="a directory or s3://bucket/prefix")
     imp = model_commands.add_parser("import", help="register a joblib-saved estimator")
     imp.add_argument("path", type=Path)
     imp.add_argument("--name", required=True)
@@ -103,6 +107,10 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
         from ml.demo import train_demo
 
         _emit([f"{m.name} v{m.version}" for m in train_demo(settings.model_store)])
+    elif args.models_command == "copy":
+        from ml.store import copy_versions
+
+        _emit([f"{m.name} v{m.version}" for m in copy_versions(args.source, settings.model_store)])
     else:
         from ml.errors import ImportModelError
         from ml.importer import import_model
@@ -122,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _run(parser, args)
-    except CliError as exc:
+    except (CliError, StorageError) as exc:
         sys.stderr.write(f"inferq: {exc}\n")
         return 1
 

@@ -1,20 +1,23 @@
 """The model store's layout and metadata schema, read without loading any model.
 
 ``<store>/<name>/<version>/metadata.json`` describes the artifact ``model.joblib`` beside
-it. The API validates requests against this metadata only; workers (through ``ml.store``)
-also load the artifact. Versions are immutable once written.
+it; the store is a directory or an ``s3://`` URL, read through ``services.common.storage``.
+The API validates requests against this metadata only; workers (through ``ml.store``) also
+load the artifact. Versions are immutable once written.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from services.common.storage import NotFound, Storage
 
 METADATA_FILE = "metadata.json"
 ARTIFACT_FILE = "model.joblib"
@@ -57,38 +60,48 @@ def valid_model_name(name: str) -> bool:
     return bool(_NAME_RE.match(name))
 
 
-def version_dir(store: Path, name: str, version: int) -> Path:
-    return store / name / str(version)
+ModelStore = Storage | str | os.PathLike[str]
 
 
-def read_metadata(store: Path, name: str, version: int) -> ModelMetadata | None:
+def model_storage(store: ModelStore) -> Storage:
+    """The store as a ``Storage``: a directory or an ``s3://`` URL (``INFERQ_MODEL_STORE``)."""
+    return store if isinstance(store, Storage) else Storage.from_url(os.fspath(store))
+
+
+def version_key(name: str, version: int, file: str) -> str:
+    """The storage key of one file of a version: ``<name>/<version>/<file>``."""
+    return f"{name}/{version}/{file}"
+
+
+def read_metadata(store: ModelStore, name: str, version: int) -> ModelMetadata | None:
     """The metadata of one version; None when absent or when it describes another model."""
-    path = version_dir(store, name, version) / METADATA_FILE
     try:
-        metadata = ModelMetadata.model_validate_json(path.read_bytes())
-    except FileNotFoundError:
+        raw = model_storage(store).get(version_key(name, version, METADATA_FILE))
+    except NotFound:
         return None
+    metadata = ModelMetadata.model_validate_json(raw)
     return metadata if (metadata.name, metadata.version) == (name, version) else None
 
 
-def list_versions(store: Path, name: str) -> list[int]:
-    try:
-        entries = list((store / name).iterdir())
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return sorted(
-        int(e.name) for e in entries if e.name.isdigit() and (e / METADATA_FILE).is_file()
-    )
+def _all_versions(storage: Storage, prefix: str = "") -> dict[str, list[int]]:
+    """Every version that has its metadata (written last, so its artifact is there too)."""
+    found: dict[str, list[int]] = {}
+    for key in storage.list(prefix):
+        parts = key.split("/")
+        if (len(parts) == 3 and parts[2] == METADATA_FILE and valid_model_name(parts[0])
+                and parts[1].isdigit()):
+            found.setdefault(parts[0], []).append(int(parts[1]))
+    return {name: sorted(versions) for name, versions in sorted(found.items())}
 
 
-def list_models(store: Path) -> list[str]:
-    try:
-        entries = list(store.iterdir())
-    except FileNotFoundError:
+def list_versions(store: ModelStore, name: str) -> list[int]:
+    if not valid_model_name(name):
         return []
-    return sorted(
-        e.name for e in entries if valid_model_name(e.name) and list_versions(store, e.name)
-    )
+    return _all_versions(model_storage(store), name).get(name, [])
+
+
+def list_models(store: ModelStore) -> list[str]:
+    return list(_all_versions(model_storage(store)))
 
 
 class Catalog:
@@ -99,8 +112,8 @@ class Catalog:
     so a newly imported model is served on its first request.
     """
 
-    def __init__(self, store: Path, refresh_seconds: float = 5.0) -> None:
-        self.store = store
+    def __init__(self, store: ModelStore, refresh_seconds: float = 5.0) -> None:
+        self.store = model_storage(store)
         self._refresh_seconds = refresh_seconds
         self._versions: dict[str, list[int]] = {}
         self._metadata: dict[tuple[str, int], ModelMetadata] = {}
@@ -108,7 +121,7 @@ class Catalog:
         self._lock = threading.Lock()
 
     def _scan(self) -> None:
-        versions = {name: list_versions(self.store, name) for name in list_models(self.store)}
+        versions = _all_versions(self.store)
         with self._lock:
             self._versions = versions
             self._scanned_at = time.monotonic()

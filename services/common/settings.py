@@ -12,8 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.common.pools import NAME_PATTERN, POOLS
 
 
-def _default_model_store() -> Path:
-    return Path.home() / ".inferq" / "models"
+def _default_model_store() -> str:
+    return str(Path.home() / ".inferq" / "models")
 
 
 def _default_storage_url() -> str:
@@ -32,8 +32,8 @@ class Settings(BaseSettings):
     # Connections one API process keeps to Redis; requests beyond them wait their turn.
     redis_max_connections: int = Field(64, ge=4)
 
-    # -- Model store.
-    model_store: Path = Field(default_factory=_default_model_store)
+    # -- Model store: a directory or s3://bucket/prefix (the AWS variables as for storage_url).
+    model_store: str = Field(default_factory=_default_model_store, min_length=1)
 
     # -- Object storage for datasets and job outputs: a directory or s3://bucket/prefix,
     # with the endpoint and credentials from the standard AWS variables.

@@ -28,7 +28,7 @@ class Boom(Exception):
     pass
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "s3"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> Storage:
     if request.param == "local":

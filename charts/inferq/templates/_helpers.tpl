@@ -204,10 +204,13 @@ Where the images keep their baked demo model store (INFERQ_MODEL_STORE in the Do
 {{- end }}
 
 {{/*
-The model store the pods use: the mounted claim when one is given, else the baked store.
+The model store the pods use: the bucket under storage.url with storage.models.enabled,
+the mounted claim when one is given, else the baked store.
 */}}
 {{- define "inferq.models.store" -}}
-{{- if .Values.models.persistence.existingClaim }}
+{{- if .Values.storage.models.enabled }}
+{{- printf "%s/%s" (trimSuffix "/" .Values.storage.url) .Values.storage.models.prefix }}
+{{- else if .Values.models.persistence.existingClaim }}
 {{- .Values.models.persistence.mountPath }}
 {{- else }}
 {{- include "inferq.models.imageStore" . }}
@@ -320,6 +323,7 @@ Call with (dict "context" $ "service" "inferq-api").
 {{- end }}
 - name: INFERQ_MODEL_STORE
   value: {{ include "inferq.models.store" $ | quote }}
+{{- include "inferq.storageEnv" $ }}
 - name: INFERQ_LOG_FORMAT
   value: json
 - name: INFERQ_LOG_LEVEL
@@ -351,6 +355,41 @@ Call with (dict "context" $ "service" "inferq-api").
       fieldPath: metadata.namespace
 - name: OTEL_RESOURCE_ATTRIBUTES
   value: {{ include "inferq.otelResourceAttributes" $ | quote }}
+{{- end }}
+
+{{/*
+Object storage: INFERQ_STORAGE_URL and the standard AWS variables; the keys come from an
+existing Secret, or none are set and the pod's cloud identity is used.
+*/}}
+{{- define "inferq.storageEnv" -}}
+{{- with .Values.storage }}
+{{- if .url }}
+- name: INFERQ_STORAGE_URL
+  value: {{ .url | quote }}
+{{- end }}
+{{- if .endpoint }}
+- name: AWS_ENDPOINT_URL
+  value: {{ .endpoint | quote }}
+{{- end }}
+{{- if .region }}
+- name: AWS_REGION
+  value: {{ .region | quote }}
+{{- end }}
+{{- with .credentials }}
+{{- if .existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .accessKeyIdKey }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .secretAccessKeyKey }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -506,5 +545,11 @@ message naming the key to fix.
 {{- end }}
 {{- if and .Values.redis.auth.existingSecret .Values.redis.auth.password }}
 {{- fail "redis.auth: set either password or existingSecret, not both" }}
+{{- end }}
+{{- if and .Values.storage.models.enabled (not .Values.storage.url) }}
+{{- fail "storage.models.enabled: the model store goes under storage.url; set storage.url to s3://bucket/prefix" }}
+{{- end }}
+{{- if and .Values.storage.models.enabled .Values.models.persistence.existingClaim }}
+{{- fail "storage.models.enabled and models.persistence.existingClaim: the model store is either the bucket or the claim; unset one" }}
 {{- end }}
 {{- end }}

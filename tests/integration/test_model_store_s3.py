@@ -1,0 +1,125 @@
+"""A model store in an S3 bucket: the CLI writes versions there, the API lists them and a
+worker process loads them, checking each artifact's sha256 before it unpickles it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import joblib
+import numpy as np
+import pytest
+from processes import INFERQ, ServiceProcess, service_env, start_api, start_worker
+from s3_server import S3Server
+from sklearn.tree import DecisionTreeClassifier
+from task_client import IRIS_ROW, submit, wait_all
+
+from services.cli.redis_server import free_port
+from services.common.storage import Storage
+
+pytestmark = pytest.mark.integration
+
+
+def inferq(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([INFERQ, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def s3_store(s3_server: S3Server) -> str:
+    return s3_server.url(f"models-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="module")
+def s3_env(redis_server, s3_server: S3Server, s3_store: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    redis_server.client().flushdb()
+    return service_env(redis_server.url, s3_store, **s3_server.env)
+
+
+@pytest.fixture(scope="module")
+def s3_client(s3_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[httpx.Client]:
+    tmp = tmp_path_factory.mktemp("s3-models")
+    trained = inferq("models", "train-demo", env=s3_env)
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads(trained.stdout) == ["iris v1", "breast-cancer v1", "diabetes v1"]
+    joblib.dump(DecisionTreeClassifier().fit(np.eye(3), ["a", "b", "c"]), tmp / "tree.joblib")
+    for name in ("tree", "tree-tampered"):
+        imported = inferq("models", "import", str(tmp / "tree.joblib"), "--name", name,
+                          "--features", "p,q,r", env=s3_env)
+        assert imported.returncode == 0, imported.stderr
+    port = free_port()
+    api: ServiceProcess = start_api(s3_env, port, tmp)
+    worker = start_worker(s3_env, tmp)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        worker.stop()
+        api.stop()
+
+
+def test_versions_are_in_the_bucket(s3_server: S3Server, s3_store: str,
+                                    s3_client: httpx.Client,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    keys = Storage.from_url(s3_store).list("iris")
+    assert keys == ["iris/1/metadata.json", "iris/1/model.joblib"]
+    listed = inferq("models", "list", env=service_env("redis://127.0.0.1:1/0", s3_store,
+                                                      **s3_server.env))
+    assert json.loads(listed.stdout) == {"breast-cancer": [1], "diabetes": [1], "iris": [1],
+                                         "tree": [1], "tree-tampered": [1]}
+    models = {m["name"] for m in s3_client.get("/v1/models").json()["models"]}
+    assert models == {"breast-cancer", "diabetes", "iris", "tree", "tree-tampered"}
+
+
+def test_a_worker_predicts_from_the_bucket(s3_client: httpx.Client) -> None:
+    iris, tree = wait_all(s3_client, [submit(s3_client, "iris", [IRIS_ROW]),
+                                      submit(s3_client, "tree", [[0, 1, 0]])])
+    assert iris["status"] == "succeeded", iris
+    assert iris["result"]["predictions"] == ["setosa"]
+    assert tree["result"]["predictions"] == ["b"]
+
+
+def test_a_tampered_artifact_in_the_bucket_is_refused(
+    s3_server: S3Server, s3_store: str, s3_client: httpx.Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    storage = Storage.from_url(s3_store)
+    key = "tree-tampered/1/model.joblib"
+    storage.put(key, storage.get(key) + b"\0")
+    (task,) = wait_all(s3_client, [submit(s3_client, "tree-tampered", [[0, 1, 0]])])
+    assert task["status"] == "failed"
+    assert task["error"]["type"] == "IntegrityError"
+    assert "sha256" in task["error"]["message"]
+
+
+def test_an_unreachable_store_is_a_clear_cli_error(tmp_path: Path) -> None:
+    env = service_env("redis://127.0.0.1:1/0", "s3://nowhere/models",
+                      AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
+                      AWS_ACCESS_KEY_ID="id", AWS_SECRET_ACCESS_KEY="secret",
+                      AWS_REGION="us-east-1")
+    listed = inferq("models", "list", env=env)
+    assert listed.returncode == 1
+    assert listed.stderr.startswith("inferq: storage failed"), listed.stderr
+    assert "Traceback" not in listed.stderr
+
+
+def test_copy_seeds_a_bucket_once(s3_server: S3Server, model_store: Path) -> None:
+    env = service_env("redis://127.0.0.1:1/0", s3_server.url(f"seed-{uuid.uuid4().hex[:8]}"),
+                      **s3_server.env)
+    first = inferq("models", "copy", str(model_store), env=env)
+    assert first.returncode == 0, first.stderr
+    assert sorted(json.loads(first.stdout)) == [
+        "breast-cancer v1", "diabetes v1", "iris v1", "sleepy v1"]
+    again = inferq("models", "copy", str(model_store), env=env)
+    assert json.loads(again.stdout) == []
+    listed = inferq("models", "list", env=env)
+    assert json.loads(listed.stdout) == {"breast-cancer": [1], "diabetes": [1], "iris": [1],
+                                         "sleepy": [1]}
