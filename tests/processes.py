@@ -17,6 +17,8 @@ def service_env(redis_url: str, model_store: Path | str, **extra: str) -> dict[s
     env.update(
         INFERQ_REDIS_URL=redis_url,
         INFERQ_MODEL_STORE=str(model_store),
+        # Beside the model store: tests never write to the home directory's storage.
+        INFERQ_STORAGE_URL=str(model_store.parent / "storage"),
         INFERQ_LOG_FORMAT="text",
         PYTHONPATH=SUPPORT,
     )

@@ -21,6 +21,7 @@ from services.api.task_service import TaskService
 from services.api.waiter import TaskWaiter
 from services.common.catalog import Catalog, ModelMetadata
 from services.common.settings import Settings
+from services.common.storage import Storage
 
 
 @dataclass
@@ -33,6 +34,7 @@ class ApiState:
     jobs: JobService
     backlog: BacklogExporter
     cluster: ClusterView | None
+    storage: Storage
 
 
 # Dependencies are coroutines: FastAPI runs a plain ``def`` dependency in a thread pool,

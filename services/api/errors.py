@@ -53,6 +53,18 @@ class InvalidRows(InputError):
     code = "invalid_rows"
 
 
+class InvalidDataset(InputError):
+    """An uploaded file that is not a readable dataset of its type; details name the line
+    or row."""
+
+    code = "invalid_dataset"
+
+
+class UnsupportedMediaType(InputError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class NotFound(ApiError):
     status = 404
     code = "not_found"

@@ -20,7 +20,7 @@ from services.api.hot_routes import HotRoutesMiddleware
 from services.api.job_service import JobService, JobSweeper
 from services.api.metrics import BacklogExporter
 from services.api.observation import ObservedRequestsMiddleware
-from services.api.routes import batch_jobs, docs, health, models, pools, tasks
+from services.api.routes import batch_jobs, datasets, docs, health, models, pools, tasks
 from services.api.task_service import TaskService
 from services.api.waiter import TaskWaiter
 from services.common.catalog import Catalog
@@ -65,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await refuse_unsupported_redis(client)
         waiter = TaskWaiter(client)
         backlog = BacklogExporter(client, settings.queue_kinds)
-        jobs = JobService(client, settings, waiter, storage_from_settings(settings))
+        storage = storage_from_settings(settings)
+        jobs = JobService(client, settings, waiter, storage)
         sweeper = JobSweeper(jobs, settings.job_sweep_seconds)
         app.state.inferq = ApiState(
             settings=settings,
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cluster=ClusterView(settings.k8s_namespace, settings.k8s_worker_selector or "")
             if settings.k8s_namespace
             else None,
+            storage=storage,
         )
         waiter.start()
         backlog.start()
@@ -87,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info(
             "api ready",
             extra={"redis": settings.redis_url_redacted, "model_store": str(settings.model_store),
-                   "events_channel": waiter.channel},
+                   "storage": app.state.inferq.storage.url, "events_channel": waiter.channel},
         )
         try:
             yield
@@ -124,7 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Innermost: the hot routes are still counted, timed and traced.
     app.add_middleware(HotRoutesMiddleware)
     app.add_middleware(ObservedRequestsMiddleware, tracing=exporter_configured())
-    routers = [module.router for module in (health, models, tasks, batch_jobs, pools, docs)]
+    routers = [module.router
+               for module in (health, models, tasks, datasets, batch_jobs, pools, docs)]
     for router in routers:
         app.include_router(router)
     # The app's own routes (/openapi.json) and the routers' as they declared them.

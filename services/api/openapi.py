@@ -14,6 +14,7 @@ from services.api import openapi_examples as examples
 from services.api.errors import (
     ApiError,
     DatasetNotFound,
+    InvalidDataset,
     InvalidParameter,
     InvalidRows,
     JobNotCancellable,
@@ -24,10 +25,12 @@ from services.api.errors import (
     PayloadTooLarge,
     RedisFull,
     RedisUnavailable,
+    StorageUnavailable,
     TaskNotCancellable,
     TaskNotFound,
     TooManyRows,
     UnfitColumns,
+    UnsupportedMediaType,
     VersionNotFound,
     error_body,
     wait_out_of_range,
@@ -263,6 +266,74 @@ METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
                   'inferq_tasks_submitted_total{model="iris",queue="inference"} 42.0\n'},
               "application/openmetrics-text": {"schema": {"type": "string"}},
           }},
+}
+
+_BINARY = {"type": "string", "format": "binary"}
+
+DATASET_UPLOAD_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "the file itself, streamed: CSV with a header row, JSON Lines (one object "
+    "a line; the columns are the union of the keys, a missing key is null) or Parquet; at "
+    "most INFERQ_MAX_DATASET_BYTES (5 GiB by default)",
+    "content": {
+        "text/csv": {"schema": _BINARY, "example": examples.CSV_UPLOAD},
+        "application/x-ndjson": {"schema": _BINARY, "example": examples.JSONL_UPLOAD},
+        "application/vnd.apache.parquet": {"schema": _BINARY},
+    },
+}
+
+_NO_DATASET = DatasetNotFound(f"no dataset {examples.DATASET_ID!r}; GET /v1/datasets lists them",
+                              {"dataset_id": examples.DATASET_ID})
+_STORAGE_OR_REDIS_503 = _error(
+    "Redis or the dataset store is unreachable; retry after `Retry-After` seconds",
+    _UNREACHABLE, StorageUnavailable("the dataset store failed; retry in a moment"))
+
+UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    201: _example("the dataset, stored; `Location` is its address", examples.DATASET),
+    400: _error(
+        "a file that is not what its type says, or a missing or bad `name`; the message "
+        "names the line (1-based) and the row (0-based, the header not counted)",
+        InvalidDataset("line 3 has 4 fields; the header has 5",
+                       {"line": 3, "row": 1, "format": "csv"}),
+        InvalidDataset("line 2 is not valid JSON: unexpected end of data: line 1 column 22 "
+                       "(char 21)", {"line": 2, "row": 1, "format": "jsonl"}),
+        InvalidDataset("line 1 holds only numbers (5.1,3.5,1.4,0.2): a CSV needs a header "
+                       "row naming its columns first", {"line": 1, "format": "csv"}),
+        InvalidDataset("the file is empty", {"format": "csv"}),
+        InvalidParameter("name: Field required", {"parameter": "name"}),
+    ),
+    413: _error("the file exceeds INFERQ_MAX_DATASET_BYTES; nothing is kept", PayloadTooLarge(
+        "the file exceeds the limit of 5368709120 bytes per dataset (INFERQ_MAX_DATASET_BYTES)",
+        {"max_bytes": 5368709120})),
+    415: _error("a `Content-Type` that is not a dataset type", UnsupportedMediaType(
+        "Content-Type 'application/json' is not a dataset type; send text/csv, "
+        "application/x-ndjson, application/vnd.apache.parquet",
+        {"content_type": "application/json",
+         "supported": ["text/csv", "application/x-ndjson", "application/vnd.apache.parquet"]})),
+    "4XX": _OTHER,
+    503: _STORAGE_OR_REDIS_503,
+}
+
+DATASET_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _example("the datasets, newest first", examples.DATASET_LIST),
+    400: _error("a bad `limit`", InvalidParameter(
+        "limit: Input should be less than or equal to 1000", {"parameter": "limit"})),
+    "4XX": _OTHER,
+    503: _REDIS_503,
+}
+
+DATASET_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _example("the dataset", examples.DATASET),
+    404: _error("no such dataset", _NO_DATASET),
+    "4XX": _OTHER,
+    503: _REDIS_503,
+}
+
+DELETE_DATASET_RESPONSES: dict[int | str, dict[str, Any]] = {
+    204: {"description": "the dataset and its file are deleted"},
+    404: _error("no such dataset", _NO_DATASET),
+    "4XX": _OTHER,
+    503: _STORAGE_OR_REDIS_503,
 }
 
 

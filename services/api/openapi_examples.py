@@ -53,6 +53,21 @@ POOL_LIST: dict[str, Any] = {"pools": [
      "ready_replicas": 1, "desired_replicas": 1},
 ]}
 
+DATASET_ID = "5d0c8f6e2b7a4c1f9e3d6a8b0c2e4f61"
+DATASET: dict[str, Any] = {
+    "dataset_id": DATASET_ID, "name": "iris-2026-01", "format": "csv", "rows": 150,
+    "columns": [{"name": n, "dtype": "float64"} for n in (
+        "sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm")]
+    + [{"name": "species", "dtype": "string"}],
+    "bytes": 4551, "sha256": "b9c1a6f4c7e0b8f6d5c2e1a0f3b7d9c8e6a4f2b0d8c6e4a2f0b8d6c4e2a0f8b6",
+    "created_at": "2026-01-15T09:30:00.120Z",
+}
+DATASET_LIST: dict[str, Any] = {"datasets": [DATASET]}
+CSV_UPLOAD = ("sepal_length_cm,sepal_width_cm,petal_length_cm,petal_width_cm,species\n"
+              "5.1,3.5,1.4,0.2,setosa\n6.7,3.0,5.2,2.3,virginica\n")
+JSONL_UPLOAD = ('{"sepal_length_cm": 5.1, "sepal_width_cm": 3.5, "petal_length_cm": 1.4, '
+                '"petal_width_cm": 0.2, "species": "setosa"}\n')
+
 JOB_ID = "5d0f8e1c-3b7a-4c2e-9f61-8a4d2b7c9e03"
 JOB_QUEUED: dict[str, Any] = {
     "job_id": JOB_ID, "kind": "batch", "model": "iris", "version": 1,

@@ -61,3 +61,22 @@ class BatchJobRequest(BaseModel):
         False, description="add one probability_<class> column per class (classifiers)")
     max_failed_rows: int = Field(
         0, ge=0, description="rows that may be rejected before the job fails")
+class DatasetColumn(_Answer):
+    name: str = Field(examples=["sepal_length_cm"])
+    dtype: str = Field(description="int64, float64, bool, string, null (only nulls), or for "
+                       "Parquet the column's Arrow type", examples=["float64"])
+
+
+class DatasetInfo(_Answer):
+    dataset_id: str = Field(examples=["5d0c8f6e2b7a4c1f9e3d6a8b0c2e4f61"])
+    name: str = Field(examples=["iris-2026-01"])
+    format: Literal["csv", "jsonl", "parquet"]
+    rows: int = Field(description="data rows (a CSV's header not counted)", examples=[150])
+    columns: list[DatasetColumn]
+    bytes: int = Field(description="the file's size", examples=[4551])
+    sha256: str = Field(description="of the file as uploaded")
+    created_at: str = Field(description="RFC 3339, UTC", examples=["2026-01-15T09:30:00.120Z"])
+
+
+class DatasetList(_Answer):
+    datasets: list[DatasetInfo] = Field(description="newest first")

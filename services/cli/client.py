@@ -1,4 +1,4 @@
-"""``inferq predict``: a small client of the REST API."""
+"""``inferq predict`` and ``inferq datasets``: a small client of the REST API."""
 
 from __future__ import annotations
 
@@ -11,8 +11,13 @@ import httpx
 import orjson
 
 from services.cli.errors import CliError
+from services.common.media import DATASET_MEDIA_TYPES
 
 SUCCESS = "succeeded"
+
+#: A dataset file's format, from its extension.
+DATASET_EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+                      ".parquet": "parquet", ".pq": "parquet"}
 EXAMPLE = "--json '[[5.1, 3.5, 1.4, 0.2]]'"
 
 
@@ -107,3 +112,44 @@ def _body(response: httpx.Response) -> dict[str, Any]:
         raise CliError(f"{response.request.url} answered {response.status_code} without "
                        "an inferq JSON body; check that --url is inferq's API")
     return body
+
+
+def upload_dataset(url: str, path: Path, name: str | None, fmt: str | None) -> int:
+    """Stream the file to ``POST /v1/datasets`` and write the dataset (or the error)."""
+    if fmt is None:
+        fmt = DATASET_EXTENSIONS.get(path.suffix.lower())
+        if fmt is None:
+            raise CliError(f"cannot tell the format of {path} from its extension; give "
+                           f"--format {'|'.join(DATASET_MEDIA_TYPES)}")
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    # No overall deadline: a large file takes as long as it takes; each read and write
+    # still times out.
+    with handle, httpx.Client(timeout=httpx.Timeout(300)) as client:
+        response = _call(client, "POST", f"{url.rstrip('/')}/v1/datasets",
+                         params={"name": name or path.name}, content=handle,
+                         headers={"Content-Type": DATASET_MEDIA_TYPES[fmt]})
+    return _report(response)
+
+
+def dataset_request(url: str, method: str, dataset_id: str | None = None) -> int:
+    """List the datasets, or show or delete one; write the answer."""
+    where = f"{url.rstrip('/')}/v1/datasets" + (f"/{dataset_id}" if dataset_id else "")
+    with httpx.Client(timeout=60) as client:
+        response = _call(client, method, where)
+    if response.status_code == 204:
+        sys.stdout.write(f"deleted {dataset_id}\n")
+        return 0
+    return _report(response)
+
+
+def _report(response: httpx.Response) -> int:
+    """The answer's JSON on stdout, or on stderr with exit status 1 for an error."""
+    body = orjson.dumps(_body(response), option=orjson.OPT_INDENT_2).decode() + "\n"
+    if response.status_code >= 400:
+        sys.stderr.write(body)
+        return 1
+    sys.stdout.write(body)
+    return 0

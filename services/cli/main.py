@@ -12,9 +12,12 @@ import orjson
 from services.cli.bench import add_bench_parser, run_bench
 from services.cli.errors import CliError
 from services.common.logging import configure_logging
+from services.common.media import DATASET_MEDIA_TYPES
 from services.common.pools import POOLS, pool
 from services.common.settings import Settings, get_settings
 from services.common.storage import StorageError
+
+DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,11 +83,30 @@ def _parser() -> argparse.ArgumentParser:
     rows.add_argument("--json", dest="rows_json", help="rows as JSON, e.g. '[[5.1,3.5,1.4,0.2]]'")
     rows.add_argument("--csv", type=Path, help="a CSV file with a header of feature names")
     predict.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the result")
-    predict.add_argument("--url", default="http://127.0.0.1:8000", help="the API's base URL")
+    predict.add_argument("--url", default=DEFAULT_URL, help="the API's base URL")
     predict.add_argument("--expect", help="comma-separated predictions the rows must get; "
                                           "anything else exits 1 (a smoke test)")
+    _add_datasets_parser(commands)
     add_bench_parser(commands)
     return parser
+
+
+def _add_datasets_parser(commands: argparse._SubParsersAction) -> None:
+    api = argparse.ArgumentParser(add_help=False)
+    api.add_argument("--url", default=DEFAULT_URL, help="the API's base URL")
+    datasets = commands.add_parser("datasets", help="datasets on the API: upload, list, "
+                                   "show, delete")
+    actions = datasets.add_subparsers(dest="datasets_command", required=True, metavar="ACTION")
+    upload = actions.add_parser("upload", parents=[api], help="stream a CSV, JSON Lines or "
+                                "Parquet file to the API as a new dataset")
+    upload.add_argument("file", type=Path)
+    upload.add_argument("--name", help="the dataset's name (default: the file's name)")
+    upload.add_argument("--format", choices=list(DATASET_MEDIA_TYPES),
+                        help="the file's format (default: from its extension)")
+    actions.add_parser("list", parents=[api], help="the datasets, newest first")
+    for action, what in (("show", "describe a dataset"), ("delete", "delete a dataset and "
+                                                                    "its file")):
+        actions.add_parser(action, parents=[api], help=what).add_argument("dataset_id")
 
 
 def _emit(value: object) -> None:
@@ -185,11 +207,24 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             args.host, args.port, args.redis_port, args.concurrency, args.state_dir))
     if args.command == "models":
         return _models(args, settings)
+    if args.command == "datasets":
+        return _datasets(args)
     from services.cli.client import parse_json_rows, predict, read_csv_rows
 
     instances = read_csv_rows(args.csv) if args.csv else parse_json_rows(args.rows_json)
     expect = args.expect.split(",") if args.expect is not None else None
     return predict(args.url, args.model, instances, args.wait, expect=expect)
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    from services.cli.client import dataset_request, upload_dataset
+
+    if args.datasets_command == "upload":
+        return upload_dataset(args.url, args.file, args.name, args.format)
+    if args.datasets_command == "list":
+        return dataset_request(args.url, "GET")
+    method = "GET" if args.datasets_command == "show" else "DELETE"
+    return dataset_request(args.url, method, args.dataset_id)
 
 
 def _touch_when_ready(path: Path) -> None:

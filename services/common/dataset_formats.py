@@ -11,7 +11,7 @@ The formats, as inferq reads them:
 
 - CSV: RFC 4180 with a header row of unique, non-empty column names; every row has as
   many fields as the header; a quoted field may hold commas, quotes (doubled) and line
-  breaks; an empty field is null; blank lines are skipped.
+  breaks; an empty field is null; empty lines are skipped.
 - JSON Lines: one JSON object a line; blank lines are skipped. The columns are the union of
   the keys of all lines, in the order they first appear; a line without a key has null
   there. Values of one key may differ in type: numbers and integers make a float64 column,
@@ -30,6 +30,7 @@ import io
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -202,7 +203,14 @@ class TextValidator:
 
 
 def _blank(line: bytes) -> bool:
+    """A JSON line of nothing but white space is skipped."""
     return not line or line.isspace()
+
+
+def _empty(line: bytes) -> bool:
+    """A CSV line with nothing on it is skipped, as pyarrow skips it when reading; one of
+    spaces is a row (of one field)."""
+    return not line or line == b"\r"
 
 
 class CsvValidator(TextValidator):
@@ -218,6 +226,9 @@ class CsvValidator(TextValidator):
                                "application/vnd.apache.parquet", line=1)
         self._decode(block)
         quoted = b'"' in block
+        if not quoted and self.names is not None:
+            self._plain_block(block)
+            return len(block)
         lines = block.split(b"\n")
         if block.endswith(b"\n"):
             lines.pop()
@@ -234,7 +245,7 @@ class CsvValidator(TextValidator):
             start = pos
             pos += len(line) + 1
             if record_start < 0:
-                if _blank(line):
+                if _empty(line):
                     used = min(pos, len(block))
                     continue
                 record_start, record_line, odd = start, line_no, 0
@@ -258,6 +269,36 @@ class CsvValidator(TextValidator):
         if data_start >= 0:
             self._infer(block[data_start:used], quoted, record_line, rows_before)
         return used
+
+    def _plain_block(self, block: bytes) -> None:
+        """A block of data rows without quotes, checked with array operations: a line's
+        fields are its commas plus one, and a line is a record."""
+        assert self.names is not None
+        data = np.frombuffer(block, dtype=np.uint8)
+        breaks = np.flatnonzero(data == ord("\n"))
+        ends = breaks if block.endswith(b"\n") else np.append(breaks, len(block))
+        starts = np.concatenate(([0], breaks + 1))[: len(ends)]
+        lengths = ends - starts
+        first_byte = data[np.minimum(starts, len(block) - 1)]
+        empty = (lengths == 0) | ((lengths == 1) & (first_byte == ord("\r")))
+        commas = np.flatnonzero(data == ord(","))
+        fields = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
+        ragged = np.flatnonzero(~empty & (fields != len(self.names)))
+        rows_before = self.rows
+        if len(ragged):
+            at = int(ragged[0])
+            line = self._lines + at + 1
+            raise DatasetError(
+                f"line {line} has {fields[at]} fields; the header has {len(self.names)}",
+                line=line, row=rows_before + int(np.count_nonzero(~empty[:at])))
+        record_starts = starts[~empty]
+        rows = np.arange(rows_before, rows_before + len(record_starts))
+        indexed = rows % INDEX_ROWS == 0
+        self.index += [[int(r), self._offset + int(o)]
+                       for r, o in zip(rows[indexed], record_starts[indexed], strict=True)]
+        self.rows += len(record_starts)
+        if len(record_starts):
+            self._infer(block, False, self._lines + len(ends), rows_before)
 
     def _header(self, record: bytes, line: int) -> None:
         text = record.decode().lstrip("\ufeff")

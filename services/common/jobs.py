@@ -30,15 +30,13 @@ import orjson
 
 from services.common import keys
 from services.common.dataset_formats import ROW_COLUMN
+from services.common.media import DATASET_MEDIA_TYPES
 from services.common.records import ALLOW_OOM, HSET_JSON, decoded, rfc3339
 
 KIND = "batch"
 FORMATS = ("csv", "jsonl", "parquet")
-MEDIA_TYPES = {
-    "csv": "text/csv",
-    "jsonl": "application/x-ndjson",
-    "parquet": "application/vnd.apache.parquet",
-}
+#: An output file travels as a dataset file of its format does.
+MEDIA_TYPES = DATASET_MEDIA_TYPES
 #: The columns every output has, around the id and passthrough columns (and ``row``, the
 #: row's index in the dataset, first).
 PREDICTION_COLUMN = "prediction"

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     # -- Object storage for datasets and job outputs: a directory or s3://bucket/prefix,
     # with the endpoint and credentials from the standard AWS variables.
     storage_url: str = Field(default_factory=_default_storage_url, min_length=1)
+    # The largest dataset file an upload may send.
+    max_dataset_bytes: int = Field(5 * 1024**3, gt=0)
 
     # -- Tasks and requests.
     task_ttl_seconds: int = Field(86_400, gt=0)

@@ -7,6 +7,7 @@ allows. Bad input must be a 4xx with an error body, whatever shape it comes in.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.usefixtures("worker")
+
+HOOKS = Path(__file__).parents[1] / "support" / "schemathesis_hooks.py"
 
 
 def test_generated_requests_get_documented_answers(api_url: str, tmp_path: Path) -> None:
@@ -26,6 +29,7 @@ def test_generated_requests_get_documented_answers(api_url: str, tmp_path: Path)
          "--max-examples", "30", "--seed", "1", "--request-timeout", "40",
          "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=240,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)},
     )
     assert result.returncode == 0, result.stdout[-4000:]
     assert " passed" in result.stdout and "failures" not in result.stdout.split("SUMMARY")[-1]

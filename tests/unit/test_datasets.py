@@ -69,6 +69,7 @@ def test_csv_columns_rows_and_dtypes() -> None:
     (b"a,b\n", None, "no rows"),
     (b"1,2\n3,4\n", 1, "header"),
     (b"a,b\n1,2\n3\n", 3, "line 3 has 1 fields; the header has 2"),
+    (b"a,b\n1,2\n  \n", 3, "line 3 has 1 fields"),
     (b"a,b\n1,2\n3,4,5\n", 3, "line 3 has 3 fields"),
     (b'a,b\n1,"open\n2,3\n', 2, "never closed"),
     (b"a,b\n1,\xff\n", 2, "not UTF-8"),
@@ -88,6 +89,25 @@ def test_csv_ragged_row_far_down_is_named() -> None:
     body = b"a,b\n" + b"1,2\n" * 30_000 + b"1,2,3\n"
     error = refused(CsvValidator(), body)
     assert error.details == {"line": 30_002, "row": 30_000}
+
+
+def test_csv_without_quotes_is_checked_block_by_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks without a quote take the array path: its index, counts and refusals are those
+    of the line by line one."""
+    monkeypatch.setattr(dataset_formats, "BLOCK_BYTES", 4096)
+    lines = [b"a,b\r\n"] + [b"%d,x%d\r\n" % (i, i) + (b"\r\n" if i % 5_000 == 0 else b"")
+                            for i in range(25_000)]
+    body = b"".join(lines)
+    layout = check(CsvValidator(), body, chunk=1000)
+    starts = [body.index(b"\n%d,x" % r) + 1 for r in range(INDEX_ROWS, 25_000, INDEX_ROWS)]
+    assert layout.index == [[0, 5], *([r, o] for r, o in zip(
+        range(INDEX_ROWS, 25_000, INDEX_ROWS), starts, strict=True))]
+    assert layout.rows == 25_000
+    assert layout.columns == [Column("a", "int64"), Column("b", "string")]
+    error = refused(CsvValidator(), body + b"1,2,3\r\n")
+    # One line a row, and an empty line after every 5,000th row.
+    assert error.details == {"line": 1 + 25_000 + 5 + 1, "row": 25_000}
+    assert error.message.startswith(f"line {1 + 25_000 + 5 + 1} has 3 fields")
 
 
 def test_csv_dtypes_merge_across_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
