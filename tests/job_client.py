@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
-import hashlib
 import io
 import time
 from pathlib import Path
@@ -13,13 +11,10 @@ from typing import Any
 import httpx
 import numpy as np
 import orjson
-import redis.asyncio as aioredis
 
 from ml.predict import predict
 from ml.store import load_estimator
-from services.common.dataset_formats import CsvValidator, JsonlValidator, validate_parquet
-from services.common.datasets import Dataset, new_dataset_id, save_dataset
-from services.common.storage import Storage
+from services.common.media import DATASET_MEDIA_TYPES
 
 IRIS_FEATURES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
 CLASSES = ["setosa", "versicolor", "virginica"]
@@ -52,10 +47,10 @@ def in_process(model_store: Path, values: np.ndarray) -> dict[str, list[Any]]:
     return predict(metadata, estimator, values, True)
 
 
-def submit_job(client: httpx.Client, dataset: Dataset, model: str = "iris",
+def submit_job(client: httpx.Client, dataset_id: str, model: str = "iris",
                **body: Any) -> dict[str, Any]:
     response = client.post(f"/v1/models/{model}/batch-jobs",
-                           json={"dataset_id": dataset.dataset_id, **body})
+                           json={"dataset_id": dataset_id, **body})
     assert response.status_code == 202, response.text
     job: dict[str, Any] = response.json()
     assert response.headers["location"] == f"/v1/batch-jobs/{job['job_id']}"
@@ -84,25 +79,9 @@ def sleepy_csv(rows: int, seconds_per_row: float) -> bytes:
     return ("x0,x1\n" + "".join(f"{seconds_per_row},{i}\n" for i in range(rows))).encode()
 
 
-def put_dataset(redis_url: str, storage: Storage, data: bytes, fmt: str,
-                name: str = "test") -> Dataset:
-    """Check ``data`` as an upload of ``fmt`` and store its file and record."""
-    if fmt == "parquet":
-        layout = validate_parquet(io.BytesIO(data))
-    else:
-        validator = CsvValidator() if fmt == "csv" else JsonlValidator()
-        validator.feed(data)
-        layout = validator.finish()
-    dataset = Dataset.create(new_dataset_id(), name, fmt, layout, len(data),
-                             hashlib.sha256(data).hexdigest(), time.time())
-    storage.put(dataset.key, data)
-
-    async def save() -> None:
-        client = aioredis.Redis.from_url(redis_url)
-        try:
-            await save_dataset(client, dataset)
-        finally:
-            await client.aclose()
-
-    asyncio.run(save())
-    return dataset
+def upload(client: httpx.Client, data: bytes, fmt: str, name: str = "test") -> str:
+    """Upload ``data`` as a dataset of ``fmt``; its id."""
+    response = client.post("/v1/datasets", params={"name": name}, content=data,
+                           headers={"Content-Type": DATASET_MEDIA_TYPES[fmt]})
+    assert response.status_code == 201, response.text
+    return str(response.json()["dataset_id"])

@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pyarrow.parquet as pq
 import pytest
-from job_client import put_dataset, sleepy_csv, submit_job, wait_drained, wait_job
+from job_client import sleepy_csv, submit_job, upload, wait_drained, wait_job
 from processes import service_env, start_worker
 
 from services.common import keys
@@ -29,11 +29,11 @@ def stack_env(redis_server, model_store, storage: Storage) -> dict[str, str]:  #
 
 @pytest.mark.parametrize("output_format", ["jsonl", "parquet"])
 def test_a_worker_killed_mid_job_leaves_a_replacement_to_score_every_row_once(
-    client: httpx.Client, redis_server, storage: Storage, stack_env: dict[str, str],  # type: ignore[no-untyped-def]
+    client: httpx.Client, redis_server, stack_env: dict[str, str],  # type: ignore[no-untyped-def]
     logs: Path, output_format: str,
 ) -> None:
     redis_server.client().flushdb()
-    dataset = put_dataset(redis_server.url, storage, sleepy_csv(ROWS, SECONDS_PER_ROW), "csv")
+    dataset = upload(client, sleepy_csv(ROWS, SECONDS_PER_ROW), "csv")
     job_id = submit_job(client, dataset, model="sleepy", output_format=output_format)["job_id"]
     doomed = start_worker(stack_env, logs, pool="batch")
     try:

@@ -23,9 +23,9 @@ from job_client import (
     iris_csv,
     iris_jsonl,
     iris_rows,
-    put_dataset,
     sleepy_csv,
     submit_job,
+    upload,
     wait_drained,
     wait_job,
 )
@@ -56,11 +56,11 @@ def batch_worker(stack_env: dict[str, str], logs: Path) -> Iterator[ServiceProce
 
 
 def test_csv_job_scores_every_row_as_the_model_does_in_process(
-    client: httpx.Client, batch_worker: ServiceProcess, redis_server, storage: Storage,  # type: ignore[no-untyped-def]
+    client: httpx.Client, batch_worker: ServiceProcess,
     model_store: Path,
 ) -> None:
     values = iris_rows(1050)
-    dataset = put_dataset(redis_server.url, storage, iris_csv(values), "csv")
+    dataset = upload(client, iris_csv(values), "csv")
     job = submit_job(client, dataset, id_column="customer", passthrough_columns=["region"],
                      return_probabilities=True)
     assert job["status"] == "queued" and job["version"] == 1
@@ -92,11 +92,11 @@ def test_csv_job_scores_every_row_as_the_model_does_in_process(
 
 
 def test_jsonl_job_writes_json_lines_in_input_order(
-    client: httpx.Client, batch_worker: ServiceProcess, redis_server, storage: Storage,  # type: ignore[no-untyped-def]
+    client: httpx.Client, batch_worker: ServiceProcess,
     model_store: Path,
 ) -> None:
     values = iris_rows(450, seed=1)
-    dataset = put_dataset(redis_server.url, storage, iris_jsonl(values), "jsonl")
+    dataset = upload(client, iris_jsonl(values), "jsonl")
     job = submit_job(client, dataset, id_column="customer")
     done = wait_job(client, job["job_id"])
     assert done["status"] == "succeeded", done
@@ -125,11 +125,11 @@ def iris_csv_with_bad_cells(values: np.ndarray) -> bytes:
 
 
 def test_rows_that_do_not_fit_are_rejected_alone_and_listed(
-    client: httpx.Client, batch_worker: ServiceProcess, redis_server, storage: Storage,  # type: ignore[no-untyped-def]
+    client: httpx.Client, batch_worker: ServiceProcess,
     model_store: Path,
 ) -> None:
     values = iris_rows(700, seed=2)
-    dataset = put_dataset(redis_server.url, storage, iris_csv_with_bad_cells(values), "csv")
+    dataset = upload(client, iris_csv_with_bad_cells(values), "csv")
     job = submit_job(client, dataset, id_column="customer", max_failed_rows=4)
     done = wait_job(client, job["job_id"])
     assert done["status"] == "succeeded", done
@@ -153,10 +153,9 @@ def test_rows_that_do_not_fit_are_rejected_alone_and_listed(
 
 
 def test_a_job_with_more_rejected_rows_than_allowed_fails_and_says_where_they_are(
-    client: httpx.Client, batch_worker: ServiceProcess, redis_server, storage: Storage,  # type: ignore[no-untyped-def]
+    client: httpx.Client, batch_worker: ServiceProcess,
 ) -> None:
-    dataset = put_dataset(redis_server.url, storage,
-                          iris_csv_with_bad_cells(iris_rows(700, seed=2)), "csv")
+    dataset = upload(client, iris_csv_with_bad_cells(iris_rows(700, seed=2)), "csv")
     job = submit_job(client, dataset, max_failed_rows=3)
     done = wait_job(client, job["job_id"])
     assert done["status"] == "failed"
@@ -172,11 +171,11 @@ def test_a_job_with_more_rejected_rows_than_allowed_fails_and_says_where_they_ar
 
 
 def test_a_row_the_model_refuses_is_rejected_without_failing_its_chunk(
-    client: httpx.Client, batch_worker: ServiceProcess, redis_server, storage: Storage,  # type: ignore[no-untyped-def]
+    client: httpx.Client, batch_worker: ServiceProcess,
 ) -> None:
     # sleepy raises on the whole call when a row has x1 < 0.
     lines = ["x0,x1", *(f"0,{-1 if i in (7, 8, 120) else i}" for i in range(300))]
-    dataset = put_dataset(redis_server.url, storage, ("\n".join(lines) + "\n").encode(), "csv")
+    dataset = upload(client, ("\n".join(lines) + "\n").encode(), "csv")
     job = submit_job(client, dataset, model="sleepy", max_failed_rows=10, output_format="jsonl")
     done = wait_job(client, job["job_id"])
     assert done["status"] == "succeeded", done
@@ -193,36 +192,36 @@ def test_a_row_the_model_refuses_is_rejected_without_failing_its_chunk(
 
 
 def test_a_job_that_does_not_fit_is_refused_naming_what(
-    client: httpx.Client, redis_server, storage: Storage,  # type: ignore[no-untyped-def]
+    client: httpx.Client,
 ) -> None:
-    dataset = put_dataset(redis_server.url, storage, b"sepal_length_cm,petal_width_cm,k\n1,2,3\n",
+    dataset = upload(client, b"sepal_length_cm,petal_width_cm,k\n1,2,3\n",
                           "csv")
-    missing = client.post("/v1/models/iris/batch-jobs", json={"dataset_id": dataset.dataset_id})
+    missing = client.post("/v1/models/iris/batch-jobs", json={"dataset_id": dataset})
     assert missing.status_code == 422
     error = missing.json()["error"]
     assert error["code"] == "unfit_columns"
     assert error["details"]["missing_columns"] == ["sepal_width_cm", "petal_length_cm"]
     assert "'sepal_width_cm', 'petal_length_cm'" in error["message"]
 
-    full = put_dataset(redis_server.url, storage, iris_csv(iris_rows(3)), "csv")
+    full = upload(client, iris_csv(iris_rows(3)), "csv")
     for body, named in (({"id_column": "nope"}, "'nope'"),
                         ({"passthrough_columns": ["region", "zone"]}, "'zone'"),
                         ({"passthrough_columns": ["prediction"]}, None)):
         response = client.post("/v1/models/iris/batch-jobs",
-                               json={"dataset_id": full.dataset_id, **body})
+                               json={"dataset_id": full, **body})
         assert response.status_code == 422, (body, response.text)
         assert named is None or named in response.json()["error"]["message"]
 
     for model, body, code in (
         ("iris", {"dataset_id": "f00d"}, "dataset_not_found"),
-        ("irsi", {"dataset_id": full.dataset_id}, "model_not_found"),
-        ("iris", {"dataset_id": full.dataset_id, "version": 9}, "version_not_found"),
+        ("irsi", {"dataset_id": full}, "model_not_found"),
+        ("iris", {"dataset_id": full, "version": 9}, "version_not_found"),
     ):
         response = client.post(f"/v1/models/{model}/batch-jobs", json=body)
         assert response.status_code == 404 and response.json()["error"]["code"] == code
-    for body in ({}, {"dataset_id": full.dataset_id, "max_failed_rows": -1},
-                 {"dataset_id": full.dataset_id, "output_format": "xlsx"},
-                 {"dataset_id": full.dataset_id, "colour": "red"}):
+    for body in ({}, {"dataset_id": full, "max_failed_rows": -1},
+                 {"dataset_id": full, "output_format": "xlsx"},
+                 {"dataset_id": full, "colour": "red"}):
         response = client.post("/v1/models/iris/batch-jobs", json=body)
         assert response.status_code == 400, (body, response.text)
     assert client.get("/v1/batch-jobs/nope").status_code == 404
@@ -231,10 +230,10 @@ def test_a_job_that_does_not_fit_is_refused_naming_what(
 
 
 def test_cancel_stops_a_job_no_chunk_starts_after_it(
-    client: httpx.Client, batch_worker: ServiceProcess, redis_server, storage: Storage,  # type: ignore[no-untyped-def]
+    client: httpx.Client, batch_worker: ServiceProcess, redis_server,  # type: ignore[no-untyped-def]
 ) -> None:
     # 12 chunks of 0.6 s on two processes.
-    dataset = put_dataset(redis_server.url, storage, sleepy_csv(2400, 0.003), "csv")
+    dataset = upload(client, sleepy_csv(2400, 0.003), "csv")
     job = submit_job(client, dataset, model="sleepy")
     job_id = job["job_id"]
     deadline = time.monotonic() + 30
@@ -261,10 +260,10 @@ def test_cancel_stops_a_job_no_chunk_starts_after_it(
 
 
 def test_a_queued_job_cancelled_before_a_worker_takes_it_never_starts(
-    client: httpx.Client, batch_worker: ServiceProcess, redis_server, storage: Storage,  # type: ignore[no-untyped-def]
+    client: httpx.Client, batch_worker: ServiceProcess, redis_server,  # type: ignore[no-untyped-def]
 ) -> None:
     redis = redis_server.client()
-    dataset = put_dataset(redis_server.url, storage, iris_csv(iris_rows(10)), "csv")
+    dataset = upload(client, iris_csv(iris_rows(10)), "csv")
     os.killpg(batch_worker.pid, signal.SIGSTOP)  # The worker takes nothing meanwhile.
     try:
         job = submit_job(client, dataset)
@@ -285,7 +284,7 @@ def test_a_queued_job_cancelled_before_a_worker_takes_it_never_starts(
 
 
 def test_a_parquet_dataset_gives_one_parquet_file_with_the_columns_typed(
-    client: httpx.Client, batch_worker: ServiceProcess, redis_server, storage: Storage,  # type: ignore[no-untyped-def]
+    client: httpx.Client, batch_worker: ServiceProcess,
     model_store: Path,
 ) -> None:
     values = iris_rows(520, seed=3)
@@ -296,7 +295,7 @@ def test_a_parquet_dataset_gives_one_parquet_file_with_the_columns_typed(
     })
     sink = io.BytesIO()
     pq.write_table(table, sink, row_group_size=150)
-    dataset = put_dataset(redis_server.url, storage, sink.getvalue(), "parquet")
+    dataset = upload(client, sink.getvalue(), "parquet")
     job = submit_job(client, dataset, id_column="customer", passthrough_columns=["weight"],
                      return_probabilities=True)
     done = wait_job(client, job["job_id"])
