@@ -6,6 +6,7 @@ import csv
 import io
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,7 @@ from job_client import (
     wait_drained,
     wait_job,
 )
-from processes import ServiceProcess, service_env, start_worker
+from processes import INFERQ, ServiceProcess, service_env, start_worker
 
 from services.common.storage import Storage
 
@@ -316,3 +317,43 @@ def test_a_parquet_dataset_gives_one_parquet_file_with_the_columns_typed(
     assert output["prediction"].to_pylist() == expected["predictions"]
     probabilities = [output[f"probability_{c}"].to_pylist() for c in CLASSES]
     assert [list(p) for p in zip(*probabilities, strict=True)] == expected["probabilities"]
+
+
+def inferq(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([INFERQ, *args], capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+def test_cli_submits_a_file_follows_the_job_and_downloads_its_results(
+    api_url: str, batch_worker: ServiceProcess, tmp_path: Path, model_store: Path,
+) -> None:
+    values = iris_rows(430, seed=4)
+    source = tmp_path / "customers.csv"
+    source.write_bytes(iris_csv(values))
+    submitted = inferq("jobs", "submit", "iris", "--file", str(source), "--id-column",
+                       "customer", "--wait", "--url", api_url)
+    assert submitted.returncode == 0, submitted.stderr
+    job = orjson.loads(submitted.stdout)
+    assert job["status"] == "succeeded" and job["progress"]["rows_done"] == 430
+    # Not a terminal: one plain line per change of progress, the last one the end.
+    lines = submitted.stderr.strip().splitlines()
+    assert lines[0].startswith("uploaded ") and lines[-1] == (
+        f"job {job['job_id']}: succeeded, 430/430 rows, 3/3 chunks")
+
+    target = tmp_path / "out" / "scored.csv"
+    target.parent.mkdir()
+    downloaded = inferq("jobs", "results", job["job_id"], "-o", str(target), "--url", api_url)
+    assert downloaded.returncode == 0, downloaded.stderr
+    rows = list(csv.DictReader(target.open()))
+    assert [r["prediction"] for r in rows] == in_process(model_store, values)["predictions"]
+    assert [r["customer"] for r in rows] == [f"c-{i:05d}" for i in range(430)]
+    assert list(target.parent.iterdir()) == [target]
+
+    listed = inferq("jobs", "list", "--status", "succeeded", "--url", api_url)
+    assert job["job_id"] in [j["job_id"] for j in orjson.loads(listed.stdout)["jobs"]]
+    refused = inferq("jobs", "cancel", job["job_id"], "--url", api_url)
+    assert refused.returncode == 1
+    assert orjson.loads(refused.stderr)["error"]["code"] == "job_not_cancellable"
+    missing = inferq("jobs", "results", "nope", "-o", str(tmp_path / "x.csv"), "--url", api_url)
+    assert missing.returncode == 1 and not (tmp_path / "x.csv").exists()
+    assert not (tmp_path / ".x.csv.part").exists()
