@@ -21,13 +21,6 @@ CLIENT_SPAN = "10f067aa0ba902b8"
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[OtlpReceiver]:
-    receiver = OtlpReceiver()
-    yield receiver
-    receiver.server.shutdown()
-
-
-@pytest.fixture(scope="module")
 def stack_env(redis_server, model_store, storage: Storage,  # type: ignore[no-untyped-def]
               receiver: OtlpReceiver) -> dict[str, str]:
     redis_server.client().flushdb()
