@@ -22,13 +22,14 @@ import pyarrow.parquet as pq
 import redis
 from redis.client import Pipeline
 
+from ml.errors import ModelError
 from ml.store import ModelCache
 from services.common import jobs, keys
 from services.common.datasets import load_dataset, read_rows
 from services.common.jobs import Chunk
 from services.common.metrics import BATCH_ROWS, JOB_SECONDS, JOBS_FINISHED, series
 from services.common.records import decoded
-from services.common.storage import Storage
+from services.common.storage import NotFound, Storage
 from services.common.telemetry import tracer
 from services.worker import task_errors
 from services.worker.broker import ScriptPipeline, acknowledge_in
@@ -66,7 +67,7 @@ class ChunkRunner:
             self.fail(chunk, task_errors.worker_lost(), tag)
             return
         try:
-            counts = (0, 0, 0) if done else self._score(chunk)
+            counts = (0, 0, 0) if done else self._score(chunk, rerun=attempts > 1)
         except Exception as exc:
             if attempts < task_errors.MAX_ATTEMPTS and not _permanent(exc):
                 raise
@@ -85,7 +86,7 @@ class ChunkRunner:
         status, attempts, done = replies[0]
         return decoded(status), int(attempts), bool(int(done))
 
-    def _score(self, chunk: Chunk) -> tuple[int, int, int]:
+    def _score(self, chunk: Chunk, rerun: bool) -> tuple[int, int, int]:
         """Score the chunk and write its parts; (rows, rows rejected, output bytes)."""
         metadata, estimator = self._cache.get(chunk.model, chunk.version)
         dataset = load_dataset(self._client, chunk.dataset_id)
@@ -104,7 +105,7 @@ class ChunkRunner:
         if scored.rejected:
             self._storage.put(errors_key,
                               encode_rejections(scored.rejected, bool(chunk.id_column)))
-        else:
+        elif rerun:
             self._storage.delete(errors_key)  # None now, whatever an earlier run wrote.
         return table.num_rows, len(scored.rejected), len(part)
 
@@ -176,10 +177,8 @@ class DatasetGone(Exception):
 
 
 def _permanent(exc: BaseException) -> bool:
-    """Errors no second run mends: a missing dataset or model, a refused artifact."""
-    from ml.errors import ModelError
-
-    return isinstance(exc, DatasetGone | ModelError | FileNotFoundError)
+    """Errors no second run mends: a dataset or its file gone, a model missing or refused."""
+    return isinstance(exc, DatasetGone | NotFound | ModelError | FileNotFoundError)
 
 
 def _chunk_error(chunk: Chunk, exc: BaseException) -> dict[str, str]:

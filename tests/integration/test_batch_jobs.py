@@ -357,3 +357,20 @@ def test_cli_submits_a_file_follows_the_job_and_downloads_its_results(
     missing = inferq("jobs", "results", "nope", "-o", str(tmp_path / "x.csv"), "--url", api_url)
     assert missing.returncode == 1 and not (tmp_path / "x.csv").exists()
     assert not (tmp_path / ".x.csv.part").exists()
+
+
+def test_a_job_whose_dataset_is_deleted_fails_saying_so(
+    client: httpx.Client, batch_worker: ServiceProcess,
+) -> None:
+    dataset = upload(client, iris_csv(iris_rows(10)), "csv")
+    os.killpg(batch_worker.pid, signal.SIGSTOP)
+    try:
+        job = submit_job(client, dataset)
+        assert client.delete(f"/v1/datasets/{dataset}").status_code == 204
+    finally:
+        os.killpg(batch_worker.pid, signal.SIGCONT)
+    done = wait_job(client, job["job_id"])
+    assert done["status"] == "failed"
+    assert done["error"]["type"] == "DatasetGone"
+    assert done["error"]["message"] == (
+        f"chunk 0 (rows 0 to 9): dataset {dataset} was deleted while the job ran")
