@@ -26,6 +26,7 @@ from services.common.catalog import (
     valid_model_name,
     version_key,
 )
+from services.common.storage import AlreadyExists
 
 
 def save_model(
@@ -63,8 +64,15 @@ def save_model(
         description=description,
     )
     # The artifact first: readers know a version by its metadata, so they never see one
-    # without its artifact. Each object is written whole or not at all.
-    storage.put(version_key(name, metadata.version, ARTIFACT_FILE), artifact)
+    # without its artifact. Each object is written whole or not at all. Writing the artifact
+    # claims the number: a writer that finds it taken by another takes the next one.
+    while True:
+        try:
+            storage.put(version_key(name, metadata.version, ARTIFACT_FILE), artifact,
+                        create=True)
+            break
+        except AlreadyExists:
+            metadata = metadata.model_copy(update={"version": metadata.version + 1})
     storage.put(
         version_key(name, metadata.version, METADATA_FILE),
         json.dumps(metadata.model_dump(mode="json"), indent=2).encode(),
@@ -83,9 +91,13 @@ def copy_versions(source: ModelStore, target: ModelStore) -> list[ModelMetadata]
             metadata = read_metadata(source, name, version)
             if version in present or metadata is None:
                 continue
-            for file in (ARTIFACT_FILE, METADATA_FILE):  # metadata last, as in save_model
-                key = version_key(name, version, file)
-                target.put(key, source.get(key))
+            try:  # Artifact first and metadata last, as in save_model.
+                artifact = version_key(name, version, ARTIFACT_FILE)
+                target.put(artifact, source.get(artifact), create=True)
+            except AlreadyExists:
+                continue  # Another writer has this number.
+            key = version_key(name, version, METADATA_FILE)
+            target.put(key, source.get(key))
             copied.append(metadata)
     return copied
 

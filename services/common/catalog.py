@@ -8,6 +8,7 @@ load the artifact. Versions are immutable once written.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -17,7 +18,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.common.storage import NotFound, Storage
+from services.common.storage import NotFound, Storage, StorageError
+
+log = logging.getLogger(__name__)
 
 METADATA_FILE = "metadata.json"
 ARTIFACT_FILE = "model.joblib"
@@ -109,7 +112,9 @@ class Catalog:
 
     Versions never change once written, so a version's metadata is cached for good; the
     list of versions is re-read at most every ``refresh_seconds``, and at once on a miss,
-    so a newly imported model is served on its first request.
+    so a newly imported model is served on its first request. Once the first read is done,
+    a stale list is served while a thread re-reads it: a slow or unreachable bucket never
+    holds up a request for a model already known.
     """
 
     def __init__(self, store: ModelStore, refresh_seconds: float = 5.0) -> None:
@@ -118,6 +123,7 @@ class Catalog:
         self._versions: dict[str, list[int]] = {}
         self._metadata: dict[tuple[str, int], ModelMetadata] = {}
         self._scanned_at = -float("inf")
+        self._refreshing = False
         self._lock = threading.Lock()
 
     def _scan(self) -> None:
@@ -127,8 +133,25 @@ class Catalog:
             self._scanned_at = time.monotonic()
 
     def _fresh(self) -> None:
-        if time.monotonic() - self._scanned_at > self._refresh_seconds:
+        if time.monotonic() - self._scanned_at <= self._refresh_seconds:
+            return
+        if self._scanned_at == -float("inf"):
             self._scan()
+            return
+        with self._lock:
+            if self._refreshing:
+                return
+            self._refreshing = True
+        threading.Thread(target=self._refresh, name="catalog-refresh", daemon=True).start()
+
+    def _refresh(self) -> None:
+        try:
+            self._scan()
+        except StorageError as exc:
+            log.warning("model store unreadable; serving the models known",
+                        extra={"store": self.store.url, "error": str(exc)})
+        finally:
+            self._refreshing = False
 
     def models(self) -> dict[str, list[int]]:
         self._fresh()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
 import obstore
-from obstore.exceptions import BaseError
+from obstore.exceptions import AlreadyExistsError, BaseError
 from obstore.store import LocalStore, S3Store
 
 if TYPE_CHECKING:
@@ -42,6 +42,10 @@ class NotFound(StorageError):
     """No object at the key."""
 
 
+class AlreadyExists(StorageError):
+    """An object is at the key already, and the write was to create it."""
+
+
 @contextmanager
 def _errors(key: str) -> Iterator[None]:
     """obstore's errors as ours, naming the key."""
@@ -49,6 +53,8 @@ def _errors(key: str) -> Iterator[None]:
         yield
     except FileNotFoundError as exc:
         raise NotFound(f"no object at {key!r}") from exc
+    except AlreadyExistsError as exc:
+        raise AlreadyExists(f"an object is at {key!r} already") from exc
     except (BaseError, OSError) as exc:
         raise StorageError(f"storage failed on {key!r}: {_first_line(exc)}") from exc
 
@@ -220,10 +226,11 @@ class Storage:
         with _errors(key):
             await file.close()
 
-    def put(self, key: str, data: bytes) -> None:
-        """Write a whole object at once, replacing any there."""
+    def put(self, key: str, data: bytes, *, create: bool = False) -> None:
+        """Write a whole object at once, replacing any there; with ``create``, raise
+        AlreadyExists instead when one is there (a conditional write: one writer wins)."""
         with _errors(check_key(key)):
-            obstore.put(self._store, key, data)
+            obstore.put(self._store, key, data, mode="create" if create else "overwrite")
 
     # -- Reading.
 

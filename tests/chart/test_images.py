@@ -99,8 +99,9 @@ def _commands() -> list[tuple[str, tuple[str, ...]]]:
 
 
 def test_chart_runs_inferq_in_api_worker_and_test_pods() -> None:
+    # models: the worker pods' init container seeding a bucket model store.
     subcommands = {arguments[0] for _, arguments in _commands()}
-    assert subcommands == {"api", "worker", "predict"}
+    assert subcommands == {"api", "worker", "predict", "models"}
 
 
 @pytest.mark.parametrize(("where", "arguments"), _commands(), ids=str)

@@ -125,7 +125,7 @@ def test_every_inferq_pod_gets_redis_without_a_password_in_the_url(scenario: str
         if internal:
             assert url.netloc == f"{REDIS}:6379" and url.path == "/0"
             assert variables["INFERQ_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
-        assert variables["INFERQ_MODEL_STORE"]["value"].startswith("/")
+        assert variables["INFERQ_MODEL_STORE"]["value"].startswith(("/", "s3://"))
         assert variables["INFERQ_LOG_FORMAT"]["value"] == "json"
 
 

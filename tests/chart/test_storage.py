@@ -14,6 +14,7 @@ from chart.manifests import (
     objects,
     pod_specs,
     render,
+    scenario_notes,
     scenario_objects,
     worker_deployments,
 )
@@ -120,3 +121,10 @@ def test_render_refuses_inconsistent_storage_values(values: dict[str, Any],
 
     with pytest.raises(helm_python.HelmError, match=re.escape(complaint)):
         render(values)
+
+
+def test_notes_say_where_storage_falls_short() -> None:
+    assert "storage.url is empty" in scenario_notes("default")
+    notes = scenario_notes("s3-storage")
+    assert "storage.url is empty" not in notes
+    assert "plain http (http://minio.minio:9000)" in notes

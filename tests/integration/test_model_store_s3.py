@@ -19,6 +19,7 @@ from sklearn.tree import DecisionTreeClassifier
 from task_client import IRIS_ROW, submit, wait_all
 
 from services.cli.redis_server import free_port
+from services.common.catalog import list_models, list_versions
 from services.common.storage import Storage
 
 pytestmark = pytest.mark.integration
@@ -100,8 +101,9 @@ def test_a_tampered_artifact_in_the_bucket_is_refused(
     assert "sha256" in task["error"]["message"]
 
 
-def test_an_unreachable_store_is_a_clear_cli_error(tmp_path: Path) -> None:
-    env = service_env("redis://127.0.0.1:1/0", "s3://nowhere/models",
+def test_an_unreachable_store_is_a_503_and_a_clear_cli_error(redis_server, tmp_path: Path  # type: ignore[no-untyped-def]
+                                                             ) -> None:
+    env = service_env(redis_server.url, "s3://nowhere/models",
                       AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
                       AWS_ACCESS_KEY_ID="id", AWS_SECRET_ACCESS_KEY="secret",
                       AWS_REGION="us-east-1")
@@ -109,17 +111,32 @@ def test_an_unreachable_store_is_a_clear_cli_error(tmp_path: Path) -> None:
     assert listed.returncode == 1
     assert listed.stderr.startswith("inferq: storage failed"), listed.stderr
     assert "Traceback" not in listed.stderr
+    port = free_port()
+    api = start_api(env, port, tmp_path)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            for response in (client.get("/v1/models"),
+                             client.post("/v1/models/iris/predict",
+                                         json={"instances": [IRIS_ROW]})):
+                assert response.status_code == 503, response.text
+                error = response.json()["error"]
+                assert error["code"] == "storage_unavailable"
+                assert "object store" in error["message"]
+    finally:
+        api.stop()
 
 
 def test_copy_seeds_a_bucket_once(s3_server: S3Server, model_store: Path) -> None:
     env = service_env("redis://127.0.0.1:1/0", s3_server.url(f"seed-{uuid.uuid4().hex[:8]}"),
                       **s3_server.env)
+    # Other tests add models to the session's store: whatever it holds now is copied.
+    source = {name: list_versions(model_store, name) for name in list_models(model_store)}
+    assert {"breast-cancer", "diabetes", "iris", "sleepy"} <= set(source)
     first = inferq("models", "copy", str(model_store), env=env)
     assert first.returncode == 0, first.stderr
-    assert sorted(json.loads(first.stdout)) == [
-        "breast-cancer v1", "diabetes v1", "iris v1", "sleepy v1"]
+    assert sorted(json.loads(first.stdout)) == sorted(
+        f"{name} v{version}" for name, versions in source.items() for version in versions)
     again = inferq("models", "copy", str(model_store), env=env)
     assert json.loads(again.stdout) == []
     listed = inferq("models", "list", env=env)
-    assert json.loads(listed.stdout) == {"breast-cancer": [1], "diabetes": [1], "iris": [1],
-                                         "sleepy": [1]}
+    assert json.loads(listed.stdout) == source

@@ -121,7 +121,12 @@ class S3Server:
             return False
         return True
 
-    def _shell(self, command: str) -> None:
+    def pending_uploads(self) -> list[str]:
+        """The multipart uploads begun and neither completed nor aborted."""
+        listing = self._shell(f"fs.ls /buckets/{self.bucket}/.uploads/")
+        return [line for line in listing.splitlines() if line.strip() and "total" not in line]
+
+    def _shell(self, command: str) -> str:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             done = subprocess.run(
@@ -132,7 +137,7 @@ class S3Server:
                 cwd=self.data_dir,
             )
             if done.returncode == 0 and "error" not in done.stdout.lower():
-                return
+                return done.stdout
             if time.monotonic() > deadline:
                 raise RuntimeError(f"weed shell {command!r} failed: {done.stdout}{done.stderr}")
             time.sleep(0.5)

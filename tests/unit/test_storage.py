@@ -14,6 +14,7 @@ import pytest
 from services.common.settings import Settings
 from services.common.storage import (
     PART_SIZE,
+    AlreadyExists,
     NotFound,
     Storage,
     StorageError,
@@ -52,6 +53,13 @@ def test_put_get_and_metadata(storage: Storage) -> None:
         storage.get("a/b/two.txt")
     with pytest.raises(NotFound):
         storage.size("a/b/two.txt")
+
+
+def test_create_refuses_to_overwrite(storage: Storage) -> None:
+    storage.put("once", b"first", create=True)
+    with pytest.raises(AlreadyExists, match="once"):
+        storage.put("once", b"second", create=True)
+    assert storage.get("once") == b"first"
 
 
 def test_get_range_slices_like_python(storage: Storage) -> None:
@@ -99,7 +107,8 @@ def test_writer_streams_several_parts(storage: Storage) -> None:
     assert storage.get_range("big/data.bin", 11 * len(chunk), 12 * len(chunk)) == chunk
 
 
-def test_writer_that_raises_leaves_nothing(storage: Storage, tmp_path: Path) -> None:
+def test_writer_that_raises_leaves_nothing(storage: Storage,
+                                           request: pytest.FixtureRequest) -> None:
     storage.put("keep/old.bin", b"old")
     with pytest.raises(Boom), storage.writer("keep/new.bin") as writer:
         for _ in range(7):  # past the first part: a multipart upload is under way
@@ -116,6 +125,9 @@ def test_writer_that_raises_leaves_nothing(storage: Storage, tmp_path: Path) -> 
         left = sorted(str(p.relative_to(storage.url)) for p in Path(storage.url).rglob("*")
                       if p.is_file())
         assert left == ["keep/old.bin"]
+    else:
+        # Nor a multipart upload left open on the server.
+        assert request.getfixturevalue("s3_server").pending_uploads() == []
 
 
 def test_empty_writer_writes_an_empty_object(storage: Storage) -> None:

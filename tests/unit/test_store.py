@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import joblib
@@ -31,6 +32,26 @@ def test_versions_increase_and_catalog_sees_them(tmp_path: Path) -> None:
     assert catalog.get("lin") == second and catalog.get("lin", 1) == first
     assert catalog.get("lin", 3) is None
     assert first.task == "regression" and first.classes is None
+
+
+def test_a_stale_list_is_served_while_a_thread_rereads_it(tmp_path: Path) -> None:
+    save_model(tmp_path, "lin", fitted(), features=["a", "b", "c"])
+    catalog = Catalog(tmp_path, refresh_seconds=0)
+    assert catalog.models() == {"lin": [1]}
+    save_model(tmp_path, "lin", fitted(), features=["a", "b", "c"])
+    deadline = time.monotonic() + 5
+    while catalog.models() != {"lin": [1, 2]}:
+        assert time.monotonic() < deadline, "the list was never re-read"
+        time.sleep(0.01)
+
+
+def test_a_taken_version_number_moves_the_writer_on(tmp_path: Path) -> None:
+    # Another writer has claimed version 1 (its artifact is there, its metadata not yet).
+    (tmp_path / "lin" / "1").mkdir(parents=True)
+    (tmp_path / "lin" / "1" / "model.joblib").write_bytes(b"theirs")
+    assert save_model(tmp_path, "lin", fitted(), features=["a", "b", "c"]).version == 2
+    assert (tmp_path / "lin" / "1" / "model.joblib").read_bytes() == b"theirs"
+    assert load_estimator(tmp_path, "lin", 2)[0].version == 2
 
 
 def test_tampered_artifact_is_refused(tmp_path: Path) -> None:
