@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from services.cli.processes import INFERQ, ServiceProcess, start_api, start_worker
@@ -17,8 +18,9 @@ def service_env(redis_url: str, model_store: Path | str, **extra: str) -> dict[s
     env.update(
         INFERQ_REDIS_URL=redis_url,
         INFERQ_MODEL_STORE=str(model_store),
-        # Beside the model store: tests never write to the home directory's storage.
-        INFERQ_STORAGE_URL=str(model_store.parent / "storage"),
+        # Tests never write to the home directory's storage: beside a model store directory.
+        INFERQ_STORAGE_URL=str(model_store.parent / "storage") if isinstance(model_store, Path)
+        else str(Path(tempfile.gettempdir()) / "inferq-test-storage"),
         INFERQ_LOG_FORMAT="text",
         PYTHONPATH=SUPPORT,
     )

@@ -42,7 +42,7 @@ from services.common.datasets import (
 )
 from services.common.datasets import delete_dataset as delete_record
 from services.common.media import DATASET_MEDIA_TYPES
-from services.common.storage import Storage, StorageError
+from services.common.storage import Storage, StorageError, storage_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,17 @@ MEDIA_TYPES: dict[str, str] = {media: fmt for fmt, media in DATASET_MEDIA_TYPES.
 #: Bytes gathered from the request before they are hashed, checked and written together:
 #: one thread hop and one storage write a mebibyte, not one per network read.
 BATCH_BYTES = 1 << 20
+
+
+def dataset_store(state: ApiState) -> Storage:
+    """The API's store, opened now if it could not be at start; 503 while it cannot."""
+    if state.storage is None:
+        try:
+            state.storage = storage_from_settings(state.settings)
+        except (StorageError, ValueError) as exc:
+            raise StorageUnavailable(
+                f"the dataset store cannot be used ({exc}); check INFERQ_STORAGE_URL") from None
+    return state.storage
 
 
 def upload_format(request: Request) -> str:
@@ -121,6 +132,7 @@ async def batched(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[byte
 async def receive_dataset(request: Request, state: ApiState, name: str) -> Dataset:
     """Store the request's body as a new dataset named ``name`` and record it."""
     fmt = upload_format(request)
+    storage = dataset_store(state)
     limit = state.settings.max_dataset_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -128,7 +140,6 @@ async def receive_dataset(request: Request, state: ApiState, name: str) -> Datas
     started = time.perf_counter()
     dataset_id = new_dataset_id()
     key = dataset_key(dataset_id, fmt)
-    storage = state.storage
     ingest = Ingest(fmt, limit)
     try:
         async with storage.awriter(key) as out:
@@ -174,10 +185,13 @@ def _check_parquet(storage: Storage, key: str) -> Layout:
 async def remove_dataset(state: ApiState, dataset_id: str) -> bool:
     """Delete the dataset's record, then its file; False when there is no such dataset."""
     dataset = await get_dataset(state.redis, dataset_id)
-    if dataset is None or not await delete_record(state.redis, dataset_id):
+    if dataset is None:
+        return False
+    storage = dataset_store(state)
+    if not await delete_record(state.redis, dataset_id):
         return False
     try:
-        await asyncio.to_thread(state.storage.delete, dataset.key)
+        await asyncio.to_thread(storage.delete, dataset.key)
     except StorageError as exc:
         log.warning("dataset file left behind", extra={"key": dataset.key, "error": str(exc)})
     return True

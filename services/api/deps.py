@@ -34,7 +34,8 @@ class ApiState:
     jobs: JobService
     backlog: BacklogExporter
     cluster: ClusterView | None
-    storage: Storage
+    #: None until the store can be used (``services.api.dataset_upload.dataset_store``).
+    storage: Storage | None
 
 
 # Dependencies are coroutines: FastAPI runs a plain ``def`` dependency in a thread pool,

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
-from services.api.errors import DatasetNotFound, UnfitColumns
+from services.api.errors import DatasetNotFound, StorageUnavailable, UnfitColumns
 from services.api.periodic import Periodic
 from services.api.schemas import BatchJobRequest
 from services.api.tracing import RequestTrace
@@ -41,12 +41,13 @@ LIST_SCAN = 1000
 
 class JobService:
     def __init__(self, client: aioredis.Redis, settings: Settings, waiter: TaskWaiter,
-                 storage: Storage) -> None:
+                 storage: Callable[[], Storage]) -> None:
+        """``storage`` gives the API's store, or raises while it cannot be used."""
         self._client = client
         self._settings = settings
         self._ttl = settings.job_retention_seconds
         self._waiter = waiter
-        self.storage = storage
+        self._storage = storage
         self._submit = client.register_script(jobs.SUBMIT_SCRIPT)
         self._cancel = client.register_script(jobs.CANCEL_SCRIPT)
         self._watch = client.register_script(WATCH_SCRIPT)
@@ -160,25 +161,16 @@ class JobService:
             keys=jobs.job_keys(job_id), args=[repr(time.time()), self._ttl, job_id])
         return bool(cancelled), decoded(status)
 
-    async def stream_results(self, job_id: str, record: dict[str, str]) -> AsyncIterator[bytes]:
-        """The job's output file: the parquet file, or the parts in chunk order."""
-        fmt = record["format"]
-        if fmt == "parquet":
-            async for data in self.storage.astream(jobs.result_key(job_id)):
-                yield data
-            return
-        if fmt == "csv":
-            yield jobs.csv_header(orjson.loads(record["columns"]))
-        for chunk in range(int(record["chunks_total"])):
-            async for data in self.storage.astream(jobs.part_key(job_id, chunk, fmt)):
-                yield data
+    def results(self, job_id: str, record: dict[str, str]) -> AsyncIterator[bytes]:
+        """The job's output file: the parquet file, or the parts in chunk order. The store
+        is opened first, so that one that cannot be used is a 503 before any byte goes."""
+        return _results(self._storage(), job_id, record)
 
-    async def stream_errors(self, job_id: str) -> AsyncIterator[bytes]:
+    async def errors(self, job_id: str) -> AsyncIterator[bytes]:
         """The rejected rows so far, in row order (chunk by chunk)."""
-        parts = await asyncio.to_thread(self.storage.list, jobs.errors_prefix(job_id))
-        for key in parts:
-            async for data in self.storage.astream(key):
-                yield data
+        storage = self._storage()
+        parts = await asyncio.to_thread(storage.list, jobs.errors_prefix(job_id))
+        return _objects(storage, parts)
 
     async def sweep(self, now: float | None = None) -> int:
         """Delete the outputs of jobs whose records expired; how many jobs were swept.
@@ -198,9 +190,29 @@ class JobService:
             alive = await pipe.execute()
         expired = [j for j, live in zip(candidates, alive, strict=True) if not live]
         for job_id in expired:
-            await asyncio.to_thread(self.storage.delete_prefix, jobs.job_prefix(job_id))
+            await asyncio.to_thread(self._storage().delete_prefix, jobs.job_prefix(job_id))
             await self._client.zrem(keys.JOBS_INDEX, job_id)
         return len(expired)
+
+
+async def _results(storage: Storage, job_id: str,
+                   record: dict[str, str]) -> AsyncIterator[bytes]:
+    fmt = record["format"]
+    if fmt == "parquet":
+        keys_ = [jobs.result_key(job_id)]
+    else:
+        if fmt == "csv":
+            yield jobs.csv_header(orjson.loads(record["columns"]))
+        keys_ = [jobs.part_key(job_id, chunk, fmt) for chunk in range(int(record["chunks_total"]))]
+    async for data in _objects(storage, keys_):
+        yield data
+
+
+async def _objects(storage: Storage, keys_: list[str]) -> AsyncIterator[bytes]:
+    """The objects at ``keys_``, one after the other, streamed."""
+    for key in keys_:
+        async for data in storage.astream(key):
+            yield data
 
 
 def check_columns(metadata: ModelMetadata, dataset: Dataset,
@@ -256,7 +268,7 @@ class JobSweeper(Periodic):
     async def tick(self) -> None:
         try:
             swept = await self._jobs.sweep()
-        except (RedisError, OSError, StorageError) as exc:
+        except (RedisError, OSError, StorageError, StorageUnavailable) as exc:
             log.warning("job sweep failed; retrying at the next", extra={"error": repr(exc)})
             return
         if swept:

@@ -14,6 +14,7 @@ from fastapi.responses import ORJSONResponse
 from redis.exceptions import RedisError
 
 from services.api.cluster import ClusterView
+from services.api.dataset_upload import dataset_store
 from services.api.deps import ApiState
 from services.api.error_responses import install_error_handlers
 from services.api.hot_routes import HotRoutesMiddleware
@@ -27,7 +28,7 @@ from services.common.catalog import Catalog
 from services.common.heap import settle_heap
 from services.common.records import unsupported_redis
 from services.common.settings import Settings, get_settings
-from services.common.storage import storage_from_settings
+from services.common.storage import Storage, StorageError, storage_from_settings
 from services.common.telemetry import exporter_configured, init_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,17 @@ async def refuse_unsupported_redis(client: aioredis.Redis) -> None:
     if problem:
         log.error(problem)
         raise RuntimeError(problem)
+
+
+def _storage_or_none(settings: Settings) -> Storage | None:
+    """The dataset store; None, and a warning, when it cannot be used yet: predictions do
+    not need it, and dataset requests try again (503 while it fails)."""
+    try:
+        return storage_from_settings(settings)
+    except (StorageError, ValueError) as exc:
+        log.warning("storage unusable; dataset requests will fail until it is",
+                    extra={"storage": settings.storage_url, "error": str(exc)})
+        return None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -65,8 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await refuse_unsupported_redis(client)
         waiter = TaskWaiter(client)
         backlog = BacklogExporter(client, settings.queue_kinds)
-        storage = storage_from_settings(settings)
-        jobs = JobService(client, settings, waiter, storage)
+        jobs = JobService(client, settings, waiter,
+                          lambda: dataset_store(app.state.inferq))
         sweeper = JobSweeper(jobs, settings.job_sweep_seconds)
         app.state.inferq = ApiState(
             settings=settings,
@@ -79,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cluster=ClusterView(settings.k8s_namespace, settings.k8s_worker_selector or "")
             if settings.k8s_namespace
             else None,
-            storage=storage,
+            storage=_storage_or_none(settings),
         )
         waiter.start()
         backlog.start()
@@ -89,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info(
             "api ready",
             extra={"redis": settings.redis_url_redacted, "model_store": str(settings.model_store),
-                   "storage": app.state.inferq.storage.url, "events_channel": waiter.channel},
+                   "storage": settings.storage_url, "events_channel": waiter.channel},
         )
         try:
             yield

@@ -11,7 +11,8 @@ The formats, as inferq reads them:
 
 - CSV: RFC 4180 with a header row of unique, non-empty column names; every row has as
   many fields as the header; a quoted field may hold commas, quotes (doubled) and line
-  breaks; an empty field is null; empty lines are skipped.
+  breaks; an empty field is null in a column of numbers or booleans and an empty
+  string in a column of strings; empty lines are skipped.
 - JSON Lines: one JSON object a line; blank lines are skipped. The columns are the union of
   the keys of all lines, in the order they first appear; a line without a key has null
   there. Values of one key may differ in type: numbers and integers make a float64 column,
@@ -207,13 +208,15 @@ def _blank(line: bytes) -> bool:
     return not line or line.isspace()
 
 
-def _empty(line: bytes) -> bool:
-    """A CSV line with nothing on it is skipped, as pyarrow skips it when reading; one of
-    spaces is a row (of one field)."""
-    return not line or line == b"\r"
-
-
 class CsvValidator(TextValidator):
+    """CSV, checked a block at a time with array operations.
+
+    A line break or a comma is inside a quoted field when an odd number of quotes comes
+    before it in its record (RFC 4180 doubles a quote inside a field), so record ends,
+    fields and their counts come from the positions of quotes, commas and line breaks.
+    pyarrow then parses the block, which gives the columns' types and proves the count.
+    """
+
     kind = "CSV"
 
     def __init__(self) -> None:
@@ -221,91 +224,41 @@ class CsvValidator(TextValidator):
         self.names: list[str] | None = None
 
     def _block(self, block: bytes, *, final: bool) -> int:
-        if self._offset == 0 and block.startswith(PARQUET_MAGIC):
-            raise DatasetError("the body is a Parquet file, not CSV; send it as "
-                               "application/vnd.apache.parquet", line=1)
-        self._decode(block)
-        quoted = b'"' in block
-        if not quoted and self.names is not None:
-            self._plain_block(block)
-            return len(block)
-        lines = block.split(b"\n")
-        if block.endswith(b"\n"):
-            lines.pop()
-        pos = 0
-        line_no = self._lines
-        used = 0
-        record_start = -1
-        record_line = 0
-        odd = 0
-        data_start = -1  # where this block's first data record starts
-        rows_before = self.rows
-        for line in lines:
-            line_no += 1
-            start = pos
-            pos += len(line) + 1
-            if record_start < 0:
-                if _empty(line):
-                    used = min(pos, len(block))
-                    continue
-                record_start, record_line, odd = start, line_no, 0
-            if quoted:
-                odd ^= line.count(b'"') & 1
-                if odd:
-                    continue  # a quoted field goes on past this line break
-            record = block[record_start:pos]
+        start = 0
+        if self.names is None:
+            if self._offset == 0 and block.startswith(PARQUET_MAGIC):
+                raise DatasetError("the body is a Parquet file, not CSV; send it as "
+                                   "application/vnd.apache.parquet", line=1)
+            start = self._header(block, final)
             if self.names is None:
-                self._header(record, record_line)
-            else:
-                if data_start < 0:
-                    data_start = record_start
-                self._fields(record, record_line, quoted)
-                self._note_row(self._offset + record_start)
-            record_start = -1
-            used = min(pos, len(block))
-        if record_start >= 0 and final:
-            raise DatasetError(f"line {record_line}: a quoted field opened on this line is "
-                               "never closed", line=record_line, row=self.rows)
-        if data_start >= 0:
-            self._infer(block[data_start:used], quoted, record_line, rows_before)
-        return used
+                return start  # the header goes on past this block
+        self._decode(block)
+        return start + self._rows(block, start, final)
 
-    def _plain_block(self, block: bytes) -> None:
-        """A block of data rows without quotes, checked with array operations: a line's
-        fields are its commas plus one, and a line is a record."""
-        assert self.names is not None
+    def _header(self, block: bytes, final: bool) -> int:
+        """Where the header record ends in ``block`` (0 when it goes on past it)."""
+        self._decode(block)
         data = np.frombuffer(block, dtype=np.uint8)
         breaks = np.flatnonzero(data == ord("\n"))
-        ends = breaks if block.endswith(b"\n") else np.append(breaks, len(block))
-        starts = np.concatenate(([0], breaks + 1))[: len(ends)]
-        lengths = ends - starts
-        first_byte = data[np.minimum(starts, len(block) - 1)]
-        empty = (lengths == 0) | ((lengths == 1) & (first_byte == ord("\r")))
-        commas = np.flatnonzero(data == ord(","))
-        fields = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
-        ragged = np.flatnonzero(~empty & (fields != len(self.names)))
-        rows_before = self.rows
-        if len(ragged):
-            at = int(ragged[0])
-            line = self._lines + at + 1
-            raise DatasetError(
-                f"line {line} has {fields[at]} fields; the header has {len(self.names)}",
-                line=line, row=rows_before + int(np.count_nonzero(~empty[:at])))
-        record_starts = starts[~empty]
-        rows = np.arange(rows_before, rows_before + len(record_starts))
-        indexed = rows % INDEX_ROWS == 0
-        self.index += [[int(r), self._offset + int(o)]
-                       for r, o in zip(rows[indexed], record_starts[indexed], strict=True)]
-        self.rows += len(record_starts)
-        if len(record_starts):
-            self._infer(block, False, self._lines + len(ends), rows_before)
-
-    def _header(self, record: bytes, line: int) -> None:
-        text = record.decode().lstrip("\ufeff")
+        quotes = np.flatnonzero(data == ord('"'))
+        begin = 0
+        while begin < len(block) and block[begin : begin + 1] in (b"\n", b"\r"):
+            begin += 1  # empty lines before the header
+        if begin == len(block):
+            return begin
+        closed = breaks[(breaks >= begin) & (np.searchsorted(quotes, breaks) % 2 == 0)]
+        if len(closed) == 0 and not final:
+            return 0
+        end = int(closed[0]) + 1 if len(closed) else len(block)
+        line = self._lines + block.count(b"\n", 0, begin) + 1
+        if len(closed) == 0 and len(quotes) % 2:
+            raise DatasetError(f"line {line}: a quoted field opened on this line is never "
+                               "closed", line=line)
+        text = block[begin:end].decode().lstrip("\ufeff").rstrip("\r\n")
         if text.lstrip().startswith(("{", "[")):
-            raise DatasetError("line 1 looks like JSON, not a CSV header; send JSON Lines as "
-                               "application/x-ndjson", line=line)
-        names = [n.strip() for n in next(csv.reader([text.rstrip("\r\n")]))]
+            raise DatasetError(f"line {line} looks like JSON, not a CSV header; send JSON "
+                               "Lines as application/x-ndjson", line=line)
+        names = [n.strip() for n in next(csv.reader([text]))]
         if all(_is_number(n) for n in names):
             raise DatasetError(
                 f"line {line} holds only numbers ({','.join(names[:5])}): a CSV needs a header "
@@ -313,19 +266,70 @@ class CsvValidator(TextValidator):
         _check_names(names, line)
         self.names = names
         self.dtypes = dict.fromkeys(names, "null")
+        return end
 
-    def _fields(self, record: bytes, line: int, quoted: bool) -> None:
+    def _rows(self, block: bytes, begin: int, final: bool) -> int:
+        """Check the records of ``block[begin:]``; how many of its bytes they take (an
+        unfinished record is left for the next block)."""
         assert self.names is not None
-        if quoted and b'"' in record:
-            count = len(next(csv.reader([record.decode().rstrip("\r\n")])))
+        data = np.frombuffer(block, dtype=np.uint8)[begin:]
+        newlines = np.flatnonzero(data == ord("\n"))
+        quotes = np.flatnonzero(data == ord('"'))
+        commas = np.flatnonzero(data == ord(","))
+        breaks = newlines
+        if len(quotes):
+            breaks = newlines[np.searchsorted(quotes, newlines) % 2 == 0]
+            commas = commas[np.searchsorted(quotes, commas) % 2 == 0]
+        size = len(data)
+        unclosed = len(quotes) % 2 == 1
+        if unclosed:  # the last record's quoted field goes on
+            used = int(breaks[-1]) + 1 if len(breaks) else 0
+            ends = breaks
         else:
-            count = record.count(b",") + 1
-        if count != len(self.names):
+            used = size
+            ends = breaks if block.endswith(b"\n") else np.append(breaks, size)
+        lines_before = self._lines + block.count(b"\n", 0, begin)
+        if len(ends):
+            self._records(block, begin, data, ends, commas, newlines, lines_before,
+                          len(quotes) > 0)
+        if unclosed and final:
+            line = lines_before + int(np.count_nonzero(newlines < used)) + 1
+            raise DatasetError(f"line {line}: a quoted field opened in the record starting "
+                               "here is never closed", line=line, row=self.rows)
+        return used
+
+    def _records(self, block: bytes, begin: int, data: np.ndarray, ends: np.ndarray,
+                 commas: np.ndarray, newlines: np.ndarray, lines_before: int,
+                 quoted: bool) -> None:
+        """Check and count the records ending at ``ends`` (offsets in ``data``, which is
+        ``block[begin:]``), with the commas outside quotes and every line break."""
+        assert self.names is not None
+        size = len(data)
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        lengths = ends - starts
+        empty = (lengths == 0) | ((lengths == 1) & (data[np.minimum(starts, size - 1)] == 13))
+        fields = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
+        ragged = np.flatnonzero(~empty & (fields != len(self.names)))
+        rows_before = self.rows
+        if len(ragged):
+            at = int(ragged[0])
+            line = lines_before + int(np.searchsorted(newlines, starts[at])) + 1
             raise DatasetError(
-                f"line {line} has {count} fields; the header has {len(self.names)}",
-                line=line, row=self.rows)
+                f"line {line} has {fields[at]} fields; the header has {len(self.names)}",
+                line=line, row=rows_before + int(np.count_nonzero(~empty[:at])))
+        record_starts = starts[~empty]
+        rows = np.arange(rows_before, rows_before + len(record_starts))
+        indexed = rows % INDEX_ROWS == 0
+        base = self._offset + begin
+        self.index += [[int(r), base + int(o)]
+                       for r, o in zip(rows[indexed], record_starts[indexed], strict=True)]
+        self.rows += len(record_starts)
+        if len(record_starts):
+            end = begin + int(ends[-1]) + 1
+            self._infer(block[begin:end], quoted, lines_before + 1, rows_before)
 
     def _infer(self, data: bytes, quoted: bool, line: int, rows_before: int) -> None:
+        """Merge the types pyarrow reads in ``data``; its row count must be ours."""
         assert self.names is not None
         try:
             table = pa_csv.read_csv(
@@ -335,15 +339,19 @@ class CsvValidator(TextValidator):
                 convert_options=CSV_CONVERT,
             )
         except pa.ArrowInvalid as exc:
-            raise DatasetError(f"rows from {rows_before} on (up to line {line}) are unreadable:"
-                               f" {exc}", line=line, row=rows_before) from None
+            raise DatasetError(f"the rows from line {line} on are unreadable: {exc}",
+                               line=line, row=rows_before) from None
+        if table.num_rows != self.rows - rows_before:
+            raise DatasetError(
+                f"the rows from line {line} on are not RFC 4180 CSV (a quote inside a field "
+                "that is not quoted?)", line=line, row=rows_before)
         for field in table.schema:
             self.dtypes[field.name] = merge_dtypes(self.dtypes[field.name],
                                                    _plain_dtype(field.type))
 
     def _check_end(self) -> None:
         if self.names is None:
-            raise DatasetError("the file holds only blank lines", line=1)
+            raise DatasetError("the file holds only empty lines", line=1)
         super()._check_end()
 
 

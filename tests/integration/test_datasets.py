@@ -29,7 +29,7 @@ from services.common.storage import Storage
 
 pytestmark = pytest.mark.integration
 
-MAX_BYTES = 2_000_000
+MAX_BYTES = 24_000_000  # three parts of a multipart write
 CSV = "text/csv"
 JSONL = "application/x-ndjson"
 PARQUET = "application/vnd.apache.parquet"
@@ -206,17 +206,20 @@ def test_over_the_limit_is_413_and_leaves_nothing(client: httpx.Client, declared
 
 @pytest.mark.usefixtures("nothing_left")
 def test_a_client_that_disconnects_halfway_leaves_nothing(
-    api: ServiceProcess, api_url: str,
+    api: ServiceProcess, api_url: str, storage_dir: Path,
 ) -> None:
-    """Half the declared body, then the socket closes: the upload is dropped, its part
-    upload aborted."""
+    """Half the declared body, then the socket closes: the upload is dropped, and the part
+    already written to the store is removed."""
     where = urlsplit(api_url)
-    half = b"a,b\n" + b"1,2\n" * 150_000
+    half = b"a,b\n" + b"1,2\n" * 2_500_000  # 10 MB: more than one part
     with socket.create_connection((where.hostname, where.port)) as raw:
         raw.sendall(
             b"POST /v1/datasets?name=cut HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
             + f"Content-Length: {2 * len(half)}\r\n\r\n".encode() + half)
-        time.sleep(0.5)  # the API takes in what came
+        deadline = time.monotonic() + 20
+        while not any(p.is_file() for p in storage_dir.rglob("*")):
+            assert time.monotonic() < deadline, "no part of the upload reached the store"
+            time.sleep(0.02)
     api.wait_for_log("dataset upload cut off by the client", timeout=10)
 
 
@@ -289,3 +292,23 @@ def test_cli_uploads_lists_shows_and_deletes(api_url: str, tmp_path: Path) -> No
                      "--url", api_url)
     assert refused.returncode == 1
     assert json.loads(refused.stderr)["error"]["details"]["line"] == 2
+
+
+def test_an_unusable_store_is_503_and_the_api_still_serves(
+    redis_server, model_store, logs: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    env = service_env(redis_server.url, model_store, INFERQ_STORAGE_URL=str(blocker / "store"))
+    process = start_api(env, free_port(), logs)
+    try:
+        url = f"http://127.0.0.1:{process.args[process.args.index('--port') + 1]}"
+        with httpx.Client(base_url=url, timeout=30) as http:
+            assert http.get("/v1/models").status_code == 200
+            answer = http.post("/v1/datasets", params={"name": "n"}, content=b"a\n1\n",
+                               headers={"Content-Type": CSV})
+            assert answer.status_code == 503
+            assert answer.json()["error"]["code"] == "storage_unavailable"
+            assert "INFERQ_STORAGE_URL" in answer.json()["error"]["message"]
+    finally:
+        process.stop()

@@ -65,7 +65,7 @@ def test_csv_columns_rows_and_dtypes() -> None:
 
 @pytest.mark.parametrize(("data", "line", "words"), [
     (b"", None, "empty"),
-    (b"\n\n", 1, "blank"),
+    (b"\n\n", 1, "only empty lines"),
     (b"a,b\n", None, "no rows"),
     (b"1,2\n3,4\n", 1, "header"),
     (b"a,b\n1,2\n3\n", 3, "line 3 has 1 fields; the header has 2"),
@@ -198,13 +198,17 @@ def stored(storage: Storage, fmt: str) -> Dataset:
             layout = validate_parquet(file)
     else:
         validator = CsvValidator() if fmt == "csv" else JsonlValidator()
-        layout = check(validator, data, chunk=65_536)
+        layout = check(validator, data, chunk=5_000)
     return Dataset.create(dataset_id, "sample", fmt, layout, len(data),
                           hashlib.sha256(data).hexdigest(), 1_700_000_000.5)
 
 
+@pytest.mark.parametrize("block", [4096, dataset_formats.BLOCK_BYTES])
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
-def test_read_rows_equals_the_file(tmp_path: Path, fmt: str) -> None:
+def test_read_rows_equals_the_file(tmp_path: Path, fmt: str, block: int,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also with small blocks, whose ends fall inside quoted fields that hold line breaks."""
+    monkeypatch.setattr(dataset_formats, "BLOCK_BYTES", block)
     storage = Storage.from_url(str(tmp_path))
     dataset = stored(storage, fmt)
     assert dataset.rows == ROWS
@@ -247,3 +251,16 @@ def test_records_in_redis(redis_server) -> None:  # type: ignore[no-untyped-def]
     assert public["columns"] == [{"name": "a", "dtype": "int64"}]
     assert set(public) == {"dataset_id", "name", "format", "rows", "columns", "bytes",
                            "sha256", "created_at"}
+
+
+def test_jsonl_rows_read_back_in_their_column_types(tmp_path: Path) -> None:
+    storage = Storage.from_url(str(tmp_path))
+    data = b'{"a": 1, "b": "x", "d": {"k": [1]}}\n{"a": 2.5, "c": true}\n{"a": 3, "b": 7}\n'
+    layout = check(JsonlValidator(), data)
+    dataset = Dataset.create("j1", "mixed", "jsonl", layout, len(data), "", 0.0)
+    storage.put(dataset.key, data)
+    assert read_rows(storage, dataset, 0, 3).to_pylist() == [
+        {"row": 0, "a": 1.0, "b": "x", "d": '{"k":[1]}', "c": None},
+        {"row": 1, "a": 2.5, "b": None, "d": None, "c": True},
+        {"row": 2, "a": 3.0, "b": "7", "d": None, "c": None},
+    ]

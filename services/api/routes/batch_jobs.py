@@ -112,7 +112,7 @@ async def batch_job_results(state: StateDep, job_id: str) -> StreamingResponse:
             {"job_id": job_id, "status": record["status"]})
     fmt = record["format"]
     return StreamingResponse(
-        state.jobs.stream_results(job_id, record), media_type=jobs.MEDIA_TYPES[fmt],
+        state.jobs.results(job_id, record), media_type=jobs.MEDIA_TYPES[fmt],
         headers={"Content-Disposition": f'attachment; filename="{job_id}.{fmt}"'})
 
 
@@ -123,5 +123,5 @@ async def batch_job_errors(state: StateDep, job_id: str) -> StreamingResponse:
     while the job runs, those of the chunks done so far."""
     if await state.jobs.record(job_id) is None:
         raise _not_found(job_id)
-    return StreamingResponse(state.jobs.stream_errors(job_id),
+    return StreamingResponse(await state.jobs.errors(job_id),
                              media_type=jobs.MEDIA_TYPES["jsonl"])
