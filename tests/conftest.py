@@ -11,6 +11,7 @@ import joblib
 import pytest
 import redis
 from local_stack import LocalStack
+from otlp_receiver import OtlpReceiver
 from s3_server import S3Server, find_weed
 
 from services.cli.redis_server import free_port, start_redis
@@ -89,6 +90,14 @@ def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     joblib.dump(SleepyRegressor(), artifact)
     import_model(store, artifact, "sleepy", ["x0", "x1"])
     return store
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[OtlpReceiver]:
+    """An OTLP endpoint keeping the spans a module's processes export."""
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.server.shutdown()
 
 
 @pytest.fixture

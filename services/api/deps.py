@@ -15,6 +15,7 @@ from services.api.errors import (
     VersionNotFound,
     wait_out_of_range,
 )
+from services.api.job_service import JobService
 from services.api.metrics import BacklogExporter
 from services.api.task_service import TaskService
 from services.api.waiter import TaskWaiter
@@ -30,6 +31,7 @@ class ApiState:
     catalog: Catalog
     waiter: TaskWaiter
     tasks: TaskService
+    jobs: JobService
     backlog: BacklogExporter
     cluster: ClusterView | None
     #: None until the store can be used (``services.api.dataset_upload.dataset_store``).

@@ -86,6 +86,17 @@ class DatasetNotFound(NotFound):
     code = "dataset_not_found"
 
 
+class JobNotFound(NotFound):
+    code = "job_not_found"
+
+
+class UnfitColumns(InputError):
+    """A batch job whose dataset lacks a column it needs, or names a column wrongly."""
+
+    status = 422
+    code = "unfit_columns"
+
+
 class MethodNotAllowed(ApiError):
     """``details["allowed"]``: the methods the path takes, answered in ``Allow``."""
 
@@ -99,6 +110,18 @@ class MethodNotAllowed(ApiError):
 class TaskNotCancellable(ApiError):
     status = 409
     code = "task_not_cancellable"
+
+
+class JobNotCancellable(ApiError):
+    status = 409
+    code = "job_not_cancellable"
+
+
+class JobNotSucceeded(ApiError):
+    """Results asked of a job that has none (yet)."""
+
+    status = 409
+    code = "job_not_succeeded"
 
 
 class RedisUnavailable(ApiError):

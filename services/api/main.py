@@ -14,12 +14,14 @@ from fastapi.responses import ORJSONResponse
 from redis.exceptions import RedisError
 
 from services.api.cluster import ClusterView
+from services.api.dataset_upload import dataset_store
 from services.api.deps import ApiState
 from services.api.error_responses import install_error_handlers
 from services.api.hot_routes import HotRoutesMiddleware
+from services.api.job_service import JobService, JobSweeper
 from services.api.metrics import BacklogExporter
 from services.api.observation import ObservedRequestsMiddleware
-from services.api.routes import datasets, docs, health, models, pools, tasks
+from services.api.routes import batch_jobs, datasets, docs, health, models, pools, tasks
 from services.api.task_service import TaskService
 from services.api.waiter import TaskWaiter
 from services.common.catalog import Catalog
@@ -75,12 +77,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await refuse_unsupported_redis(client)
         waiter = TaskWaiter(client)
         backlog = BacklogExporter(client, settings.queue_kinds)
+        jobs = JobService(client, settings, waiter,
+                          lambda: dataset_store(app.state.inferq))
+        sweeper = JobSweeper(jobs, settings.job_sweep_seconds)
         app.state.inferq = ApiState(
             settings=settings,
             redis=client,
             catalog=Catalog(settings.model_store),
             waiter=waiter,
             tasks=TaskService(client, settings, waiter),
+            jobs=jobs,
             backlog=backlog,
             cluster=ClusterView(settings.k8s_namespace, settings.k8s_worker_selector or "")
             if settings.k8s_namespace
@@ -89,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         waiter.start()
         backlog.start()
+        sweeper.start()
         tracing = init_tracing("inferq-api")
         settle_heap()
         log.info(
@@ -99,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await sweeper.stop()
             await backlog.stop()
             await waiter.stop()
             await client.aclose()
@@ -130,7 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Innermost: the hot routes are still counted, timed and traced.
     app.add_middleware(HotRoutesMiddleware)
     app.add_middleware(ObservedRequestsMiddleware, tracing=exporter_configured())
-    routers = [module.router for module in (health, models, tasks, datasets, pools, docs)]
+    routers = [module.router
+               for module in (health, models, tasks, datasets, batch_jobs, pools, docs)]
     for router in routers:
         app.include_router(router)
     # The app's own routes (/openapi.json) and the routers' as they declared them.

@@ -3,8 +3,6 @@ queue."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -13,6 +11,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Gauge
 from redis.exceptions import RedisError
 
+from services.api.periodic import Periodic
 from services.common import keys
 from services.common.metrics import QUEUE_INFLIGHT, QUEUE_WAITING
 from services.common.pullers import sweep_queues
@@ -53,29 +52,24 @@ async def read_redis(
     return backlog, replies[-1] if memory else {}
 
 
-class BacklogExporter:
+class BacklogExporter(Periodic):
     """Refreshes the gauges of the pools' queues every ``interval`` s, workers or not, and
     puts back what dead workers were pulling from them (``services.common.pullers``).
 
     ``queue_kinds``: each queue, to the kind of the pool consuming it (a label of the gauges).
     """
 
+    name = "inferq-backlog-exporter"
+
     def __init__(
         self, client: aioredis.Redis, queue_kinds: Mapping[str, str], interval: float = 5.0
     ) -> None:
+        super().__init__(interval)
         self._client = client
         self._kinds = dict(queue_kinds)
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="inferq-backlog-exporter")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def tick(self) -> None:
+        await self.refresh()
 
     async def refresh(self) -> None:
         try:
@@ -92,8 +86,3 @@ class BacklogExporter:
         for queue, (waiting, inflight) in backlog.items():
             QUEUE_WAITING.labels(queue, self._kinds[queue]).set(waiting)
             QUEUE_INFLIGHT.labels(queue, self._kinds[queue]).set(inflight)
-
-    async def _run(self) -> None:
-        while True:
-            await self.refresh()
-            await asyncio.sleep(self._interval)

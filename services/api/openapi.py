@@ -17,6 +17,9 @@ from services.api.errors import (
     InvalidDataset,
     InvalidParameter,
     InvalidRows,
+    JobNotCancellable,
+    JobNotFound,
+    JobNotSucceeded,
     MalformedBody,
     ModelNotFound,
     PayloadTooLarge,
@@ -26,6 +29,7 @@ from services.api.errors import (
     TaskNotCancellable,
     TaskNotFound,
     TooManyRows,
+    UnfitColumns,
     UnsupportedMediaType,
     VersionNotFound,
     error_body,
@@ -331,4 +335,87 @@ DELETE_DATASET_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _error("no such dataset", _NO_DATASET),
     "4XX": _OTHER,
     503: _STORAGE_OR_REDIS_503,
+}
+
+
+def _job(description: str, **examples_: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {
+        "schema": {"type": "object", "required": ["job_id", "status", "progress"]},
+        "examples": {status: {"value": job} for status, job in examples_.items()},
+    }}}
+
+
+_NO_JOB = JobNotFound(
+    f"no batch job {examples.JOB_ID!r}: it was never submitted or its record expired",
+    {"job_id": examples.JOB_ID})
+
+JOB_SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: _job("the job, queued; `Location` is where to follow it", queued=examples.JOB_QUEUED),
+    400: _error("a malformed body", InvalidParameter(
+        "body.max_failed_rows: Input should be greater than or equal to 0",
+        {"parameter": "body.max_failed_rows"})),
+    404: _error("no such model, version or dataset", _NO_MODEL, _NO_VERSION, DatasetNotFound(
+        "no dataset 'f00d'; GET /v1/datasets lists the datasets", {"dataset_id": "f00d"})),
+    422: _error("the dataset lacks a column the job needs, or a column is named wrongly",
+                UnfitColumns(
+                    "dataset 3f2c9a7e5b1d4e8f9a0b1c2d3e4f5a6b lacks the column "
+                    "'petal_width_cm' that iris v1 takes as features; its features are "
+                    "sepal_length_cm, sepal_width_cm, petal_length_cm, petal_width_cm",
+                    {"missing_columns": ["petal_width_cm"]})),
+    "4XX": _OTHER,
+    503: _REDIS_503,
+}
+
+JOB_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _job("the job, ended or as it was when `wait` ran out",
+              succeeded=examples.JOB_SUCCEEDED, running=examples.JOB_RUNNING,
+              failed=examples.JOB_FAILED),
+    400: _error("a malformed `wait`", _BAD_WAIT),
+    404: _error("no such job, or its record expired", _NO_JOB),
+    "4XX": _OTHER,
+    503: _REDIS_503,
+}
+
+JOB_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _example("jobs, newest first", {"jobs": [examples.JOB_RUNNING]}),
+    "4XX": _OTHER,
+    503: _REDIS_503,
+}
+
+JOB_CANCEL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _job("the job, cancelled", cancelled=examples.JOB_CANCELLED),
+    404: _error("no such job, or its record expired", _NO_JOB),
+    409: _error("the job already ended", JobNotCancellable(
+        f"batch job {examples.JOB_ID} is succeeded; only a queued or running job can be "
+        "cancelled", {"job_id": examples.JOB_ID, "status": "succeeded"})),
+    "4XX": _OTHER,
+    503: _REDIS_503,
+}
+
+JOB_RESULTS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the output file, in the job's format", "content": {
+        "text/csv": {"schema": {"type": "string"}, "example":
+                     "row,customer_id,prediction,probability_setosa,probability_versicolor,"
+                     "probability_virginica\n0,c-0001,setosa,0.979,0.021,0\n"},
+        "application/x-ndjson": {"schema": {"type": "string"}},
+        "application/vnd.apache.parquet": {"schema": {"type": "string",
+                                                      "format": "binary"}},
+    }},
+    404: _error("no such job, or its record expired", _NO_JOB),
+    409: _error("the job has not succeeded", JobNotSucceeded(
+        f"batch job {examples.JOB_ID} is running; its results exist once it succeeded",
+        {"job_id": examples.JOB_ID, "status": "running"})),
+    "4XX": _OTHER,
+    503: _REDIS_503,
+}
+
+JOB_ERRORS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "one JSON object a line per rejected row", "content": {
+        "application/x-ndjson": {"schema": {"type": "string"}, "example":
+                                 '{"row":17,"id":"c-0018","code":"not_a_number","message":'
+                                 '"column \'petal_length_cm\' is the string \'n/a\'; '
+                                 'expected a number"}\n'}}},
+    404: _error("no such job, or its record expired", _NO_JOB),
+    "4XX": _OTHER,
+    503: _REDIS_503,
 }

@@ -67,3 +67,37 @@ CSV_UPLOAD = ("sepal_length_cm,sepal_width_cm,petal_length_cm,petal_width_cm,spe
               "5.1,3.5,1.4,0.2,setosa\n6.7,3.0,5.2,2.3,virginica\n")
 JSONL_UPLOAD = ('{"sepal_length_cm": 5.1, "sepal_width_cm": 3.5, "petal_length_cm": 1.4, '
                 '"petal_width_cm": 0.2, "species": "setosa"}\n')
+
+JOB_ID = "5d0f8e1c-3b7a-4c2e-9f61-8a4d2b7c9e03"
+JOB_QUEUED: dict[str, Any] = {
+    "job_id": JOB_ID, "kind": "batch", "model": "iris", "version": 1,
+    "dataset_id": "3f2c9a7e5b1d4e8f9a0b1c2d3e4f5a6b", "status": "queued",
+    "progress": {"rows_total": 120000, "rows_done": 0, "rows_failed": 0, "chunks_total": 3,
+                 "chunks_done": 0},
+    "submitted_at": "2026-01-15T09:30:00.120Z", "started_at": None, "finished_at": None,
+    "error": None, "output": {"format": "csv", "rows": None, "bytes": None},
+    "id_column": "customer_id", "passthrough_columns": [], "return_probabilities": True,
+    "max_failed_rows": 10, "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+}
+JOB_RUNNING: dict[str, Any] = {
+    **JOB_QUEUED, "status": "running", "started_at": "2026-01-15T09:30:00.300Z",
+    "progress": {**JOB_QUEUED["progress"], "rows_done": 50000, "rows_failed": 2,
+                 "chunks_done": 1},
+}
+JOB_SUCCEEDED: dict[str, Any] = {
+    **JOB_RUNNING, "status": "succeeded", "finished_at": "2026-01-15T09:30:41.950Z",
+    "progress": {**JOB_QUEUED["progress"], "rows_done": 120000, "rows_failed": 3,
+                 "chunks_done": 3},
+    "output": {"format": "csv", "rows": 119997, "bytes": 7318845},
+}
+JOB_FAILED: dict[str, Any] = {
+    **JOB_SUCCEEDED, "status": "failed", "output": {"format": "csv", "rows": None,
+                                                    "bytes": None},
+    "progress": {**JOB_SUCCEEDED["progress"], "rows_failed": 14},
+    "error": {"type": "TooManyRejectedRows", "code": "too_many_rejected_rows",
+              "message": f"14 of 120000 rows were rejected, more than max_failed_rows (10); "
+                         f"GET /v1/batch-jobs/{JOB_ID}/errors lists them"},
+}
+JOB_CANCELLED: dict[str, Any] = {
+    **JOB_RUNNING, "status": "cancelled", "finished_at": "2026-01-15T09:30:05.000Z",
+}

@@ -43,6 +43,24 @@ class PoolList(_Answer):
     pools: list[Pool]
 
 
+class BatchJobRequest(BaseModel):
+    """The body of ``POST /v1/models/{model}/batch-jobs``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: str = Field(description="the dataset to score (POST /v1/datasets)",
+                            min_length=1, max_length=200)
+    version: int | None = Field(None, ge=1, description="a version; the latest by default")
+    id_column: str | None = Field(
+        None, min_length=1, description="a dataset column copied to the output and the errors")
+    passthrough_columns: list[str] = Field(
+        default_factory=list, description="dataset columns copied to the output")
+    output_format: Literal["csv", "jsonl", "parquet"] | None = Field(
+        None, description="the output's format; the dataset's by default")
+    return_probabilities: bool = Field(
+        False, description="add one probability_<class> column per class (classifiers)")
+    max_failed_rows: int = Field(
+        0, ge=0, description="rows that may be rejected before the job fails")
 class DatasetColumn(_Answer):
     name: str = Field(examples=["sepal_length_cm"])
     dtype: str = Field(description="int64, float64, bool, string, null (only nulls), or for "

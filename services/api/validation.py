@@ -10,16 +10,10 @@ import orjson
 
 from services.api.errors import InvalidRows, MalformedBody, TooManyRows
 from services.common.catalog import NUMERIC_DTYPES, ModelMetadata
+from services.common.values import FINITE_VALUES, MAX_MAGNITUDE
 
 _FIELDS = ("instances", "version", "return_probabilities")
 
-#: The largest magnitude a feature may have: float32's largest finite value
-#: (``np.finfo(np.float32).max``). scikit-learn's trees cast their input to float32, where a
-#: larger value is infinity, and a float64 this far below its own limit leaves scaling and
-#: linear models room to compute without overflowing.
-MAX_MAGNITUDE = 3.4028234663852886e38
-FINITE_VALUES = (f"every value must be a finite number between {-MAX_MAGNITUDE:.7g} and "
-                 f"{MAX_MAGNITUDE:.7g}")
 #: What some encoders write for non-finite floats, which JSON has no place for.
 _NON_FINITE_LITERAL = re.compile(r"-?(?:NaN|[Ii]nfinity|nan|inf)")
 _NUMBER = re.compile(r"-?[0-9][0-9.eE+-]*")

@@ -116,6 +116,11 @@ def _body(response: httpx.Response) -> dict[str, Any]:
 
 def upload_dataset(url: str, path: Path, name: str | None, fmt: str | None) -> int:
     """Stream the file to ``POST /v1/datasets`` and write the dataset (or the error)."""
+    return _report(send_dataset(url, path, name, fmt))
+
+
+def send_dataset(url: str, path: Path, name: str | None, fmt: str | None) -> httpx.Response:
+    """Stream the file to ``POST /v1/datasets``; the API's answer."""
     if fmt is None:
         fmt = DATASET_EXTENSIONS.get(path.suffix.lower())
         if fmt is None:
@@ -128,10 +133,9 @@ def upload_dataset(url: str, path: Path, name: str | None, fmt: str | None) -> i
     # No overall deadline: a large file takes as long as it takes; each read and write
     # still times out.
     with handle, httpx.Client(timeout=httpx.Timeout(300)) as client:
-        response = _call(client, "POST", f"{url.rstrip('/')}/v1/datasets",
-                         params={"name": name or path.name}, content=handle,
-                         headers={"Content-Type": DATASET_MEDIA_TYPES[fmt]})
-    return _report(response)
+        return _call(client, "POST", f"{url.rstrip('/')}/v1/datasets",
+                     params={"name": name or path.name}, content=handle,
+                     headers={"Content-Type": DATASET_MEDIA_TYPES[fmt]})
 
 
 def dataset_request(url: str, method: str, dataset_id: str | None = None) -> int:

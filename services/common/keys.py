@@ -22,6 +22,26 @@ def task_key(task_id: str) -> str:
     return f"{PREFIX}task:{task_id}"
 
 
+def job_key(job_id: str) -> str:
+    """A batch job's record (see ``services.common.jobs``)."""
+    return f"{PREFIX}job:{job_id}"
+
+
+def job_done_key(job_id: str) -> str:
+    """The chunks of a job whose outputs are written and counted, as a set."""
+    return f"{PREFIX}job:{job_id}:done"
+
+
+def job_attempts_key(job_id: str) -> str:
+    """How often each chunk of a job was started, as a hash."""
+    return f"{PREFIX}job:{job_id}:attempts"
+
+
+#: Every batch job's id, scored by the time it was submitted: listing, and the sweep of
+#: expired jobs' outputs.
+JOBS_INDEX = f"{PREFIX}jobs"
+
+
 def queue_key(queue: str) -> str:
     return queue
 

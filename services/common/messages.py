@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 
 PREDICT_TASK = "inferq.predict"
+#: One chunk of a batch job (services.worker.batch_chunks).
+BATCH_CHUNK_TASK = "inferq.batch_chunk"
 
 _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}

@@ -83,6 +83,22 @@ HTTP_REQUEST_SECONDS = Histogram(
     "inferq_http_request_seconds", "API latency.", ["method", "route"], buckets=HTTP_BUCKETS
 )
 INPUT_REJECTED = Counter("inferq_input_rejected", "Requests refused for bad input.", ["reason"])
+JOBS_FINISHED = Counter(
+    "inferq_jobs_finished",
+    "Jobs that reached a terminal state.",
+    ["kind", "model", "status"],
+)
+JOB_SECONDS = Histogram(
+    "inferq_job_seconds",
+    "Time from a job's submit to its end.",
+    ["kind", "model"],
+    buckets=TASK_LATENCY_BUCKETS,
+)
+BATCH_ROWS = Counter(
+    "inferq_batch_rows",
+    "Rows of batch jobs, scored or rejected.",
+    ["model", "outcome"],
+)
 WORKER_PROCESSES = Gauge(
     "inferq_worker_processes",
     "Worker processes alive in a pool.",

@@ -61,17 +61,24 @@ class Status(StrEnum):
 
 TERMINAL: frozenset[str] = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 
+#: Lua: writes KEYS[1], a hash, from ``json``, a JSON object of strings.
+HSET_JSON = """
+local function hset_json(json)
+  local fields = {}
+  for name, value in pairs(cjson.decode(json)) do
+    fields[#fields + 1] = name
+    fields[#fields + 1] = value
+  end
+  redis.call('HSET', KEYS[1], unpack(fields))
+end
+"""
+
 # KEYS[1] record, KEYS[2] queue; ARGV: ttl, message, the record as a JSON object of strings.
 # Writes the record and enqueues its message atomically, in one command and one reply. The
 # record travels as one argument: redis-py packs each argument in Python (about 90 bytecodes
 # apiece), which cost the API more than the rest of the submit's bookkeeping.
-SUBMIT_SCRIPT = """#!lua
-local fields = {}
-for name, value in pairs(cjson.decode(ARGV[3])) do
-  fields[#fields + 1] = name
-  fields[#fields + 1] = value
-end
-redis.call('HSET', KEYS[1], unpack(fields))
+SUBMIT_SCRIPT = "#!lua\n" + HSET_JSON + """
+hset_json(ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return redis.call('LPUSH', KEYS[2], ARGV[2])
 """
@@ -226,7 +233,8 @@ def pairs(flat: Sequence[Any]) -> dict[Any, Any]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def _rfc3339(value: str | None) -> str | None:
+def rfc3339(value: str | None) -> str | None:
+    """A record's time (seconds since the epoch, as text) in RFC 3339 UTC; None when unset."""
     if not value:
         return None
     moment = datetime.fromtimestamp(float(value), UTC)
@@ -246,9 +254,9 @@ def to_public(task_id: str, raw: Mapping[Any, Any]) -> dict[str, Any]:
         "status": record["status"],
         "model": record.get("model"),
         "version": int(record["version"]) if record.get("version") else None,
-        "submitted_at": _rfc3339(record.get("submitted_at")),
-        "started_at": _rfc3339(record.get("started_at")),
-        "finished_at": _rfc3339(record.get("finished_at")),
+        "submitted_at": rfc3339(record.get("submitted_at")),
+        "started_at": rfc3339(record.get("started_at")),
+        "finished_at": rfc3339(record.get("finished_at")),
         "trace_id": record.get("trace_id"),
     }
     if "result" in record:

@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     inline_max_ms: float | None = Field(None, ge=0)
     worker_prefetch: int | None = Field(None, gt=0)
 
+    # -- Batch jobs: rows per chunk (one message of the batch queue), the queue, and how
+    # long a job's record and outputs are kept; expired outputs are deleted by the API's
+    # sweep, every ``job_sweep_seconds``.
+    batch_chunk_rows: int = Field(50_000, gt=0)
+    batch_queue: str = "batch"
+    job_retention_seconds: int = Field(7 * 86_400, gt=0)
+    job_sweep_seconds: float = Field(3600.0, gt=0)
+
     # -- Logging.
     log_level: str = "INFO"
     log_format: str = Field("json", pattern="^(json|text)$")
@@ -81,7 +89,7 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: str) -> str:
         return value.upper()
 
-    @field_validator("predict_queue")
+    @field_validator("predict_queue", "batch_queue")
     @classmethod
     def _queue_name(cls, value: str) -> str:
         _check_queue(value)

@@ -1,4 +1,5 @@
-"""Celery tasks: thin wrappers that hand a batch of messages to the executor."""
+"""Celery tasks: thin wrappers that hand a batch of messages to the executor, or a batch
+job's chunk to the chunk runner."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 from opentelemetry import trace
 
 from ml.store import ModelCache
-from services.common.messages import PREDICT_TASK
+from services.common.messages import BATCH_CHUNK_TASK, PREDICT_TASK
 from services.common.pools import PoolSpec
 from services.common.records import Status
 from services.common.settings import Settings
 from services.common.telemetry import consumer_span
 from services.worker import task_errors
+from services.worker.batch_chunks import Chunk, ChunkRunner
 from services.worker.batching import BatchedTask
 from services.worker.broker import Delivery
 from services.worker.execution import Executor, Outcome, PredictRequest
@@ -106,11 +108,74 @@ def _cost_key(model: Any, version: Any) -> str:
     return f"{model}:{version}"
 
 
+class BatchChunkTask(BatchedTask):
+    """One chunk of a batch job a message, run alone; one runner per process, built on
+    first use (after fork)."""
+
+    name = BATCH_CHUNK_TASK
+    batch_limits = BatchLimits(max_rows=1, max_wait=0.0)
+    settings: Settings
+    queue: str
+
+    @cached_property
+    def runner(self) -> ChunkRunner:
+        from services.common.storage import storage_from_settings
+
+        client = redis.Redis.from_url(
+            self.settings.broker_url,
+            socket_timeout=self.settings.redis_socket_timeout,
+            health_check_interval=10,
+        )
+        return ChunkRunner(client, storage_from_settings(self.settings),
+                           ModelCache(self.settings.model_store),
+                           self.settings.job_retention_seconds, self.queue)
+
+    def cost_key(self, kwargs: dict[str, Any]) -> str:
+        return f"batch:{_cost_key(kwargs.get('model'), kwargs.get('version'))}"
+
+    def run_batch(self, items: list[Delivery], announce: bool = True) -> dict[str, float]:
+        costs: dict[str, float] = {}
+        for item in items:
+            chunk = Chunk.from_message(item.kwargs)
+            # A consumer span in the job's trace, under the submit's producer span.
+            span = consumer_span("inferq.batch_chunk", item.headers, {
+                "inferq.job_id": chunk.job_id,
+                "inferq.chunk": chunk.chunk,
+                "inferq.model": chunk.model,
+                "inferq.rows": chunk.rows,
+                "messaging.destination.name": self.queue,
+            })
+            started = time.time()
+            try:
+                with trace.use_span(span, end_on_exit=False):
+                    self.runner.run(chunk, item.tag)
+            except SoftTimeLimitExceeded:
+                self.runner.fail(chunk, task_errors.soft_time_limit(), item.tag)
+            finally:
+                span.end()
+            costs[self.cost_key(item.kwargs)] = (time.time() - started) / max(1, chunk.rows)
+        return costs
+
+    def fail_batch(self, items: list[Delivery], exc: BaseException) -> None:
+        error = task_errors.hard_time_limit(exc.args[0] if exc.args else "?")
+        for item in items:
+            self.runner.fail(Chunk.from_message(item.kwargs), error, None)
+
+
 def register_tasks(app: Celery, settings: Settings, pool: PoolSpec) -> None:
-    """Register inferq's tasks on ``app``; they read ``settings`` when they first run."""
+    """Register inferq's tasks on ``app``; they read ``settings`` when they first run.
+
+    Every pool runs predictions (a model may be routed to any queue); pools of the batch
+    kind also run batch jobs' chunks.
+    """
     task = PredictTask()
     task.settings = settings
     task.queue = pool.queue
     task.kind = pool.kind
     task.batch_limits = BatchLimits.for_pool(settings, pool)
     app.register_task(task)
+    if pool.kind == "batch":
+        chunks = BatchChunkTask()
+        chunks.settings = settings
+        chunks.queue = pool.queue
+        app.register_task(chunks)

@@ -10,6 +10,7 @@ import pytest
 from processes import ServiceProcess, service_env, start_api, start_worker
 
 from services.cli.redis_server import free_port
+from services.common.storage import Storage
 
 # Short limits, so that a killed worker's tasks come back within seconds.
 FAST_RECOVERY = {
@@ -22,6 +23,12 @@ FAST_RECOVERY = {
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory: pytest.TempPathFactory) -> Storage:
+    """A module's own local storage, for stacks that read datasets and write job outputs."""
+    return Storage.from_url(str(tmp_path_factory.mktemp("storage")))
 
 
 @pytest.fixture(scope="module")

@@ -5,18 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+from metrics_text import sample
 from processes import start_worker
 
 from services.cli.redis_server import free_port
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        named = line.startswith((name + "{", name + " "))
-        if named and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_worker_serves_all_processes_metrics(

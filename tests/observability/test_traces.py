@@ -18,13 +18,6 @@ CLIENT_SPAN = "00f067aa0ba902b7"
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[OtlpReceiver]:
-    receiver = OtlpReceiver()
-    yield receiver
-    receiver.server.shutdown()
-
-
-@pytest.fixture(scope="module")
 def traced_api_url(redis_server, model_store: Path, receiver: OtlpReceiver,  # type: ignore[no-untyped-def]
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     logs = tmp_path_factory.mktemp("traced")

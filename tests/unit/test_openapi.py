@@ -36,11 +36,12 @@ def test_each_example_fits_its_schema(where: str, schema: dict[str, Any], exampl
 
 
 def test_every_answer_has_an_example() -> None:
-    """But the generic 4XX, the probes' and /metrics' 200s, which have no JSON to show, and
-    the empty 204 of a deletion."""
+    """But the generic 4XX, the 200s of the probes, /metrics and a batch job's files, which
+    have no JSON to show, and the empty 204 of a deletion."""
     shown = {where for where, _, _ in _examples()}
     bare = {"get /healthz 200", "get /readyz 200", "get /metrics 200",
-            "delete /v1/datasets/{dataset_id} 204"}
+            "delete /v1/datasets/{dataset_id} 204",
+            "get /v1/batch-jobs/{job_id}/results 200", "get /v1/batch-jobs/{job_id}/errors 200"}
     for path, operations in DOCUMENT["paths"].items():
         for method, operation in operations.items():
             for status in operation["responses"]:

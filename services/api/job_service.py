@@ -1,0 +1,276 @@
+"""Submitting, reading, waiting for, listing, cancelling and sweeping batch jobs in Redis.
+
+A submit checks the job against its model's metadata and its dataset's columns, then writes
+the job's record and one message per chunk on the batch queue in one Lua script. Waiting
+uses the tasks' waiter: the scripts that end a job publish its end like a task's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from opentelemetry.trace import SpanKind
+from redis.exceptions import RedisError
+
+from services.api.errors import DatasetNotFound, StorageUnavailable, UnfitColumns
+from services.api.periodic import Periodic
+from services.api.schemas import BatchJobRequest
+from services.api.tracing import RequestTrace
+from services.api.waiter import TaskWaiter
+from services.common import job_outputs, jobs, keys
+from services.common.catalog import ModelMetadata
+from services.common.datasets import INDEX_ROWS, Dataset, get_dataset
+from services.common.messages import BATCH_CHUNK_TASK, build_message
+from services.common.records import TERMINAL, WATCH_SCRIPT, decoded, pairs
+from services.common.settings import Settings
+from services.common.storage import Storage, StorageError
+from services.common.telemetry import inject, tracer
+
+log = logging.getLogger(__name__)
+
+#: Jobs one listing reads at most, newest first, before filtering.
+LIST_SCAN = 1000
+
+
+class JobService:
+    def __init__(self, client: aioredis.Redis, settings: Settings, waiter: TaskWaiter,
+                 storage: Callable[[], Storage]) -> None:
+        """``storage`` gives the API's store, or raises while it cannot be used."""
+        self._client = client
+        self._settings = settings
+        self._ttl = settings.job_retention_seconds
+        self._waiter = waiter
+        self._storage = storage
+        self._submit = client.register_script(jobs.SUBMIT_SCRIPT)
+        self._cancel = client.register_script(jobs.CANCEL_SCRIPT)
+        self._watch = client.register_script(WATCH_SCRIPT)
+
+    async def dataset(self, dataset_id: str) -> Dataset:
+        dataset = await get_dataset(self._client, dataset_id)
+        if dataset is None:
+            raise DatasetNotFound(
+                f"no dataset {dataset_id!r}; GET /v1/datasets lists the datasets",
+                {"dataset_id": dataset_id})
+        return dataset
+
+    async def submit(self, metadata: ModelMetadata, dataset: Dataset, body: BatchJobRequest,
+                     trace: RequestTrace | None = None) -> dict[str, Any]:
+        """Record the job and queue its chunks in one round trip; the queued job."""
+        columns = check_columns(metadata, dataset, body)
+        job_id = str(uuid.uuid4())
+        now = time.time()
+        queue = self._settings.batch_queue
+        output_format = body.output_format or dataset.format
+        align = INDEX_ROWS if dataset.format in ("csv", "jsonl") else 1
+        bounds = jobs.chunk_bounds(dataset.rows, self._settings.batch_chunk_rows, align)
+        record = jobs.new_job_record(
+            model=metadata.name, version=metadata.version, dataset_id=dataset.dataset_id,
+            queue=queue, input_format=dataset.format, output_format=output_format,
+            id_column=body.id_column, passthrough=body.passthrough_columns, columns=columns,
+            return_probabilities=body.return_probabilities,
+            max_failed_rows=body.max_failed_rows, rows=dataset.rows, chunks=len(bounds),
+            chunk_rows=bounds[0][1] - bounds[0][0], now=now, notify=None,
+            trace_id=trace.trace_id if trace else None,
+        )
+        chunks = [
+            jobs.Chunk(job_id, i, start, stop, metadata.name, metadata.version,
+                       dataset.dataset_id, dataset.format, output_format, body.id_column,
+                       tuple(body.passthrough_columns), body.return_probabilities, now)
+            for i, (start, stop) in enumerate(bounds)
+        ]
+        if trace is not None and trace.sampled:
+            # One trace a job: every chunk's consumer span is a child of this one.
+            with tracer().start_as_current_span("inferq.enqueue", kind=SpanKind.PRODUCER,
+                                                attributes={
+                    "inferq.job_id": job_id, "inferq.model": metadata.name,
+                    "messaging.destination.name": queue, "inferq.rows": dataset.rows,
+                    "inferq.chunks": len(chunks)}):
+                await self._enqueue(job_id, queue, record, chunks, inject())
+        else:
+            await self._enqueue(job_id, queue, record, chunks, trace.headers if trace else {})
+        return jobs.to_public(job_id, record)
+
+    async def _enqueue(self, job_id: str, queue: str, record: dict[str, str],
+                       chunks: list[jobs.Chunk], headers: dict[str, str]) -> None:
+        messages = [
+            build_message(BATCH_CHUNK_TASK, f"{job_id}-{c.chunk:06d}", queue,
+                          c.message_kwargs(), headers)
+            for c in chunks
+        ]
+        await self._submit(
+            keys=[keys.job_key(job_id), keys.JOBS_INDEX, keys.queue_key(queue)],
+            args=[self._ttl, orjson.dumps(record), repr(float(record["submitted_at"])),
+                  job_id, *messages])
+
+    async def record(self, job_id: str) -> dict[str, str] | None:
+        raw = await self._client.hgetall(keys.job_key(job_id))
+        return jobs.strings(raw) if raw else None
+
+    async def get(self, job_id: str, wait: float = 0) -> dict[str, Any] | None:
+        """The job, waiting up to ``wait`` s for its end; None when unknown."""
+        if wait <= 0:
+            record = await self.record(job_id)
+            return jobs.to_public(job_id, record) if record else None
+        with self._waiter.watch(job_id) as ended:
+            # Read the record and, unless it ended, have its end told to this process.
+            raw = jobs.strings(pairs(await self._watch(keys=[keys.job_key(job_id)],
+                                                       args=[self._waiter.channel])))
+            if not raw:
+                return None
+            if raw["status"] in TERMINAL:
+                return jobs.to_public(job_id, raw)
+            done, _ = await asyncio.wait({ended}, timeout=wait)
+            if not done:
+                return await self.get(job_id)
+            carried = ended.result()
+            if carried is not None:
+                return jobs.to_public(job_id, carried)
+        return await self.get(job_id)
+
+    async def list(self, status: str | None, model: str | None,
+                   limit: int) -> list[dict[str, Any]]:
+        """Jobs newest first, of ``status`` and ``model`` when given."""
+        newest: Any = await self._client.zrevrange(keys.JOBS_INDEX, 0, LIST_SCAN - 1)
+        ids = [decoded(i) for i in newest]
+        async with self._client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(keys.job_key(job_id))
+            found = await pipe.execute()
+        listed = []
+        for job_id, raw in zip(ids, found, strict=True):
+            if not raw:
+                continue  # Expired: the sweep drops it from the index.
+            record = jobs.strings(raw)
+            if (status and record["status"] != status) or (model and record["model"] != model):
+                continue
+            listed.append(jobs.to_public(job_id, record))
+            if len(listed) >= limit:
+                break
+        return listed
+
+    async def cancel(self, job_id: str) -> tuple[bool, str]:
+        """Whether this call cancelled the job, and its status (``missing`` when unknown)."""
+        cancelled, status = await self._cancel(
+            keys=jobs.job_keys(job_id), args=[repr(time.time()), self._ttl, job_id])
+        return bool(cancelled), decoded(status)
+
+    def results(self, job_id: str, record: dict[str, str]) -> AsyncIterator[bytes]:
+        """The job's output file: the parquet file, or the parts in chunk order. The store
+        is opened first, so that one that cannot be used is a 503 before any byte goes."""
+        return _results(self._storage(), job_id, record)
+
+    async def errors(self, job_id: str) -> AsyncIterator[bytes]:
+        """The rejected rows so far, in row order (chunk by chunk)."""
+        storage = self._storage()
+        parts = await asyncio.to_thread(storage.list, job_outputs.errors_prefix(job_id))
+        return _objects(storage, parts)
+
+    async def sweep(self, now: float | None = None) -> int:
+        """Delete the outputs of jobs whose records expired; how many jobs were swept.
+
+        Only jobs submitted a retention period ago can have expired (a record's time to
+        live runs from its submit, and again from its end), so the index says which to
+        look at.
+        """
+        cutoff = (now or time.time()) - self._ttl
+        old: Any = await self._client.zrangebyscore(keys.JOBS_INDEX, "-inf", cutoff)
+        candidates = [decoded(i) for i in old]
+        if not candidates:
+            return 0
+        async with self._client.pipeline(transaction=False) as pipe:
+            for job_id in candidates:
+                pipe.exists(keys.job_key(job_id))
+            alive = await pipe.execute()
+        expired = [j for j, live in zip(candidates, alive, strict=True) if not live]
+        for job_id in expired:
+            await asyncio.to_thread(self._storage().delete_prefix, job_outputs.job_prefix(job_id))
+            await self._client.zrem(keys.JOBS_INDEX, job_id)
+        return len(expired)
+
+
+async def _results(storage: Storage, job_id: str,
+                   record: dict[str, str]) -> AsyncIterator[bytes]:
+    fmt = record["format"]
+    if fmt == "parquet":
+        keys_ = [job_outputs.result_key(job_id)]
+    else:
+        if fmt == "csv":
+            yield job_outputs.csv_header(orjson.loads(record["columns"]))
+        keys_ = [job_outputs.part_key(job_id, chunk, fmt)
+                 for chunk in range(int(record["chunks_total"]))]
+    async for data in _objects(storage, keys_):
+        yield data
+
+
+async def _objects(storage: Storage, keys_: list[str]) -> AsyncIterator[bytes]:
+    """The objects at ``keys_``, one after the other, streamed."""
+    for key in keys_:
+        async for data in storage.astream(key):
+            yield data
+
+
+def check_columns(metadata: ModelMetadata, dataset: Dataset,
+                  body: BatchJobRequest) -> list[str]:
+    """The output's columns, once the dataset has every column the job needs; a 422 that
+    names the columns otherwise."""
+    have = {c.name for c in dataset.columns}
+    where = {"model": metadata.name, "version": metadata.version,
+             "dataset_id": dataset.dataset_id}
+    missing = [f for f in metadata.feature_names if f not in have]
+    if missing:
+        raise UnfitColumns(
+            f"dataset {dataset.dataset_id} lacks the column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(map(repr, missing))} that {metadata.name} v{metadata.version} takes "
+            f"as features; its features are {', '.join(metadata.feature_names)}",
+            {**where, "missing_columns": missing})
+    named = [c for c in (body.id_column, *body.passthrough_columns) if c]
+    unknown = [c for c in named if c not in have]
+    if unknown:
+        raise UnfitColumns(
+            f"dataset {dataset.dataset_id} has no column "
+            f"{', '.join(map(repr, unknown))}; its columns are "
+            f"{', '.join(c.name for c in dataset.columns)}",
+            {**where, "unknown_columns": unknown})
+    if dataset.rows == 0:
+        raise UnfitColumns(f"dataset {dataset.dataset_id} has no rows to score", where)
+    probabilities = body.return_probabilities and metadata.task == "classification"
+    own = job_outputs.output_columns(None, (), metadata.classes, probabilities)
+    clashing = [c for c in named if c in own]
+    if clashing:
+        raise UnfitColumns(
+            f"column {clashing[0]!r} would appear twice in the output, whose own columns "
+            f"are {', '.join(own)}; rename it in the dataset",
+            {**where, "clashing_columns": clashing})
+    repeated = [c for i, c in enumerate(body.passthrough_columns)
+                if c in body.passthrough_columns[:i]]
+    if repeated:
+        raise UnfitColumns(f"passthrough_columns names {repeated[0]!r} twice; name it once",
+                           {**where, "repeated_columns": repeated})
+    return job_outputs.output_columns(body.id_column, body.passthrough_columns, metadata.classes,
+                               probabilities)
+
+
+class JobSweeper(Periodic):
+    """Deletes the outputs of expired jobs every ``interval`` s (``JobService.sweep``)."""
+
+    name = "inferq-job-sweeper"
+
+    def __init__(self, jobs_: JobService, interval: float) -> None:
+        super().__init__(interval)
+        self._jobs = jobs_
+
+    async def tick(self) -> None:
+        try:
+            swept = await self._jobs.sweep()
+        except (RedisError, OSError, StorageError, StorageUnavailable) as exc:
+            log.warning("job sweep failed; retrying at the next", extra={"error": repr(exc)})
+            return
+        if swept:
+            log.info("expired jobs' outputs deleted", extra={"jobs": swept})
