@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -72,3 +74,43 @@ def test_a_worker_killed_mid_job_leaves_a_replacement_to_score_every_row_once(
         rows, predictions = [r["row"] for r in lines], [r["prediction"] for r in lines]
     assert rows == list(range(ROWS))
     assert predictions == [SECONDS_PER_ROW + i for i in range(ROWS)]
+
+
+def test_a_worker_scaled_in_mid_job_finishes_its_chunk_and_hands_back_the_rest(
+    client: httpx.Client, redis_server, stack_env: dict[str, str],  # type: ignore[no-untyped-def]
+    logs: Path,
+) -> None:
+    # KEDA scaling in sends SIGTERM: the chunk running finishes, what the worker holds
+    # but has not started goes back at once, and no chunk runs twice.
+    redis_server.client().flushdb()
+    dataset = upload(client, sleepy_csv(ROWS, SECONDS_PER_ROW), "csv")
+    job_id = submit_job(client, dataset, model="sleepy", output_format="jsonl")["job_id"]
+    stays = start_worker(stack_env, logs, pool="batch")
+    leaves = start_worker(stack_env, logs, pool="batch")
+    try:
+        deadline = time.monotonic() + 30
+        while client.get(f"/v1/batch-jobs/{job_id}").json()["progress"]["chunks_done"] < 3:
+            assert time.monotonic() < deadline, leaves.log()[-2000:]
+            time.sleep(0.02)
+        time.sleep(0.25)  # Both workers halfway through a chunk.
+        # As Kubernetes does: SIGTERM to the container's first process, the worker's main.
+        asked = time.monotonic()
+        os.kill(leaves.pid, signal.SIGTERM)
+        assert leaves.process.wait(timeout=15) == 0, leaves.log()[-2000:]
+        stopped_after = time.monotonic() - asked
+        done = wait_job(client, job_id)
+        wait_drained(redis_server.client())
+    finally:
+        leaves.stop()
+        stays.stop()
+    # Its running chunk (half a second) finished; it did not wait for more.
+    assert stopped_after < 5, stopped_after
+    assert done["status"] == "succeeded", done
+    assert done["progress"]["chunks_done"] == 12 and done["progress"]["rows_done"] == ROWS
+    attempts = {int(k): int(v) for k, v in
+                redis_server.client().hgetall(keys.job_attempts_key(job_id)).items()}
+    assert sorted(attempts) == list(range(12)) and set(attempts.values()) == {1}
+    lines = [orjson.loads(line) for line in client.get(
+        f"/v1/batch-jobs/{job_id}/results").content.splitlines()]
+    assert [r["row"] for r in lines] == list(range(ROWS))
+    assert [r["prediction"] for r in lines] == [SECONDS_PER_ROW + i for i in range(ROWS)]
