@@ -30,6 +30,12 @@ def add_bench_parser(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--observability", action="store_true",
                        help="instead: inferq's throughput and p50 with metrics and tracing "
                             "on vs off (benchmarks/observability.py)")
+    bench.add_argument("--batch", action="store_true",
+                       help="instead: batch scoring jobs of --rows rows (Parquet and CSV) on "
+                            "two batch workers next to a plain two-process script "
+                            "(benchmarks/batch.py)")
+    bench.add_argument("--rows", type=int, default=1_000_000,
+                       help="rows of the batch benchmark's dataset")
     bench.add_argument("--out", type=Path, default=Path("benchmark-results"),
                        help="directory for results.json, results.md and chart.png")
 
@@ -42,6 +48,10 @@ def run_bench(args: argparse.Namespace) -> int:
         return 2
     if args.observability:
         return subprocess.call([sys.executable, str(script), "--out", str(args.out)])
+    if args.batch:
+        return subprocess.call([sys.executable, str(BENCHMARKS / "batch.py"),
+                                "--rows", str(args.rows), "--models", args.workloads,
+                                "--out", str(args.out / "batch")])
     command = [
         sys.executable, str(script),
         "--systems", args.systems, "--models", args.workloads,
