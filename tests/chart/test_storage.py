@@ -33,9 +33,11 @@ def _service_envs(manifests: list[dict[str, Any]]) -> dict[str, dict[str, dict[s
     }
 
 
-def test_default_sets_no_storage_variables() -> None:
+def test_default_stores_in_each_pods_writable_tmp_and_sets_no_aws_variables() -> None:
+    # The root filesystem is read-only: the home directory's default could not be written.
     for name, variables in _service_envs(scenario_objects("default")).items():
-        assert not set(STORAGE_VARIABLES) & set(variables), name
+        assert variables["INFERQ_STORAGE_URL"]["value"] == "/tmp/inferq-storage", name
+        assert not set(STORAGE_VARIABLES[1:]) & set(variables), name
 
 
 def test_s3_with_keys_from_a_secret_reaches_every_pod() -> None:

@@ -363,10 +363,9 @@ existing Secret, or none are set and the pod's cloud identity is used.
 */}}
 {{- define "inferq.storageEnv" -}}
 {{- with .Values.storage }}
-{{- if .url }}
 - name: INFERQ_STORAGE_URL
-  value: {{ .url | quote }}
-{{- end }}
+  {{- /* Without a bucket: the pod's own writable /tmp (the root filesystem is read-only). */}}
+  value: {{ .url | default "/tmp/inferq-storage" | quote }}
 {{- if .endpoint }}
 - name: AWS_ENDPOINT_URL
   value: {{ .endpoint | quote }}
