@@ -75,6 +75,10 @@ class ChunkRunner:
                           extra={"job_id": chunk.job_id, "chunk": chunk.chunk})
             self.fail(chunk, _chunk_error(chunk, exc), tag)
             return
+        finally:
+            # pyarrow's allocator keeps freed buffers for reuse: without this, a child grows
+            # by a chunk's worth of rows with each new peak.
+            pa.default_memory_pool().release_unused()
         self._count(chunk, counts, tag)
 
     def _start(self, chunk: Chunk) -> tuple[str, int, bool]:
