@@ -40,6 +40,17 @@ chunk runs longer, so a job past it has chunks that no worker runs.
   "    (inferq_tasks_finished_total{status!=\"cancelled\"} > 0)"
   (printf "    unless inferq_tasks_finished_total offset %s" $window)
   "  )" }}
+{{- if eq $kind "batch" }}
+{{- /* A batch job's chunks are no tasks: each one counted is progress of the queue. */}}
+{{- $expr = concat $expr (list
+  "unless on (namespace, queue)"
+  (printf "  (sum by (namespace, queue) (increase(inferq_batch_chunk_seconds_count[%s])) > 0)" $window)
+  "unless on (namespace, queue)"
+  "  sum by (namespace, queue) ("
+  "    inferq_batch_chunk_seconds_count"
+  (printf "    unless inferq_batch_chunk_seconds_count offset %s" $window)
+  "  )") }}
+{{- end }}
 {{- $rules = append $rules (dict
   "alert" "InferqBacklogNoProgress"
   "expr" (join "\n" $expr)
