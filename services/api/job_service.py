@@ -24,7 +24,7 @@ from services.api.periodic import Periodic
 from services.api.schemas import BatchJobRequest
 from services.api.tracing import RequestTrace
 from services.api.waiter import TaskWaiter
-from services.common import jobs, keys
+from services.common import job_outputs, jobs, keys
 from services.common.catalog import ModelMetadata
 from services.common.datasets import INDEX_ROWS, Dataset, get_dataset
 from services.common.messages import BATCH_CHUNK_TASK, build_message
@@ -169,7 +169,7 @@ class JobService:
     async def errors(self, job_id: str) -> AsyncIterator[bytes]:
         """The rejected rows so far, in row order (chunk by chunk)."""
         storage = self._storage()
-        parts = await asyncio.to_thread(storage.list, jobs.errors_prefix(job_id))
+        parts = await asyncio.to_thread(storage.list, job_outputs.errors_prefix(job_id))
         return _objects(storage, parts)
 
     async def sweep(self, now: float | None = None) -> int:
@@ -190,7 +190,7 @@ class JobService:
             alive = await pipe.execute()
         expired = [j for j, live in zip(candidates, alive, strict=True) if not live]
         for job_id in expired:
-            await asyncio.to_thread(self._storage().delete_prefix, jobs.job_prefix(job_id))
+            await asyncio.to_thread(self._storage().delete_prefix, job_outputs.job_prefix(job_id))
             await self._client.zrem(keys.JOBS_INDEX, job_id)
         return len(expired)
 
@@ -199,11 +199,12 @@ async def _results(storage: Storage, job_id: str,
                    record: dict[str, str]) -> AsyncIterator[bytes]:
     fmt = record["format"]
     if fmt == "parquet":
-        keys_ = [jobs.result_key(job_id)]
+        keys_ = [job_outputs.result_key(job_id)]
     else:
         if fmt == "csv":
-            yield jobs.csv_header(orjson.loads(record["columns"]))
-        keys_ = [jobs.part_key(job_id, chunk, fmt) for chunk in range(int(record["chunks_total"]))]
+            yield job_outputs.csv_header(orjson.loads(record["columns"]))
+        keys_ = [job_outputs.part_key(job_id, chunk, fmt)
+                 for chunk in range(int(record["chunks_total"]))]
     async for data in _objects(storage, keys_):
         yield data
 
@@ -240,7 +241,7 @@ def check_columns(metadata: ModelMetadata, dataset: Dataset,
     if dataset.rows == 0:
         raise UnfitColumns(f"dataset {dataset.dataset_id} has no rows to score", where)
     probabilities = body.return_probabilities and metadata.task == "classification"
-    own = jobs.output_columns(None, (), metadata.classes, probabilities)
+    own = job_outputs.output_columns(None, (), metadata.classes, probabilities)
     clashing = [c for c in named if c in own]
     if clashing:
         raise UnfitColumns(
@@ -252,7 +253,7 @@ def check_columns(metadata: ModelMetadata, dataset: Dataset,
     if repeated:
         raise UnfitColumns(f"passthrough_columns names {repeated[0]!r} twice; name it once",
                            {**where, "repeated_columns": repeated})
-    return jobs.output_columns(body.id_column, body.passthrough_columns, metadata.classes,
+    return job_outputs.output_columns(body.id_column, body.passthrough_columns, metadata.classes,
                                probabilities)
 
 

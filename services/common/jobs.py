@@ -1,4 +1,4 @@
-"""Batch job records in Redis, the scripts that move them, and where their outputs live.
+"""Batch job records in Redis, and the scripts that move them.
 
 A job is one hash (``keys.job_key``), listed in ``keys.JOBS_INDEX``. Its progress and its end
 are counters in that hash, moved by the scripts below in the same round trip that
@@ -9,19 +9,12 @@ again after its worker died changes nothing but its (identical) output files.
 
 States: queued -> running -> succeeded | failed, or queued | running -> cancelled. The
 scripts that end a job publish its end on the channels its ``notify`` names, as task
-records do (``services.common.records``): ``GET ?wait=`` uses the same waiter.
-
-Outputs: each chunk writes ``jobs/<id>/parts/<chunk>.<ext>`` (rows in input order, no
-header) and, when it rejected rows, ``jobs/<id>/errors/<chunk>.jsonl``. A csv or jsonl
-result is the parts streamed in chunk order (a csv's header first); a parquet result is
-one file, ``jobs/<id>/results.parquet``, assembled from the parts when the last chunk is
-counted, before the job is marked succeeded.
+records do (``services.common.records``): ``GET ?wait=`` uses the same waiter. Where a
+job's outputs live: ``services.common.job_outputs``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,18 +22,10 @@ from typing import Any
 import orjson
 
 from services.common import keys
-from services.common.dataset_formats import ROW_COLUMN
-from services.common.media import DATASET_MEDIA_TYPES
+from services.common.job_outputs import csv_header
 from services.common.records import ALLOW_OOM, HSET_JSON, decoded, rfc3339
 
 KIND = "batch"
-FORMATS = ("csv", "jsonl", "parquet")
-#: An output file travels as a dataset file of its format does.
-MEDIA_TYPES = DATASET_MEDIA_TYPES
-#: The columns every output has, around the id and passthrough columns (and ``row``, the
-#: row's index in the dataset, first).
-PREDICTION_COLUMN = "prediction"
-PROBABILITY_PREFIX = "probability_"
 
 # The end of a job, shared by the scripts that end one: KEYS[1] record, KEYS[2] done set;
 # ``ttl``, ``job_id`` and ``status`` are set by the caller. Refreshes the record's time to
@@ -222,17 +207,6 @@ def job_keys(job_id: str) -> list[str]:
     return [keys.job_key(job_id), keys.job_done_key(job_id)]
 
 
-def output_columns(id_column: str | None, passthrough: Sequence[str],
-                   classes: Sequence[Any] | None, probabilities: bool) -> list[str]:
-    """The columns of a job's output, in order."""
-    columns = [ROW_COLUMN]
-    if id_column:
-        columns.append(id_column)
-    columns += [c for c in passthrough if c != id_column]
-    columns.append(PREDICTION_COLUMN)
-    if probabilities and classes:
-        columns += [f"{PROBABILITY_PREFIX}{c}" for c in classes]
-    return columns
 
 
 def chunk_bounds(rows: int, chunk_rows: int, align: int = 1) -> list[tuple[int, int]]:
@@ -243,31 +217,16 @@ def chunk_bounds(rows: int, chunk_rows: int, align: int = 1) -> list[tuple[int, 
     return [(start, min(start + chunk_rows, rows)) for start in range(0, rows, chunk_rows)]
 
 
-def job_prefix(job_id: str) -> str:
-    return f"jobs/{job_id}/"
 
 
-def part_key(job_id: str, chunk: int, fmt: str) -> str:
-    return f"{job_prefix(job_id)}parts/{chunk:06d}.{fmt}"
 
 
-def errors_key(job_id: str, chunk: int) -> str:
-    return f"{job_prefix(job_id)}errors/{chunk:06d}.jsonl"
 
 
-def errors_prefix(job_id: str) -> str:
-    return f"{job_prefix(job_id)}errors/"
 
 
-def result_key(job_id: str) -> str:
-    """The assembled output of a parquet job."""
-    return f"{job_prefix(job_id)}results.parquet"
 
 
-def csv_header(columns: Sequence[str]) -> bytes:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(columns)
-    return buffer.getvalue().encode()
 
 
 def new_job_record(

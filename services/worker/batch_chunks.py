@@ -24,7 +24,7 @@ from redis.client import Pipeline
 
 from ml.errors import ModelError
 from ml.store import ModelCache
-from services.common import jobs, keys
+from services.common import job_outputs, jobs, keys
 from services.common.datasets import load_dataset, read_rows
 from services.common.jobs import Chunk
 from services.common.metrics import (
@@ -107,8 +107,9 @@ class ChunkRunner:
                 "inferq.rows": table.num_rows}):
             scored = score(table, metadata, estimator, options)
         part = encode(scored.output, chunk.output_format)
-        self._storage.put(jobs.part_key(chunk.job_id, chunk.chunk, chunk.output_format), part)
-        errors_key = jobs.errors_key(chunk.job_id, chunk.chunk)
+        self._storage.put(
+            job_outputs.part_key(chunk.job_id, chunk.chunk, chunk.output_format), part)
+        errors_key = job_outputs.errors_key(chunk.job_id, chunk.chunk)
         if scored.rejected:
             self._storage.put(errors_key,
                               encode_rejections(scored.rejected, bool(chunk.id_column)))
@@ -200,11 +201,11 @@ def _chunk_error(chunk: Chunk, exc: BaseException) -> dict[str, str]:
 
 def assemble_parquet(storage: Storage, job_id: str, chunks: int) -> int:
     """Write the parts of ``job_id`` as one parquet file, part by part; its size."""
-    parts = [jobs.part_key(job_id, i, "parquet") for i in range(chunks)]
+    parts = [job_outputs.part_key(job_id, i, "parquet") for i in range(chunks)]
     schemas = [pq.read_schema(storage.open(key)) for key in parts]
     schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas \
         else pa.schema([])
-    key = jobs.result_key(job_id)
+    key = job_outputs.result_key(job_id)
     with storage.writer(key) as writer, \
             pq.ParquetWriter(_WriteOnly(writer.write), schema) as parquet:
         for part in parts:

@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 
 from ml.predict import predict
 from services.common.catalog import ModelMetadata
-from services.common.jobs import PREDICTION_COLUMN, PROBABILITY_PREFIX, ROW_COLUMN
+from services.common.dataset_formats import ROW_COLUMN
+from services.common.job_outputs import PREDICTION_COLUMN, PROBABILITY_PREFIX
 from services.common.values import MAX_MAGNITUDE
 from services.worker import task_errors
 

@@ -13,7 +13,7 @@ import pytest
 from job_client import in_process, iris_csv, iris_rows, submit_job, upload, wait_job
 from processes import ServiceProcess, service_env, start_worker
 
-from services.common.jobs import job_prefix
+from services.common.job_outputs import job_prefix
 from services.common.storage import Storage
 
 

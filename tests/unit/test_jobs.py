@@ -9,7 +9,7 @@ import orjson
 import pytest
 import redis
 
-from services.common import jobs, keys
+from services.common import job_outputs, jobs, keys
 from services.common.records import ALLOW_OOM
 
 JOB = "job-1"
@@ -72,7 +72,7 @@ def test_a_chunk_is_counted_once_and_the_last_one_ends_the_job(client: redis.Red
     assert done(client, 1) == [b"succeeded", 1, 1]
     job = record(client)
     assert job["status"] == "succeeded" and job["output"] == {
-        "format": "csv", "rows": 20, "bytes": len(jobs.csv_header(["row"])) + 200}
+        "format": "csv", "rows": 20, "bytes": len(job_outputs.csv_header(["row"])) + 200}
     # Ended: a late rerun changes nothing and is told so.
     assert start(client, 1) == [b"succeeded", 0, 0]
     assert done(client, 1) == [b"succeeded", 0, 0]

@@ -21,7 +21,7 @@ from services.api.openapi import (
 from services.api.responses import json_response
 from services.api.schemas import BatchJobRequest
 from services.api.tracing import request_trace
-from services.common import jobs
+from services.common import job_outputs, jobs
 from services.common.metrics import JOB_SECONDS, JOBS_FINISHED, series
 
 router = APIRouter(tags=["batch jobs"])
@@ -112,7 +112,7 @@ async def batch_job_results(state: StateDep, job_id: str) -> StreamingResponse:
             {"job_id": job_id, "status": record["status"]})
     fmt = record["format"]
     return StreamingResponse(
-        state.jobs.results(job_id, record), media_type=jobs.MEDIA_TYPES[fmt],
+        state.jobs.results(job_id, record), media_type=job_outputs.MEDIA_TYPES[fmt],
         headers={"Content-Disposition": f'attachment; filename="{job_id}.{fmt}"'})
 
 
@@ -124,4 +124,4 @@ async def batch_job_errors(state: StateDep, job_id: str) -> StreamingResponse:
     if await state.jobs.record(job_id) is None:
         raise _not_found(job_id)
     return StreamingResponse(await state.jobs.errors(job_id),
-                             media_type=jobs.MEDIA_TYPES["jsonl"])
+                             media_type=job_outputs.MEDIA_TYPES["jsonl"])
