@@ -83,10 +83,10 @@ return {'running', attempts, redis.call('SISMEMBER', KEYS[2], ARGV[2])}
 # KEYS: record, done set; ARGV: chunk, rows done, rows rejected, output bytes, now, ttl,
 # job id. Counts the chunk once; after the last one ends the job: failed when more rows
 # were rejected than the job allows, else succeeded, or ``assemble`` for a parquet output,
-# which the caller assembles and then ends with FINISH_SCRIPT. A chunk counted stamps the
-# record's ``progressed_at`` (the API's exporter tells stalled jobs by it). Returns {outcome, added,
+# which the caller assembles and then ends with FINISH_SCRIPT. Returns {outcome, added,
 # ended}: the job's status (or ``assemble``, or ``missing``), 1 when this call counted the
-# chunk, 1 when it ended the job.
+# chunk, 1 when it ended the job. A chunk counted stamps the record's ``progressed_at``
+# (the API's exporter tells stalled jobs by it).
 CHUNK_DONE_SCRIPT = ALLOW_OOM + _FINISH + """
 local found = redis.call('HMGET', KEYS[1], 'status', 'chunks_total', 'max_failed_rows',
                          'format')

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -15,22 +16,29 @@ from prometheus_client import REGISTRY
 from services.api.metrics import BacklogExporter
 from services.common import jobs, keys
 
+#: Where the chunks' messages go: no queue a worker of another test would take them from.
+QUEUE = "unconsumed"
+
 
 @pytest.fixture
-def client(redis_server) -> redis.Redis:  # type: ignore[no-untyped-def]
-    """The session's Redis, emptied: the gauges count every job in it."""
-    empty: redis.Redis = redis_server.client()
-    empty.flushdb()
-    return empty
+def client(redis_server) -> Iterator[redis.Redis]:  # type: ignore[no-untyped-def]
+    """The session's Redis, emptied before (the gauges count every job in it) and after
+    (nothing is left for the tests that follow)."""
+    session: redis.Redis = redis_server.client()
+    session.flushdb()
+    try:
+        yield session
+    finally:
+        session.flushdb()
 
 
 def submit(client: redis.Redis, job_id: str, chunks: int) -> None:
     record = jobs.new_job_record(
-        model="iris", version=1, dataset_id="d1", queue="batch", input_format="csv",
+        model="iris", version=1, dataset_id="d1", queue=QUEUE, input_format="csv",
         output_format="csv", id_column=None, passthrough=(), columns=["row"],
         return_probabilities=False, max_failed_rows=0, rows=chunks * 10, chunks=chunks,
         chunk_rows=10, trace_id=None, now=time.time(), notify=None)
-    client.eval(jobs.SUBMIT_SCRIPT, 3, keys.job_key(job_id), keys.JOBS_INDEX, "batch", 60,
+    client.eval(jobs.SUBMIT_SCRIPT, 3, keys.job_key(job_id), keys.JOBS_INDEX, QUEUE, 60,
                 orjson.dumps(record), repr(time.time()), job_id,
                 *(f"m{i}" for i in range(chunks)))
 
