@@ -16,6 +16,7 @@ from services.api.periodic import Periodic
 from services.common import jobs, keys
 from services.common.metrics import QUEUE_INFLIGHT, QUEUE_WAITING
 from services.common.pullers import sweep_queues
+from services.common.records import ALLOW_OOM
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,9 @@ ACTIVE_STATES = ("queued", "running")
 
 # KEYS: the active set; ARGV: the records' key prefix. Returns kind, status, started_at and
 # progressed_at of each job in the set, four strings a job ('' when unset). An id whose
-# record expired or whose job ended leaves the set here.
-ACTIVE_JOBS_SCRIPT = """
+# record expired or whose job ended leaves the set here. Runs when Redis is full too: the
+# gauges say most then.
+ACTIVE_JOBS_SCRIPT = ALLOW_OOM + """
 local found = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local f = redis.call('HMGET', ARGV[1] .. id, 'kind', 'status', 'started_at', 'progressed_at')

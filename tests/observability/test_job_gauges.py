@@ -114,3 +114,17 @@ def test_a_job_whose_record_expired_leaves_the_active_set(
     client.delete(keys.job_key("gone"))
     assert exported(redis_server.url)["queued"] == 1
     assert client.smembers(keys.JOBS_ACTIVE) == {b"kept"}
+
+
+def test_the_gauges_are_read_when_redis_is_full(
+    client: redis.Redis, redis_server  # type: ignore[no-untyped-def]
+) -> None:
+    submit(client, "a", chunks=1)
+    client.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(redis.exceptions.ResponseError, match="maxmemory"):
+            client.set("more", "data")
+        gauges = exported(redis_server.url)
+    finally:
+        client.config_set("maxmemory", 0)
+    assert (gauges["redis_up"], gauges["queued"]) == (1, 1)
