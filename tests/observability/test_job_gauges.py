@@ -120,11 +120,12 @@ def test_the_gauges_are_read_when_redis_is_full(
     client: redis.Redis, redis_server  # type: ignore[no-untyped-def]
 ) -> None:
     submit(client, "a", chunks=1)
+    before = client.config_get("maxmemory")["maxmemory"]
     client.config_set("maxmemory", 1)
     try:
         with pytest.raises(redis.exceptions.ResponseError, match="maxmemory"):
             client.set("more", "data")
         gauges = exported(redis_server.url)
     finally:
-        client.config_set("maxmemory", 0)
+        client.config_set("maxmemory", before)
     assert (gauges["redis_up"], gauges["queued"]) == (1, 1)
