@@ -29,10 +29,12 @@ KIND = "batch"
 
 # The end of a job, shared by the scripts that end one: KEYS[1] record, KEYS[2] done set;
 # ``ttl``, ``job_id`` and ``status`` are set by the caller. Refreshes the record's time to
-# live from its end and tells the waiting API processes.
+# live from its end, takes the job out of the active set and tells the waiting API
+# processes.
 _FINISH = """
 local function finish(status, now, ttl, job_id)
   redis.call('HSET', KEYS[1], 'status', status, 'finished_at', now)
+  redis.call('SREM', '""" + keys.JOBS_ACTIVE + """', job_id)
   redis.call('EXPIRE', KEYS[1], ttl)
   redis.call('EXPIRE', KEYS[2], ttl)
   local notify = redis.call('HGET', KEYS[1], 'notify')
@@ -49,10 +51,12 @@ end
 # KEYS: record, index, queue; ARGV: ttl, the record as a JSON object of strings, the
 # submit time (the index's score), job id, then one message per chunk, in chunk order.
 # Writes the record and enqueues every chunk atomically: a job is never half submitted.
+# The job joins ``keys.JOBS_ACTIVE`` until it ends.
 SUBMIT_SCRIPT = "#!lua\n" + HSET_JSON + """
 hset_json(ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('SADD', '""" + keys.JOBS_ACTIVE + """', ARGV[4])
 for i = 5, #ARGV do
   redis.call('LPUSH', KEYS[3], ARGV[i])
 end
@@ -81,7 +85,8 @@ return {'running', attempts, redis.call('SISMEMBER', KEYS[2], ARGV[2])}
 # were rejected than the job allows, else succeeded, or ``assemble`` for a parquet output,
 # which the caller assembles and then ends with FINISH_SCRIPT. Returns {outcome, added,
 # ended}: the job's status (or ``assemble``, or ``missing``), 1 when this call counted the
-# chunk, 1 when it ended the job.
+# chunk, 1 when it ended the job. A chunk counted stamps the record's ``progressed_at``
+# (the API's exporter tells stalled jobs by it).
 CHUNK_DONE_SCRIPT = ALLOW_OOM + _FINISH + """
 local found = redis.call('HMGET', KEYS[1], 'status', 'chunks_total', 'max_failed_rows',
                          'format')
@@ -94,6 +99,7 @@ if added == 1 then
   redis.call('HINCRBY', KEYS[1], 'rows_failed', ARGV[3])
   redis.call('HINCRBY', KEYS[1], 'output_bytes', ARGV[4])
   redis.call('HINCRBY', KEYS[1], 'chunks_done', 1)
+  redis.call('HSET', KEYS[1], 'progressed_at', ARGV[5])
   local ttl = redis.call('TTL', KEYS[1])
   if ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
 end

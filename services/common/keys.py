@@ -40,6 +40,9 @@ def job_attempts_key(job_id: str) -> str:
 #: Every batch job's id, scored by the time it was submitted: listing, and the sweep of
 #: expired jobs' outputs.
 JOBS_INDEX = f"{PREFIX}jobs"
+#: The ids of the batch jobs queued or running, as a set: what the API's exporter reads
+#: every few seconds, whatever the number of ended jobs kept.
+JOBS_ACTIVE = f"{PREFIX}jobs:active"
 
 
 def queue_key(queue: str) -> str:

@@ -99,6 +99,12 @@ BATCH_ROWS = Counter(
     "Rows of batch jobs, scored or rejected.",
     ["model", "outcome"],
 )
+BATCH_CHUNK_SECONDS = Histogram(
+    "inferq_batch_chunk_seconds",
+    "Time a batch job's chunk took, from its start to it counted (a chunk counted once).",
+    ["model", "queue"],
+    buckets=TASK_LATENCY_BUCKETS,
+)
 WORKER_PROCESSES = Gauge(
     "inferq_worker_processes",
     "Worker processes alive in a pool.",

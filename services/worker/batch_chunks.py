@@ -27,7 +27,13 @@ from ml.store import ModelCache
 from services.common import job_outputs, jobs, keys
 from services.common.datasets import load_dataset, read_rows
 from services.common.jobs import Chunk
-from services.common.metrics import BATCH_ROWS, JOB_SECONDS, JOBS_FINISHED, series
+from services.common.metrics import (
+    BATCH_CHUNK_SECONDS,
+    BATCH_ROWS,
+    JOB_SECONDS,
+    JOBS_FINISHED,
+    series,
+)
 from services.common.records import decoded
 from services.common.storage import NotFound, Storage
 from services.common.telemetry import tracer
@@ -57,6 +63,7 @@ class ChunkRunner:
         An error raised here leaves the message unacknowledged (the worker hands it back);
         a chunk started ``task_errors.MAX_ATTEMPTS`` times fails its job instead.
         """
+        started = time.time()
         status, attempts, done = self._start(chunk)
         if status != "running":
             log.info("chunk skipped", extra={"job_id": chunk.job_id, "chunk": chunk.chunk,
@@ -79,7 +86,7 @@ class ChunkRunner:
             # pyarrow's allocator keeps freed buffers for reuse: without this, a child grows
             # by a chunk's worth of rows with each new peak.
             pa.default_memory_pool().release_unused()
-        self._count(chunk, counts, tag)
+        self._count(chunk, counts, tag, started)
 
     def _start(self, chunk: Chunk) -> tuple[str, int, bool]:
         replies = self._scripts.execute(lambda pipe: self._scripts.call(
@@ -114,7 +121,8 @@ class ChunkRunner:
             self._storage.delete(errors_key)  # None now, whatever an earlier run wrote.
         return table.num_rows, len(scored.rejected), len(part)
 
-    def _count(self, chunk: Chunk, counts: tuple[int, int, int], tag: str) -> None:
+    def _count(self, chunk: Chunk, counts: tuple[int, int, int], tag: str,
+               started: float) -> None:
         rows, rejected, size = counts
         record = jobs.job_keys(chunk.job_id)
         args = [chunk.chunk, rows, rejected, size, repr(time.time()), self._ttl, chunk.job_id]
@@ -131,6 +139,8 @@ class ChunkRunner:
         if int(added):
             series(BATCH_ROWS, chunk.model, "scored").inc(rows - rejected)
             series(BATCH_ROWS, chunk.model, "rejected").inc(rejected)
+            series(BATCH_CHUNK_SECONDS, chunk.model, self._queue).observe(
+                time.time() - started)
         if int(ended):
             self._observe_end(chunk, outcome)
         if outcome == "assemble":

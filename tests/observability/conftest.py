@@ -130,6 +130,9 @@ class Query:
         # Every API replica exports the same queue gauges: a sum counts each queue twice.
         if re.search(r"\bsum\b[^()]*\(\s*inferq_queue_(?:waiting|inflight)\b", expr):
             found.append("queue gauges summed over API replicas instead of max")
+        # So are the job gauges, read from the same job records.
+        if re.search(r"\bsum\b[^()]*\(\s*inferq_(?:jobs|job_stalled_seconds)\b", expr):
+            found.append("job gauges summed over API replicas instead of max")
         return found
 
 

@@ -153,6 +153,18 @@ def test_trace_links_open_the_tracing_backend_k8s_installs(
             assert query["service"] == "inferq-api"
 
 
+def assert_promql_tests(promtool: str, tmp_path: Path, series: str,
+                        cases: list[dict[str, Any]]) -> None:
+    """Run ``cases`` (promtool's ``promql_expr_test``) over the input series of the test
+    file ``series``; each must pass."""
+    test = yaml.safe_load(series)
+    test["tests"][0]["promql_expr_test"] = cases
+    (tmp_path / "promql_test.yaml").write_text(yaml.safe_dump(test))
+    result = subprocess.run([promtool, "test", "rules", "promql_test.yaml"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 ERROR_RATIO_TEST = """
 rule_files: []
 evaluation_interval: 1m
@@ -181,12 +193,7 @@ def test_error_ratio_reads_zero_while_nothing_fails(
         labels = "{}" if "inferq_http" in target["expr"] else '{queue="inference"}'
         cases.append({"expr": substitute(target["expr"], {"__rate_interval": "5m"}),
                       "eval_time": "15m", "exp_samples": [{"labels": labels, "value": 0}]})
-    test = yaml.safe_load(ERROR_RATIO_TEST)
-    test["tests"][0]["promql_expr_test"] = cases
-    (tmp_path / "error_ratio_test.yaml").write_text(yaml.safe_dump(test))
-    result = subprocess.run([promtool, "test", "rules", "error_ratio_test.yaml"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_promql_tests(promtool, tmp_path, ERROR_RATIO_TEST, cases)
 
 
 def test_expression_parses(dashboard_query: Any, parse_errors: dict[str, str]) -> None:
@@ -219,3 +226,42 @@ def test_every_panel_and_metric_is_documented(
     metrics = {re.sub(r"_(bucket|sum|count)$", "", name) for name in exported_metrics}
     missing = sorted(name for name in titles | metrics if name not in doc)
     assert not missing, f"docs/operations.md does not mention {missing}"
+
+
+JOBS_BY_STATE_TEST = """
+rule_files: []
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # Two API replicas of one release read the same records; another release runs one.
+      - series: 'inferq_jobs{namespace="a", instance="api-1", kind="batch", status="queued"}'
+        values: '2x10'
+      - series: 'inferq_jobs{namespace="a", instance="api-2", kind="batch", status="queued"}'
+        values: '2x10'
+      - series: 'inferq_jobs{namespace="b", instance="api-3", kind="batch", status="queued"}'
+        values: '1x10'
+      - series: 'inferq_job_stalled_seconds{namespace="a", instance="api-1", kind="batch"}'
+        values: '0+60x10'
+      - series: 'inferq_job_stalled_seconds{namespace="a", instance="api-2", kind="batch"}'
+        values: '0+60x10'
+    promql_expr_test:
+"""
+
+
+def test_batch_job_gauges_count_each_job_once(
+    dashboards: Dashboards, iter_panels: Callable[..., Any], substitute: Callable[..., str],
+    promtool: str, tmp_path: Path,
+) -> None:
+    """Every API replica exports the job gauges: the panels show each job once, each
+    release's jobs added up."""
+    panels = {p["title"]: p for p in iter_panels(dashboards["inferq-overview.json"])}
+    (state, _finished) = panels["Batch jobs by state"]["targets"]
+    (stall,) = panels["Longest batch job stall"]["targets"]
+    cases = [
+        {"expr": substitute(state["expr"]), "eval_time": "5m",
+         "exp_samples": [{"labels": '{status="queued"}', "value": 3}]},
+        {"expr": substitute(stall["expr"]), "eval_time": "5m",
+         "exp_samples": [{"labels": "{}", "value": 300}]},
+    ]
+    assert_promql_tests(promtool, tmp_path, JOBS_BY_STATE_TEST, cases)

@@ -1,8 +1,8 @@
 """Every dashboard panel and alert rule, asked of a real Prometheus scraping real inferq.
 
-Redis, the API, an inference worker and Prometheus (Debian's package) run here; load
-goes through the API, rejected inputs and a Redis outage included; then each expression
-must parse, and each over inferq's metrics must return data.
+Redis, the API, an inference worker, a batch worker and Prometheus (Debian's package) run
+here; load goes through the API, rejected inputs, a batch job and a Redis outage included;
+then each expression must parse, and each over inferq's metrics must return data.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from job_client import iris_csv, iris_rows, submit_job, upload, wait_job
 from otlp_receiver import OtlpReceiver
 from processes import ServiceProcess, service_env, start_api, start_worker
 
@@ -80,6 +81,7 @@ def drive_load(api: str, redis_server) -> None:  # type: ignore[no-untyped-def]
         later = client.post("/v1/models/iris/predict", json={"instances": [IRIS]}).json()
         client.delete(f"/v1/tasks/{later['task_id']}")
         client.get(f"/v1/tasks/{queued['task_id']}", params={"wait": 10})
+        run_batch_job(client)
         # A short Redis outage: the API answers 503 and reports Redis down.
         redis_server.process.terminate()
         redis_server.process.wait()
@@ -97,6 +99,16 @@ def drive_load(api: str, redis_server) -> None:  # type: ignore[no-untyped-def]
                     headers={"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-01"})
 
 
+def run_batch_job(client: httpx.Client) -> None:
+    """A job of three chunks, one row of it rejected: rows scored and rejected, chunk run
+    times, a job finished."""
+    lines = iris_csv(iris_rows(250)).decode().splitlines()
+    lines[5] = lines[5].replace(lines[5].split(",")[2], "x", 1)
+    dataset = upload(client, ("\n".join(lines) + "\n").encode(), "csv")
+    job = submit_job(client, dataset, max_failed_rows=1)
+    assert wait_job(client, job["job_id"])["status"] == "succeeded"
+
+
 @pytest.fixture(scope="module")
 def prometheus(redis_server, model_store: Path,  # type: ignore[no-untyped-def]
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
@@ -109,12 +121,14 @@ def prometheus(redis_server, model_store: Path,  # type: ignore[no-untyped-def]
     env = service_env(redis_server.url, model_store,
                       OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
                       OTEL_TRACES_SAMPLER="parentbased_traceidratio",
-                      OTEL_TRACES_SAMPLER_ARG="0.01")
-    api_port, worker_port = free_port(), free_port()
+                      OTEL_TRACES_SAMPLER_ARG="0.01", INFERQ_BATCH_CHUNK_ROWS="100")
+    api_port, worker_port, batch_port = free_port(), free_port(), free_port()
     api: ServiceProcess = start_api(env, api_port, workdir)
     worker = start_worker(env, workdir, concurrency=2, metrics_port=worker_port)
+    batch = start_worker(env, workdir, pool="batch", metrics_port=batch_port)
     server = Prometheus(binary, {"inferq-api": f"127.0.0.1:{api_port}",
-                                 "inferq-worker": f"127.0.0.1:{worker_port}"}, workdir)
+                                 "inferq-worker": f"127.0.0.1:{worker_port}",
+                                 "inferq-worker-batch": f"127.0.0.1:{batch_port}"}, workdir)
     try:
         drive_load(f"http://127.0.0.1:{api_port}", redis_server)
         # Enough scrapes after the load for rate() over every series.
@@ -127,6 +141,7 @@ def prometheus(redis_server, model_store: Path,  # type: ignore[no-untyped-def]
         yield server
     finally:
         server.stop()
+        batch.stop()
         worker.stop()
         api.stop()
         receiver.stop()

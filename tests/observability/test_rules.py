@@ -153,3 +153,31 @@ def test_thresholds_set_or_turned_off_in_values_take_effect(
     (tmp_path / "rules_test.yaml").write_text(THRESHOLD_TEST)
     result = run_promtool(promtool, "test", "rules", "rules_test.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("batch", "hard", "expected"), [
+    ({}, None, (1800, "30 minutes")),  # The batch pool's default hard time limit.
+    ({}, 600, (900, "15 minutes")),  # Never below 15 minutes.
+    ({"jobStalledSeconds": 600}, None, (600, "10 minutes")),
+    ({"jobStalledSeconds": 0}, None, None),
+])
+def test_job_stalled_threshold_follows_values(
+    batch: dict[str, Any], hard: int | None, expected: tuple[int, str] | None
+) -> None:
+    from chart.manifests import objects, of_kind, render
+
+    values: dict[str, Any] = {
+        "monitoring": {"prometheusRule": {"enabled": True, "kinds": {"batch": batch}}}}
+    if hard:
+        values["workers"] = {"pools": {"batch": {"timeLimits": {"soft": hard // 2, "hard": hard}}}}
+    (rule,) = of_kind(objects(render(values)), "PrometheusRule")
+    kinds = next(g for g in rule["spec"]["groups"] if g["name"] == "inferq.kinds")
+    stalled = [r for r in kinds["rules"] if r["alert"] == "InferqJobStalled"]
+    if expected is None:
+        assert stalled == []
+        return
+    (alert,) = stalled
+    seconds, human = expected
+    assert alert["expr"] == (
+        f'max by (namespace, kind) (inferq_job_stalled_seconds{{kind="batch"}}) > {seconds}')
+    assert f"more than {human}" in alert["annotations"]["description"]

@@ -6,6 +6,9 @@ Per kind, "span" is twice the largest hard time limit of its pools: no task of t
 runs longer than half of it, so a backlog that never emptied and grew over the span with no
 task finished is a stall, never one long task. A threshold left empty in values follows from the span; 0
 turns the alert off for that kind.
+Batch also gets InferqJobStalled: a running job with no chunk counted for longer than
+"jobStalledSeconds", by default the kind's largest hard time limit (at least 900 s): no
+chunk runs longer, so a job past it has chunks that no worker runs.
 */}}
 {{- define "inferq.prometheus.kindAlerts" -}}
 {{- $pools := include "inferq.workerPools" . | fromJson }}
@@ -37,6 +40,17 @@ turns the alert off for that kind.
   "    (inferq_tasks_finished_total{status!=\"cancelled\"} > 0)"
   (printf "    unless inferq_tasks_finished_total offset %s" $window)
   "  )" }}
+{{- if eq $kind "batch" }}
+{{- /* A batch job's chunks are no tasks: each one counted is progress of the queue. */}}
+{{- $expr = concat $expr (list
+  "unless on (namespace, queue)"
+  (printf "  (sum by (namespace, queue) (increase(inferq_batch_chunk_seconds_count[%s])) > 0)" $window)
+  "unless on (namespace, queue)"
+  "  sum by (namespace, queue) ("
+  "    inferq_batch_chunk_seconds_count"
+  (printf "    unless inferq_batch_chunk_seconds_count offset %s" $window)
+  "  )") }}
+{{- end }}
 {{- $rules = append $rules (dict
   "alert" "InferqBacklogNoProgress"
   "expr" (join "\n" $expr)
@@ -59,6 +73,21 @@ turns the alert off for that kind.
     "summary" "p99 end-to-end latency of queue {{ $labels.queue }} is {{ $value | humanizeDuration }}"
     "description" (printf "The 99th percentile of the time from submit to stored result on queue {{ $labels.queue }} (pool kind %s) has been above %s for 10 minutes (now {{ $value | humanizeDuration }})." $kind (include "inferq.humanSeconds" $latency))
     "runbook_url" "https://github.com/inferq/inferq/blob/main/docs/operations.md#inferqtasklatencyhigh")) }}
+{{- end }}
+{{- if eq $kind "batch" }}
+{{- $stalled := include "inferq.prometheus.threshold" (dict "value" (index $config "jobStalledSeconds") "derived" (max 900 $hard)) | int }}
+{{- if gt $stalled 0 }}
+{{- $human := include "inferq.humanSeconds" $stalled }}
+{{- $rules = append $rules (dict
+  "alert" "InferqJobStalled"
+  "expr" (printf "max by (namespace, kind) (inferq_job_stalled_seconds%s) > %d" $selector $stalled)
+  "for" "2m"
+  "labels" (dict "severity" (index $config "jobStalledSeverity" | default "warning"))
+  "annotations" (dict
+    "summary" (printf "A running %s job made no progress for {{ $value | humanizeDuration }}" $kind)
+    "description" (printf "A %s job has been running with no chunk counted for {{ $value | humanizeDuration }}, more than %s: its chunks wait with no worker to take them, or run and never finish. GET /v1/batch-jobs?status=running lists the running jobs." $kind $human)
+    "runbook_url" "https://github.com/inferq/inferq/blob/main/docs/operations.md#inferqjobstalled")) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- toYaml $rules }}
