@@ -26,7 +26,7 @@ from services.api.tracing import RequestTrace
 from services.api.waiter import TaskWaiter
 from services.common import job_outputs, jobs, keys
 from services.common.catalog import ModelMetadata
-from services.common.datasets import INDEX_ROWS, Dataset, get_dataset
+from services.common.datasets import Dataset, get_dataset
 from services.common.messages import BATCH_CHUNK_TASK, build_message
 from services.common.records import TERMINAL, WATCH_SCRIPT, decoded, pairs
 from services.common.settings import Settings
@@ -68,8 +68,8 @@ class JobService:
         now = time.time()
         queue = self._settings.batch_queue
         output_format = body.output_format or dataset.format
-        align = INDEX_ROWS if dataset.format in ("csv", "jsonl") else 1
-        bounds = jobs.chunk_bounds(dataset.rows, self._settings.batch_chunk_rows, align)
+        bounds = jobs.chunk_bounds(dataset.rows, self._settings.batch_chunk_rows,
+                                   [row for row, _ in dataset.index])
         record = jobs.new_job_record(
             model=metadata.name, version=metadata.version, dataset_id=dataset.dataset_id,
             queue=queue, input_format=dataset.format, output_format=output_format,

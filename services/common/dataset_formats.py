@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -446,7 +447,10 @@ def validate_parquet(file: BinaryIO) -> Layout:
     if metadata.num_rows == 0:
         raise DatasetError("the file holds no rows; a dataset needs at least one (Parquet)")
     columns = [Column(f.name, arrow_dtype(f.type)) for f in parquet.schema_arrow]
-    return Layout(metadata.num_rows, columns, [])
+    # The index of a Parquet dataset: where each row group starts, and its number.
+    sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
+    starts = [0, *itertools.accumulate(sizes)][:-1]
+    return Layout(metadata.num_rows, columns, [[row, g] for g, row in enumerate(starts)])
 
 
 VALIDATORS: dict[str, type[TextValidator]] = {"csv": CsvValidator, "jsonl": JsonlValidator}

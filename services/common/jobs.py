@@ -15,6 +15,7 @@ job's outputs live: ``services.common.job_outputs``.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -209,12 +210,33 @@ def job_keys(job_id: str) -> list[str]:
 
 
 
-def chunk_bounds(rows: int, chunk_rows: int, align: int = 1) -> list[tuple[int, int]]:
-    """Rows [start, stop) of each chunk; a chunk of ``align`` rows or more is a multiple of
-    it, so that each starts where the dataset's index has an entry."""
-    if chunk_rows >= align > 1:
-        chunk_rows -= chunk_rows % align
-    return [(start, min(start + chunk_rows, rows)) for start in range(0, rows, chunk_rows)]
+def chunk_bounds(rows: int, chunk_rows: int, starts: Sequence[int] = ()) -> list[tuple[int, int]]:
+    """Rows [start, stop) of each chunk, about ``chunk_rows`` rows each.
+
+    ``starts`` are the rows where a reader can begin without reading what precedes them (the
+    dataset's index entries; a Parquet file's row groups). A chunk ends on the last of them
+    within ``chunk_rows``, else (when it starts on one) on the next within twice that, so no
+    block is read by two chunks; with none near, it ends at ``chunk_rows`` (a block larger
+    than that is then read by each of its chunks: the job still spreads over the workers)."""
+    blocks = set(starts)
+    cuts = sorted({s for s in blocks if 0 < s < rows} | {rows})
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    while start < rows:
+        ideal = start + chunk_rows
+        if ideal >= rows:
+            bounds.append((start, rows))
+            break
+        below = bisect.bisect_right(cuts, ideal)
+        if below and cuts[below - 1] > start:
+            cut = cuts[below - 1]
+        elif start in blocks and below < len(cuts) and cuts[below] <= ideal + chunk_rows:
+            cut = cuts[below]
+        else:
+            cut = ideal
+        bounds.append((start, cut))
+        start = cut
+    return bounds
 
 
 

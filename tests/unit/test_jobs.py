@@ -113,12 +113,23 @@ def test_a_cancelled_job_counts_nothing_more(client: redis.Redis) -> None:
     assert record(client)["progress"]["chunks_done"] == 0
 
 
-def test_chunks_start_on_the_index_of_text_datasets() -> None:
+def test_chunks_end_where_a_reader_can_begin() -> None:
     assert jobs.chunk_bounds(25, 10) == [(0, 10), (10, 20), (20, 25)]
-    assert jobs.chunk_bounds(25_000, 15_000, align=10_000) == [(0, 10_000), (10_000, 20_000),
-                                                               (20_000, 25_000)]
-    assert jobs.chunk_bounds(25, 3, align=10_000) == [(i, min(i + 3, 25)) for i in
-                                                     range(0, 25, 3)]
+    # A text dataset's index every 10,000 rows: the last entry within the chunk's length.
+    text = range(0, 60_000, 10_000)
+    assert jobs.chunk_bounds(60_000, 15_000, text) == [
+        (0, 10_000), (10_000, 20_000), (20_000, 30_000), (30_000, 40_000), (40_000, 50_000),
+        (50_000, 60_000)]
+    assert jobs.chunk_bounds(60_000, 25_000, text) == [(0, 20_000), (20_000, 40_000),
+                                                       (40_000, 60_000)]
+    # Row groups of 100,000 rows and chunks of 50,000: whole groups, never one read twice.
+    groups = range(0, 1_000_000, 100_000)
+    assert jobs.chunk_bounds(1_000_000, 50_000, groups) == [
+        (i, i + 100_000) for i in range(0, 1_000_000, 100_000)]
+    # Chunks smaller than the index's step, or one huge group: cut at the chunk's length.
+    assert jobs.chunk_bounds(25, 3, range(0, 25, 10_000)) == [
+        (i, min(i + 3, 25)) for i in range(0, 25, 3)]
+    assert jobs.chunk_bounds(1_000, 100, [0]) == [(i, i + 100) for i in range(0, 1_000, 100)]
 
 
 def test_only_the_submit_is_refused_by_a_full_redis() -> None:
