@@ -44,12 +44,17 @@ class PoolSpec:
     #: count as in flight for KEDA but never move to a pod it adds, so this stays small:
     #: for micro-batching, one batch running plus one gathering.
     prefetch_per_child: int = 1
+    #: A child whose resident memory is above this many MiB after a task is replaced by a
+    #: fresh one (0: never). Batch chunks handle tens of megabytes at a time, and the heap
+    #: they leave behind is fragmented: without a bound a child keeps every peak.
+    max_memory_per_child_mib: int = 0
 
 
 INFERENCE = PoolSpec("inference", "inference", "inference", soft_time_limit=50,
                      hard_time_limit=60, batch_max_rows=256, batch_max_wait_ms=0.0,
                      inline_max_ms=2.0, prefetch_per_child=128)
-BATCH = PoolSpec("batch", "batch", "batch", soft_time_limit=1740, hard_time_limit=1800)
+BATCH = PoolSpec("batch", "batch", "batch", soft_time_limit=1740, hard_time_limit=1800,
+                 max_memory_per_child_mib=480)
 TRAINING = PoolSpec("training", "training", "training", soft_time_limit=10740,
                     hard_time_limit=10800)
 

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float | None = Field(None, ge=0)
     inline_max_ms: float | None = Field(None, ge=0)
     worker_prefetch: int | None = Field(None, gt=0)
+    worker_max_memory_mib: int | None = Field(None, ge=0)
 
     # -- Batch jobs: rows per chunk (one message of the batch queue), the queue, and how
     # long a job's record and outputs are kept; expired outputs are deleted by the API's

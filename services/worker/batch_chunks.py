@@ -26,6 +26,7 @@ from ml.errors import ModelError
 from ml.store import ModelCache
 from services.common import job_outputs, jobs, keys
 from services.common.datasets import load_dataset, read_rows
+from services.common.heap import give_back_free_memory
 from services.common.jobs import Chunk
 from services.common.metrics import (
     BATCH_CHUNK_SECONDS,
@@ -83,9 +84,10 @@ class ChunkRunner:
             self.fail(chunk, _chunk_error(chunk, exc), tag)
             return
         finally:
-            # pyarrow's allocator keeps freed buffers for reuse: without this, a child grows
-            # by a chunk's worth of rows with each new peak.
+            # pyarrow's allocator and glibc's heap keep freed buffers for reuse: without
+            # this, a child grows by a chunk's worth of rows with each new peak.
             pa.default_memory_pool().release_unused()
+            give_back_free_memory()
         self._count(chunk, counts, tag, started)
 
     def _start(self, chunk: Chunk) -> tuple[str, int, bool]:

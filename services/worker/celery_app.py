@@ -27,6 +27,8 @@ def create_celery_app(settings: Settings, pool: PoolSpec) -> Celery:
     soft = settings.soft_time_limit or pool.soft_time_limit
     hard = settings.hard_time_limit or pool.hard_time_limit
     visibility = visibility_timeout(hard, settings.visibility_timeout)
+    memory_mib = (pool.max_memory_per_child_mib if settings.worker_max_memory_mib is None
+                  else settings.worker_max_memory_mib)
     app = Celery(f"inferq-{pool.name}", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         broker_transport=TRANSPORT,
@@ -38,6 +40,8 @@ def create_celery_app(settings: Settings, pool: PoolSpec) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=settings.worker_prefetch or pool.prefetch_per_child,
+        # In KiB; None: children are never replaced for their memory.
+        worker_max_memory_per_child=1024 * memory_mib if memory_mib else None,
         task_soft_time_limit=soft,
         task_time_limit=hard,
         task_default_queue=pool.queue,

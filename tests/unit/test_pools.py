@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.pools import INFERENCE, TRAINING, VISIBILITY_MARGIN, pool
+from services.common.pools import INFERENCE, TRAINING, VISIBILITY_MARGIN, get_pool, pool
 
 
 def test_a_default_pool_is_its_kind_on_the_queue_of_its_name() -> None:
@@ -57,3 +57,16 @@ def test_the_visibility_timeout_outlasts_the_hard_limit_the_worker_runs_with() -
     assert visibility(Settings(hard_time_limit=20000)) == 20000 + VISIBILITY_MARGIN
     # ...unless a visibility timeout is set too.
     assert visibility(Settings(hard_time_limit=30, visibility_timeout=45)) == 45
+
+
+def test_batch_children_are_replaced_past_their_memory_bound_and_a_setting_overrides_it() -> None:
+    from services.common.settings import Settings
+    from services.worker.celery_app import create_celery_app
+
+    def bound(settings: Settings, kind: str) -> object:
+        return create_celery_app(settings, get_pool(kind)).conf.worker_max_memory_per_child
+
+    assert bound(Settings(), "batch") == 480 * 1024  # KiB, as Celery takes it.
+    assert bound(Settings(), "inference") is None
+    assert bound(Settings(worker_max_memory_mib=0), "batch") is None
+    assert bound(Settings(worker_max_memory_mib=900), "inference") == 900 * 1024
