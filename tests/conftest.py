@@ -60,6 +60,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+@pytest.fixture
+def clean_redis(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client of the session's Redis, emptied before the test and after it."""
+    client = redis_server.client()
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A real S3-compatible server (SeaweedFS) with a bucket: ``endpoint``, ``bucket``, the

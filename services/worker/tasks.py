@@ -19,6 +19,7 @@ from services.common.messages import BATCH_CHUNK_TASK, PREDICT_TASK
 from services.common.pools import PoolSpec
 from services.common.records import Status
 from services.common.settings import Settings
+from services.common.storage import storage_from_settings
 from services.common.telemetry import consumer_span
 from services.worker import task_errors
 from services.worker.batch_chunks import Chunk, ChunkRunner
@@ -41,15 +42,8 @@ class PredictTask(BatchedTask):
 
     @cached_property
     def executor(self) -> Executor:
-        client = redis.Redis.from_url(
-            self.settings.broker_url,
-            socket_timeout=self.settings.redis_socket_timeout,
-            health_check_interval=10,
-        )
-        return Executor(
-            client, ModelCache(self.settings.model_store), self.settings.task_ttl_seconds,
-            self.queue, self.kind,
-        )
+        return Executor(_redis(self.settings), ModelCache(self.settings.model_store),
+                        self.settings.task_ttl_seconds, self.queue, self.kind)
 
     def cost_key(self, kwargs: dict[str, Any]) -> str:
         return _cost_key(kwargs.get("model"), kwargs.get("version"))
@@ -104,6 +98,12 @@ class PredictTask(BatchedTask):
                              delivery_tags or (), announced)
 
 
+def _redis(settings: Settings) -> redis.Redis:
+    """A task's own client of the broker's Redis, made in the process that runs it."""
+    return redis.Redis.from_url(settings.broker_url, socket_timeout=settings.redis_socket_timeout,
+                                health_check_interval=10)
+
+
 def _cost_key(model: Any, version: Any) -> str:
     return f"{model}:{version}"
 
@@ -119,14 +119,7 @@ class BatchChunkTask(BatchedTask):
 
     @cached_property
     def runner(self) -> ChunkRunner:
-        from services.common.storage import storage_from_settings
-
-        client = redis.Redis.from_url(
-            self.settings.broker_url,
-            socket_timeout=self.settings.redis_socket_timeout,
-            health_check_interval=10,
-        )
-        return ChunkRunner(client, storage_from_settings(self.settings),
+        return ChunkRunner(_redis(self.settings), storage_from_settings(self.settings),
                            ModelCache(self.settings.model_store),
                            self.settings.job_retention_seconds, self.queue)
 

@@ -15,10 +15,21 @@ import pytest
 from job_client import sleepy_csv, submit_job, upload, wait_drained, wait_job
 from processes import service_env, start_worker
 
+from services.cli.processes import ServiceProcess
 from services.common import keys
 from services.common.storage import Storage
 
 ROWS, CHUNK_ROWS, SECONDS_PER_ROW = 1200, 100, 0.005  # 12 chunks of half a second.
+
+
+def midway_through_chunk(client: httpx.Client, job_id: str, done: int,
+                         worker: ServiceProcess) -> None:
+    """Return a quarter second after ``done`` chunks of the job are counted."""
+    deadline = time.monotonic() + 30
+    while client.get(f"/v1/batch-jobs/{job_id}").json()["progress"]["chunks_done"] < done:
+        assert time.monotonic() < deadline, worker.log()[-2000:]
+        time.sleep(0.02)
+    time.sleep(0.25)
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +50,7 @@ def test_a_worker_killed_mid_job_leaves_a_replacement_to_score_every_row_once(
     job_id = submit_job(client, dataset, model="sleepy", output_format=output_format)["job_id"]
     doomed = start_worker(stack_env, logs, pool="batch")
     try:
-        deadline = time.monotonic() + 30
-        while client.get(f"/v1/batch-jobs/{job_id}").json()["progress"]["chunks_done"] < 3:
-            assert time.monotonic() < deadline, doomed.log()[-2000:]
-            time.sleep(0.02)
-        time.sleep(0.25)  # Halfway through the next chunk.
+        midway_through_chunk(client, job_id, 3, doomed)  # Halfway through the next chunk.
     finally:
         doomed.kill()
     at_kill = client.get(f"/v1/batch-jobs/{job_id}").json()
@@ -88,11 +95,7 @@ def test_a_worker_scaled_in_mid_job_finishes_its_chunk_and_hands_back_the_rest(
     stays = start_worker(stack_env, logs, pool="batch")
     leaves = start_worker(stack_env, logs, pool="batch")
     try:
-        deadline = time.monotonic() + 30
-        while client.get(f"/v1/batch-jobs/{job_id}").json()["progress"]["chunks_done"] < 3:
-            assert time.monotonic() < deadline, leaves.log()[-2000:]
-            time.sleep(0.02)
-        time.sleep(0.25)  # Both workers halfway through a chunk.
+        midway_through_chunk(client, job_id, 3, leaves)  # Both workers halfway through a chunk.
         # As Kubernetes does: SIGTERM to the container's first process, the worker's main.
         asked = time.monotonic()
         os.kill(leaves.pid, signal.SIGTERM)

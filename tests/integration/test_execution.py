@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,10 +20,8 @@ QUEUE = INFERENCE.queue
 
 
 @pytest.fixture
-def store(redis_server) -> Iterator[redis.Redis]:  # type: ignore[no-untyped-def]
-    client = redis_server.client()
-    client.flushdb()
-    yield client
+def store(clean_redis: redis.Redis) -> redis.Redis:
+    return clean_redis
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -16,11 +15,8 @@ QUEUE = "pullers-test"
 
 
 @pytest.fixture
-def store(redis_server) -> Iterator[redis.Redis]:  # type: ignore[no-untyped-def]
-    client = redis_server.client()
-    client.flushdb()
-    yield client
-    client.flushdb()
+def store(clean_redis: redis.Redis) -> redis.Redis:
+    return clean_redis
 
 
 def say_alive(store: redis.Redis, consumer: str, seconds: int) -> None:

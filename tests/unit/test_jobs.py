@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -16,11 +15,8 @@ JOB = "job-1"
 
 
 @pytest.fixture
-def client(redis_server) -> Iterator[redis.Redis]:  # type: ignore[no-untyped-def]
-    client = redis_server.client()
-    client.flushdb()
-    yield client
-    client.flushdb()
+def client(clean_redis: redis.Redis) -> redis.Redis:
+    return clean_redis
 
 
 def submit(client: redis.Redis, chunks: int = 3, max_failed_rows: int = 0,
