@@ -66,7 +66,7 @@ def predict(url: str, model: str, instances: list[Any], wait: float, timeout: fl
     base = url.rstrip("/")
     with httpx.Client(timeout=timeout) as client:
         response = request(client, "POST", f"{base}/v1/models/{model}/predict",
-                         params={"wait": min(wait, 30)}, json={"instances": instances})
+                           params={"wait": min(wait, 30)}, json={"instances": instances})
         body = json_body(response)
         if response.status_code >= 400:
             sys.stderr.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -75,7 +75,7 @@ def predict(url: str, model: str, instances: list[Any], wait: float, timeout: fl
         while body.get("status") in ("queued", "running") and remaining > 0:
             step = min(remaining, 30)
             body = json_body(request(client, "GET", f"{base}/v1/tasks/{body['task_id']}",
-                               params={"wait": step}))
+                                     params={"wait": step}))
             remaining -= step
     sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     if body.get("status") != SUCCESS:
@@ -135,8 +135,8 @@ def send_dataset(url: str, path: Path, name: str | None, fmt: str | None) -> htt
     # still times out.
     with handle, httpx.Client(timeout=httpx.Timeout(300)) as client:
         return request(client, "POST", f"{url.rstrip('/')}/v1/datasets",
-                     params={"name": name or path.name}, content=handle,
-                     headers={"Content-Type": DATASET_MEDIA_TYPES[fmt]})
+                       params={"name": name or path.name}, content=handle,
+                       headers={"Content-Type": DATASET_MEDIA_TYPES[fmt]})
 
 
 def dataset_request(url: str, method: str, dataset_id: str | None = None) -> int:

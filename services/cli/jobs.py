@@ -113,7 +113,7 @@ def _follow(base: str, job_id: str) -> int:
     with httpx.Client(timeout=FOLLOW_STEP + 30) as client:
         while True:
             response = request(client, "GET", f"{base}/v1/batch-jobs/{job_id}",
-                             params={"wait": FOLLOW_STEP})
+                               params={"wait": FOLLOW_STEP})
             if response.status_code >= 400:
                 progress.close()
                 return report(response)
