@@ -65,17 +65,17 @@ def predict(url: str, model: str, instances: list[Any], wait: float, timeout: fl
     and, with ``expect``, only when the predictions, as text, are those."""
     base = url.rstrip("/")
     with httpx.Client(timeout=timeout) as client:
-        response = _call(client, "POST", f"{base}/v1/models/{model}/predict",
-                         params={"wait": min(wait, 30)}, json={"instances": instances})
-        body = _body(response)
+        response = request(client, "POST", f"{base}/v1/models/{model}/predict",
+                           params={"wait": min(wait, 30)}, json={"instances": instances})
+        body = json_body(response)
         if response.status_code >= 400:
             sys.stderr.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
             return 1
         remaining = wait - min(wait, 30)
         while body.get("status") in ("queued", "running") and remaining > 0:
             step = min(remaining, 30)
-            body = _body(_call(client, "GET", f"{base}/v1/tasks/{body['task_id']}",
-                               params={"wait": step}))
+            body = json_body(request(client, "GET", f"{base}/v1/tasks/{body['task_id']}",
+                                     params={"wait": step}))
             remaining -= step
     sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     if body.get("status") != SUCCESS:
@@ -88,7 +88,7 @@ def predict(url: str, model: str, instances: list[Any], wait: float, timeout: fl
     return 0
 
 
-def _call(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+def request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
     """The request; an API that cannot be reached is a one-line error that says what to do."""
     base = url.split("/v1/", 1)[0]
     try:
@@ -103,7 +103,8 @@ def _call(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.R
         raise CliError(f"request to {base} failed: {exc}; check --url") from None
 
 
-def _body(response: httpx.Response) -> dict[str, Any]:
+def json_body(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object; anything else means --url is not inferq's API."""
     try:
         body = response.json()
     except ValueError:
@@ -116,7 +117,7 @@ def _body(response: httpx.Response) -> dict[str, Any]:
 
 def upload_dataset(url: str, path: Path, name: str | None, fmt: str | None) -> int:
     """Stream the file to ``POST /v1/datasets`` and write the dataset (or the error)."""
-    return _report(send_dataset(url, path, name, fmt))
+    return report(send_dataset(url, path, name, fmt))
 
 
 def send_dataset(url: str, path: Path, name: str | None, fmt: str | None) -> httpx.Response:
@@ -133,25 +134,25 @@ def send_dataset(url: str, path: Path, name: str | None, fmt: str | None) -> htt
     # No overall deadline: a large file takes as long as it takes; each read and write
     # still times out.
     with handle, httpx.Client(timeout=httpx.Timeout(300)) as client:
-        return _call(client, "POST", f"{url.rstrip('/')}/v1/datasets",
-                     params={"name": name or path.name}, content=handle,
-                     headers={"Content-Type": DATASET_MEDIA_TYPES[fmt]})
+        return request(client, "POST", f"{url.rstrip('/')}/v1/datasets",
+                       params={"name": name or path.name}, content=handle,
+                       headers={"Content-Type": DATASET_MEDIA_TYPES[fmt]})
 
 
 def dataset_request(url: str, method: str, dataset_id: str | None = None) -> int:
     """List the datasets, or show or delete one; write the answer."""
     where = f"{url.rstrip('/')}/v1/datasets" + (f"/{dataset_id}" if dataset_id else "")
     with httpx.Client(timeout=60) as client:
-        response = _call(client, method, where)
+        response = request(client, method, where)
     if response.status_code == 204:
         sys.stdout.write(f"deleted {dataset_id}\n")
         return 0
-    return _report(response)
+    return report(response)
 
 
-def _report(response: httpx.Response) -> int:
+def report(response: httpx.Response) -> int:
     """The answer's JSON on stdout, or on stderr with exit status 1 for an error."""
-    body = orjson.dumps(_body(response), option=orjson.OPT_INDENT_2).decode() + "\n"
+    body = orjson.dumps(json_body(response), option=orjson.OPT_INDENT_2).decode() + "\n"
     if response.status_code >= 400:
         sys.stderr.write(body)
         return 1

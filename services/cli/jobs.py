@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from services.cli.client import _body, _call, _report, send_dataset
+from services.cli.client import json_body, report, request, send_dataset
 from services.cli.errors import CliError
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -89,8 +89,8 @@ def _submit(base: str, args: argparse.Namespace) -> int:
     if args.file is not None:
         uploaded = send_dataset(base, args.file, None, None)
         if uploaded.status_code >= 400:
-            return _report(uploaded)
-        dataset_id = _body(uploaded)["dataset_id"]
+            return report(uploaded)
+        dataset_id = json_body(uploaded)["dataset_id"]
         sys.stderr.write(f"uploaded {args.file} as dataset {dataset_id}\n")
     body: dict[str, Any] = {"dataset_id": dataset_id, "max_failed_rows": args.max_failed_rows,
                             "return_probabilities": args.probabilities}
@@ -101,10 +101,10 @@ def _submit(base: str, args: argparse.Namespace) -> int:
     if args.passthrough:
         body["passthrough_columns"] = [c for c in args.passthrough.split(",") if c]
     with httpx.Client(timeout=60) as client:
-        response = _call(client, "POST", f"{base}/v1/models/{args.model}/batch-jobs", json=body)
+        response = request(client, "POST", f"{base}/v1/models/{args.model}/batch-jobs", json=body)
     if response.status_code >= 400 or not args.wait:
-        return _report(response)
-    return _follow(base, _body(response)["job_id"])
+        return report(response)
+    return _follow(base, json_body(response)["job_id"])
 
 
 def _follow(base: str, job_id: str) -> int:
@@ -112,16 +112,16 @@ def _follow(base: str, job_id: str) -> int:
     progress = Progress(sys.stderr)
     with httpx.Client(timeout=FOLLOW_STEP + 30) as client:
         while True:
-            response = _call(client, "GET", f"{base}/v1/batch-jobs/{job_id}",
-                             params={"wait": FOLLOW_STEP})
+            response = request(client, "GET", f"{base}/v1/batch-jobs/{job_id}",
+                               params={"wait": FOLLOW_STEP})
             if response.status_code >= 400:
                 progress.close()
-                return _report(response)
-            job = _body(response)
+                return report(response)
+            job = json_body(response)
             progress.show(job)
             if job["status"] in TERMINAL:
                 progress.close()
-                _report(response)
+                report(response)
                 return 0 if job["status"] == "succeeded" else 1
 
 
@@ -189,7 +189,7 @@ def _duration(seconds: float) -> str:
 
 def _request(method: str, url: str, **kwargs: Any) -> int:
     with httpx.Client(timeout=60) as client:
-        return _report(_call(client, method, url, **kwargs))
+        return report(request(client, method, url, **kwargs))
 
 
 def _download(url: str, target: Path) -> int:
@@ -200,7 +200,7 @@ def _download(url: str, target: Path) -> int:
             with client.stream("GET", url) as response:
                 if response.status_code >= 400:
                     response.read()
-                    return _report(response)
+                    return report(response)
                 size = 0
                 with partial.open("wb") as out:
                     for data in response.iter_bytes():
@@ -219,9 +219,9 @@ def _download(url: str, target: Path) -> int:
 
 def _copy_out(url: str) -> int:
     with httpx.Client(timeout=httpx.Timeout(300)) as client:
-        response = _call(client, "GET", url)
+        response = request(client, "GET", url)
     if response.status_code >= 400:
-        return _report(response)
+        return report(response)
     sys.stdout.write(response.text)
     return 0
 

@@ -37,6 +37,7 @@ from services.common.dataset_formats import (
     Layout,
 )
 from services.common.keys import DATASETS_INDEX, dataset_record_key
+from services.common.records import decoded
 
 if TYPE_CHECKING:
     from services.common.storage import Storage
@@ -123,7 +124,7 @@ class Dataset:
 
     @classmethod
     def from_record(cls, raw: dict[Any, Any]) -> Dataset:
-        record = {_text(k): _text(v) for k, v in raw.items()}
+        record = {decoded(k): decoded(v) for k, v in raw.items()}
         return cls(
             dataset_id=record["dataset_id"],
             name=record["name"],
@@ -136,10 +137,6 @@ class Dataset:
             key=record["key"],
             index=orjson.loads(record["index"]),
         )
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 async def save_dataset(client: aioredis.Redis, dataset: Dataset) -> None:
@@ -165,7 +162,7 @@ async def list_datasets(client: aioredis.Redis, limit: int) -> list[Dataset]:
     ids: Any = await client.zrevrange(DATASETS_INDEX, 0, limit - 1)
     async with client.pipeline(transaction=False) as pipe:
         for dataset_id in ids:
-            pipe.hgetall(dataset_record_key(_text(dataset_id)))
+            pipe.hgetall(dataset_record_key(decoded(dataset_id)))
         found = await pipe.execute()
     return [Dataset.from_record(raw) for raw in found if raw]
 

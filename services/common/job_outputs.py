@@ -46,12 +46,12 @@ def part_key(job_id: str, chunk: int, fmt: str) -> str:
     return f"{job_prefix(job_id)}parts/{chunk:06d}.{fmt}"
 
 
-def errors_key(job_id: str, chunk: int) -> str:
-    return f"{job_prefix(job_id)}errors/{chunk:06d}.jsonl"
-
-
 def errors_prefix(job_id: str) -> str:
     return f"{job_prefix(job_id)}errors/"
+
+
+def errors_key(job_id: str, chunk: int) -> str:
+    return f"{errors_prefix(job_id)}{chunk:06d}.jsonl"
 
 
 def result_key(job_id: str) -> str:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 from urllib.parse import urlsplit
 
 import obstore
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from obstore import AsyncWritableFile, ReadableFile, WritableFile
 
     from services.common.settings import Settings
+
+_File = TypeVar("_File")
 
 # Bytes a writer holds before it sends a part; S3 wants parts of at least 5 MiB.
 PART_SIZE = 8 * 1024 * 1024
@@ -200,9 +202,7 @@ class Storage:
     @contextmanager
     def writer(self, key: str) -> Iterator[Writer]:
         """Stream an object in; it appears at ``key`` only when the block ends cleanly."""
-        check_key(key)
-        with _errors(key):
-            file = obstore.open_writer(self._store, key, buffer_size=self.part_size)
+        file = self._open_writer(key, obstore.open_writer)
         try:
             yield Writer(file, key)
         except BaseException as exc:
@@ -215,9 +215,7 @@ class Storage:
     @asynccontextmanager
     async def awriter(self, key: str) -> AsyncIterator[AsyncWriter]:
         """``writer`` for coroutines."""
-        check_key(key)
-        with _errors(key):
-            file = obstore.open_writer_async(self._store, key, buffer_size=self.part_size)
+        file = self._open_writer(key, obstore.open_writer_async)
         try:
             yield AsyncWriter(file, key)
         except BaseException as exc:
@@ -225,6 +223,11 @@ class Storage:
             raise
         with _errors(key):
             await file.close()
+
+    def _open_writer(self, key: str, opener: Callable[..., _File]) -> _File:
+        """``opener`` (obstore's sync or async ``open_writer``) on a checked ``key``."""
+        with _errors(check_key(key)):
+            return opener(self._store, key, buffer_size=self.part_size)
 
     def put(self, key: str, data: bytes, *, create: bool = False) -> None:
         """Write a whole object at once, replacing any there; with ``create``, raise

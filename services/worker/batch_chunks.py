@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -36,7 +35,7 @@ from services.common.metrics import (
     series,
 )
 from services.common.records import decoded
-from services.common.storage import NotFound, Storage
+from services.common.storage import NotFound, Storage, Writer
 from services.common.telemetry import tracer
 from services.worker import task_errors
 from services.worker.broker import ScriptPipeline, acknowledge_in
@@ -213,27 +212,25 @@ def assemble_parquet(storage: Storage, job_id: str, chunks: int) -> int:
         else pa.schema([])
     key = job_outputs.result_key(job_id)
     with storage.writer(key) as writer, \
-            pq.ParquetWriter(_WriteOnly(writer.write), schema) as parquet:
+            pq.ParquetWriter(_WriteOnly(writer), schema) as parquet:
         for part in parts:
             parquet.write_table(pq.read_table(storage.open(part)).cast(schema))
-    return storage.size(key)
+    return writer.bytes_written
 
 
 class _WriteOnly:
     """A file-like sink over a storage writer, as pyarrow takes one."""
 
-    def __init__(self, write: Callable[[bytes], Any]) -> None:
-        self._write = write
-        self._position = 0
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
         self.closed = False
 
     def write(self, data: bytes) -> int:
-        self._write(bytes(data))
-        self._position += len(data)
+        self._writer.write(bytes(data))
         return len(data)
 
     def tell(self) -> int:
-        return self._position
+        return self._writer.bytes_written
 
     def flush(self) -> None:
         pass

@@ -75,10 +75,9 @@ def score(table: pa.Table, metadata: ModelMetadata, estimator: Any,
           options: Options) -> Scored:
     """Check, predict and lay out ``table``'s rows (``read_rows``'s: a leading ``row``)."""
     values, problems = feature_matrix(table, metadata.feature_names)
-    rows = table[ROW_COLUMN].to_pylist()
-    ids = table[options.id_column].to_pylist() if options.id_column else None
     rejected = dict(problems)
-    valid = np.array([i not in rejected for i in range(len(rows))], dtype=bool)
+    valid = np.ones(table.num_rows, dtype=bool)
+    valid[np.fromiter(rejected, dtype=np.intp, count=len(rejected))] = False
     indices = np.flatnonzero(valid)
     predictions, probabilities, failures = predict_rows(
         metadata, estimator, values[indices], options.return_probabilities)
@@ -86,14 +85,17 @@ def score(table: pa.Table, metadata: ModelMetadata, estimator: Any,
         rejected[int(indices[position])] = (
             error.get("code", RejectCode.PREDICTION_FAILED), error["message"])
     scored_positions = [p for p in range(len(indices)) if p not in failures]
-    keep = np.zeros(len(rows), dtype=bool)
+    keep = np.zeros(table.num_rows, dtype=bool)
     keep[indices[scored_positions]] = True
     output = _output_table(table, metadata, options, keep,
                            [predictions[p] for p in scored_positions],
                            [probabilities[p] for p in scored_positions] if probabilities
                            else None)
+    # Only the rejected rows' numbers and ids are needed as Python values.
+    rows = table[ROW_COLUMN]
+    ids = table[options.id_column] if options.id_column else None
     rejections = [
-        Rejection(rows[i], code, message, ids[i] if ids is not None else None)
+        Rejection(rows[i].as_py(), code, message, ids[i].as_py() if ids is not None else None)
         for i, (code, message) in sorted(rejected.items())
     ]
     return Scored(output, rejections)

@@ -85,14 +85,13 @@ async def cancel_batch_job(state: StateDep, job_id: str) -> dict[str, Any]:
     if not cancelled:
         raise JobNotCancellable(f"batch job {job_id} is {status}; only a queued or running "
                                 "job can be cancelled", {"job_id": job_id, "status": status})
-    job = await state.jobs.get(job_id)
-    if job is None:
-        raise _not_found(job_id)
-    series(JOBS_FINISHED, jobs.KIND, job["model"], "cancelled").inc()
     record = await state.jobs.record(job_id)
-    if record:
-        series(JOB_SECONDS, jobs.KIND, job["model"]).observe(
-            max(0.0, float(record["finished_at"]) - float(record["submitted_at"])))
+    if record is None:
+        raise _not_found(job_id)
+    job = jobs.to_public(job_id, record)
+    series(JOBS_FINISHED, jobs.KIND, job["model"], "cancelled").inc()
+    series(JOB_SECONDS, jobs.KIND, job["model"]).observe(
+        max(0.0, float(record["finished_at"]) - float(record["submitted_at"])))
     return job
 
 
