@@ -265,3 +265,108 @@ def test_batch_job_gauges_count_each_job_once(
          "exp_samples": [{"labels": "{}", "value": 300}]},
     ]
     assert_promql_tests(promtool, tmp_path, JOBS_BY_STATE_TEST, cases)
+
+
+#: The metrics of training jobs named by the contract, as a panel selects them.
+TRAINING_METRICS = {
+    "inferq_jobs", "inferq_jobs_finished_total", "inferq_job_seconds_bucket",
+    "inferq_job_stalled_seconds", "inferq_training_metric",
+}
+#: Of those, the ones every kind of job shares: a training panel must pick kind="training".
+SHARED_JOB_METRICS = TRAINING_METRICS - {"inferq_training_metric"}
+
+
+def _row(dashboard: dict[str, Any], title: str) -> list[dict[str, Any]]:
+    """The panels under the row ``title`` (an open row: those up to the next row)."""
+    found: list[dict[str, Any]] | None = None
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            if found is not None:
+                break
+            if panel["title"] == title:
+                found = list(panel.get("panels", []))
+        elif found is not None:
+            found.append(panel)
+    assert found, f"no row {title!r}"
+    return found
+
+
+def test_training_jobs_row_reads_the_contracts_training_metrics(
+    dashboards: Dashboards, dashboard_queries: list[Any]
+) -> None:
+    """The "Training jobs" row shows jobs by state, finished by status, duration quantiles,
+    the stall and the latest metric per model, each from the contract's metric names."""
+    panels = _row(dashboards["inferq-overview.json"], "Training jobs")
+    queries = {q.title: q for q in dashboard_queries if q.source == "inferq-overview.json"}
+    selected: dict[str, set[str]] = {}
+    for panel in panels:
+        for target in panel["targets"]:
+            names = queries[f"{panel['title']} [{target['refId']}]"].metric_names()
+            assert names and names <= TRAINING_METRICS, (panel["title"], names)
+            for name in names & SHARED_JOB_METRICS:
+                assert f'{name}{{namespace=~"$namespace", kind="training"}}' in target["expr"], (
+                    panel["title"], target["expr"])
+            selected.setdefault(panel["title"], set()).update(names)
+    assert selected == {
+        "Training jobs by state": {"inferq_jobs"},
+        "Training jobs finished by status": {"inferq_jobs_finished_total"},
+        "Training job duration": {"inferq_job_seconds_bucket"},
+        "Longest training job stall": {"inferq_job_stalled_seconds"},
+        "Latest training metrics by model": {"inferq_training_metric"},
+    }
+    (duration,) = [p for p in panels if p["title"] == "Training job duration"]
+    assert [t["legendFormat"] for t in duration["targets"]] == ["p50", "p95", "p99"]
+    (latest,) = [p for p in panels if p["title"] == "Latest training metrics by model"]
+    assert "by (model, metric)" in latest["targets"][0]["expr"]
+
+
+TRAINING_JOBS_TEST = """
+rule_files: []
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # Two API replicas of one release read the same records and export the same values.
+      - series: 'inferq_jobs{namespace="a", instance="1", kind="training", status="running"}'
+        values: '2x70'
+      - series: 'inferq_jobs{namespace="a", instance="2", kind="training", status="running"}'
+        values: '2x70'
+      - series: 'inferq_jobs{namespace="a", instance="1", kind="batch", status="running"}'
+        values: '5x70'
+      - series: 'inferq_training_metric{namespace="a", instance="1", model="m", metric="auc"}'
+        values: '0.91x70'
+      - series: 'inferq_training_metric{namespace="a", instance="2", model="m", metric="auc"}'
+        values: '0.91x70'
+      # One succeeded job and one failed in the hour, each counted by the process that ended it.
+      - series: 'inferq_jobs_finished_total{namespace="a", instance="1",
+                  kind="training", model="m", status="succeeded"}'
+        values: '0x10 1x60'
+      - series: 'inferq_jobs_finished_total{namespace="a", instance="2",
+                  kind="training", model="m", status="failed"}'
+        values: '0x20 1x50'
+      - series: 'inferq_jobs_finished_total{namespace="a", instance="1",
+                  kind="batch", model="m", status="succeeded"}'
+        values: '0+1x70'
+    promql_expr_test:
+"""
+
+
+def test_training_job_panels_count_each_job_once(
+    dashboards: Dashboards, substitute: Callable[..., str], promtool: str, tmp_path: Path,
+) -> None:
+    """Jobs and metrics come from every API replica: the panels show each once, and the
+    batch jobs beside them stay out."""
+    panels = {p["title"]: p for p in _row(dashboards["inferq-overview.json"], "Training jobs")}
+    (state,) = panels["Training jobs by state"]["targets"]
+    (finished,) = panels["Training jobs finished by status"]["targets"]
+    (latest,) = panels["Latest training metrics by model"]["targets"]
+    cases = [
+        {"expr": substitute(state["expr"]), "eval_time": "60m",
+         "exp_samples": [{"labels": '{status="running"}', "value": 2}]},
+        {"expr": substitute(finished["expr"]), "eval_time": "60m",
+         "exp_samples": [{"labels": '{model="m", status="succeeded"}', "value": 1},
+                         {"labels": '{model="m", status="failed"}', "value": 1}]},
+        {"expr": substitute(latest["expr"]), "eval_time": "60m",
+         "exp_samples": [{"labels": '{model="m", metric="auc"}', "value": 0.91}]},
+    ]
+    assert_promql_tests(promtool, tmp_path, TRAINING_JOBS_TEST, cases)

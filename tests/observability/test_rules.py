@@ -155,29 +155,36 @@ def test_thresholds_set_or_turned_off_in_values_take_effect(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("batch", "hard", "expected"), [
-    ({}, None, (1800, "30 minutes")),  # The batch pool's default hard time limit.
-    ({}, 600, (900, "15 minutes")),  # Never below 15 minutes.
-    ({"jobStalledSeconds": 600}, None, (600, "10 minutes")),
-    ({"jobStalledSeconds": 0}, None, None),
+@pytest.mark.parametrize(("kind", "config", "hard", "expected"), [
+    ("batch", {}, None, (1800, "30 minutes")),  # The batch pool's default hard time limit.
+    ("batch", {}, 600, (900, "15 minutes")),  # Never below 15 minutes.
+    ("batch", {"jobStalledSeconds": 600}, None, (600, "10 minutes")),
+    ("batch", {"jobStalledSeconds": 0}, None, None),
+    ("training", {}, None, (10800, "3 hours")),  # The training pool's default hard limit.
+    ("training", {}, 21600, (21600, "6 hours")),
+    ("training", {}, 300, (900, "15 minutes")),
+    ("training", {"jobStalledSeconds": 7200}, None, (7200, "2 hours")),
+    ("training", {"jobStalledSeconds": 0}, None, None),
 ])
 def test_job_stalled_threshold_follows_values(
-    batch: dict[str, Any], hard: int | None, expected: tuple[int, str] | None
+    kind: str, config: dict[str, Any], hard: int | None, expected: tuple[int, str] | None
 ) -> None:
     from chart.manifests import objects, of_kind, render
 
     values: dict[str, Any] = {
-        "monitoring": {"prometheusRule": {"enabled": True, "kinds": {"batch": batch}}}}
+        "monitoring": {"prometheusRule": {"enabled": True, "kinds": {kind: config}}}}
     if hard:
-        values["workers"] = {"pools": {"batch": {"timeLimits": {"soft": hard // 2, "hard": hard}}}}
+        values["workers"] = {"pools": {kind: {"timeLimits": {"soft": hard // 2, "hard": hard}}}}
     (rule,) = of_kind(objects(render(values)), "PrometheusRule")
     kinds = next(g for g in rule["spec"]["groups"] if g["name"] == "inferq.kinds")
-    stalled = [r for r in kinds["rules"] if r["alert"] == "InferqJobStalled"]
+    stalled = [r for r in kinds["rules"]
+               if r["alert"] == "InferqJobStalled" and f'kind="{kind}"' in r["expr"]]
     if expected is None:
         assert stalled == []
         return
     (alert,) = stalled
     seconds, human = expected
     assert alert["expr"] == (
-        f'max by (namespace, kind) (inferq_job_stalled_seconds{{kind="batch"}}) > {seconds}')
+        f'max by (namespace, kind) (inferq_job_stalled_seconds{{kind="{kind}"}}) > {seconds}')
     assert f"more than {human}" in alert["annotations"]["description"]
+    assert alert["annotations"]["summary"].startswith(f"A running {kind} job")

@@ -6,9 +6,10 @@ Per kind, "span" is twice the largest hard time limit of its pools: no task of t
 runs longer than half of it, so a backlog that never emptied and grew over the span with no
 task finished is a stall, never one long task. A threshold left empty in values follows from the span; 0
 turns the alert off for that kind.
-Batch also gets InferqJobStalled: a running job with no chunk counted for longer than
-"jobStalledSeconds", by default the kind's largest hard time limit (at least 900 s): no
-chunk runs longer, so a job past it has chunks that no worker runs.
+Batch and training also get InferqJobStalled: a running job with no progress (a batch chunk
+counted; a training fold, candidate or phase done) for longer than "jobStalledSeconds", by
+default the kind's largest hard time limit (at least 900 s): no chunk and no training fit
+runs longer, so a job past it has tasks that no worker runs.
 */}}
 {{- define "inferq.prometheus.kindAlerts" -}}
 {{- $pools := include "inferq.workerPools" . | fromJson }}
@@ -74,7 +75,7 @@ chunk runs longer, so a job past it has chunks that no worker runs.
     "description" (printf "The 99th percentile of the time from submit to stored result on queue {{ $labels.queue }} (pool kind %s) has been above %s for 10 minutes (now {{ $value | humanizeDuration }})." $kind (include "inferq.humanSeconds" $latency))
     "runbook_url" "https://github.com/inferq/inferq/blob/main/docs/operations.md#inferqtasklatencyhigh")) }}
 {{- end }}
-{{- if eq $kind "batch" }}
+{{- if has $kind (list "batch" "training") }}
 {{- $stalled := include "inferq.prometheus.threshold" (dict "value" (index $config "jobStalledSeconds") "derived" (max 900 $hard)) | int }}
 {{- if gt $stalled 0 }}
 {{- $human := include "inferq.humanSeconds" $stalled }}
@@ -85,7 +86,10 @@ chunk runs longer, so a job past it has chunks that no worker runs.
   "labels" (dict "severity" (index $config "jobStalledSeverity" | default "warning"))
   "annotations" (dict
     "summary" (printf "A running %s job made no progress for {{ $value | humanizeDuration }}" $kind)
-    "description" (printf "A %s job has been running with no chunk counted for {{ $value | humanizeDuration }}, more than %s: its chunks wait with no worker to take them, or run and never finish. GET /v1/batch-jobs?status=running lists the running jobs." $kind $human)
+    "description" (ternary
+      (printf "A %s job has been running with no chunk counted for {{ $value | humanizeDuration }}, more than %s: its chunks wait with no worker to take them, or run and never finish. GET /v1/batch-jobs?status=running lists the running jobs." $kind $human)
+      (printf "A %s job has been running with no fold, candidate or phase done for {{ $value | humanizeDuration }}, more than %s, the longest one fit may run: no worker runs its tasks (a worker died with one, which waits for redelivery, or no training worker takes them). GET /v1/training-jobs?status=running lists the running jobs." $kind $human)
+      (eq $kind "batch"))
     "runbook_url" "https://github.com/inferq/inferq/blob/main/docs/operations.md#inferqjobstalled")) }}
 {{- end }}
 {{- end }}
