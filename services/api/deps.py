@@ -18,6 +18,7 @@ from services.api.errors import (
 from services.api.job_service import JobService
 from services.api.metrics import BacklogExporter
 from services.api.task_service import TaskService
+from services.api.training_service import TrainingService
 from services.api.waiter import TaskWaiter
 from services.common.catalog import Catalog, ModelMetadata
 from services.common.settings import Settings
@@ -32,6 +33,7 @@ class ApiState:
     waiter: TaskWaiter
     tasks: TaskService
     jobs: JobService
+    training: TrainingService
     backlog: BacklogExporter
     cluster: ClusterView | None
     #: None until the store can be used (``services.api.dataset_upload.dataset_store``).

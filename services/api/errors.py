@@ -97,6 +97,15 @@ class UnfitColumns(InputError):
     code = "unfit_columns"
 
 
+class InvalidTrainingSpec(InputError):
+    """A training job the platform cannot run: an unknown estimator, hyperparameter or
+    column, a value of the wrong type, a target that does not fit the task; ``details``
+    name the field."""
+
+    status = 422
+    code = "invalid_training_spec"
+
+
 class MethodNotAllowed(ApiError):
     """``details["allowed"]``: the methods the path takes, answered in ``Allow``."""
 

@@ -21,8 +21,18 @@ from services.api.hot_routes import HotRoutesMiddleware
 from services.api.job_service import JobService, JobSweeper
 from services.api.metrics import BacklogExporter
 from services.api.observation import ObservedRequestsMiddleware
-from services.api.routes import batch_jobs, datasets, docs, health, models, pools, tasks
+from services.api.routes import (
+    batch_jobs,
+    datasets,
+    docs,
+    health,
+    models,
+    pools,
+    tasks,
+    training_jobs,
+)
 from services.api.task_service import TaskService
+from services.api.training_service import TrainingService
 from services.api.waiter import TaskWaiter
 from services.common.catalog import Catalog
 from services.common.heap import settle_heap
@@ -87,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             waiter=waiter,
             tasks=TaskService(client, settings, waiter),
             jobs=jobs,
+            training=TrainingService(client, settings, waiter,
+                                     lambda: dataset_store(app.state.inferq)),
             backlog=backlog,
             cluster=ClusterView(settings.k8s_namespace, settings.k8s_worker_selector or "")
             if settings.k8s_namespace
@@ -139,7 +151,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(HotRoutesMiddleware)
     app.add_middleware(ObservedRequestsMiddleware, tracing=exporter_configured())
     routers = [module.router
-               for module in (health, models, tasks, datasets, batch_jobs, pools, docs)]
+               for module in (health, models, tasks, datasets, batch_jobs, training_jobs, pools,
+                              docs)]
     for router in routers:
         app.include_router(router)
     # The app's own routes (/openapi.json) and the routers' as they declared them.

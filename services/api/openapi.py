@@ -17,6 +17,7 @@ from services.api.errors import (
     InvalidDataset,
     InvalidParameter,
     InvalidRows,
+    InvalidTrainingSpec,
     JobNotCancellable,
     JobNotFound,
     JobNotSucceeded,
@@ -416,6 +417,69 @@ JOB_ERRORS_RESPONSES: dict[int | str, dict[str, Any]] = {
                                  '"column \'petal_length_cm\' is the string \'n/a\'; '
                                  'expected a number"}\n'}}},
     404: _error("no such job, or its record expired", _NO_JOB),
+    "4XX": _OTHER,
+    503: _REDIS_503,
+}
+
+
+def _training(description: str, **examples_: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {
+        "schema": {"type": "object", "required": ["job_id", "status", "phase", "progress"]},
+        "examples": {status: {"value": job} for status, job in examples_.items()},
+    }}}
+
+
+_NO_TRAINING_JOB = JobNotFound(
+    f"no training job {examples.TRAINING_JOB_ID!r}: it was never submitted or its record "
+    "expired", {"job_id": examples.TRAINING_JOB_ID})
+
+TRAINING_SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: _training("the job, queued; `Location` is where to follow it",
+                   queued=examples.TRAINING_QUEUED),
+    400: _error("a malformed body", InvalidParameter(
+        "body.estimator: Field required", {"parameter": "body.estimator"})),
+    404: _error("no such dataset", DatasetNotFound(
+        "no dataset 'f00d'; GET /v1/datasets lists the datasets", {"dataset_id": "f00d"})),
+    422: _error(
+        "a spec the platform cannot run; `details.field` names what to change",
+        InvalidTrainingSpec(
+            "unknown estimator 'RandomForest'; the allow-list has RandomForestClassifier, "
+            "RandomForestRegressor, ...", {"field": "estimator"}),
+        InvalidTrainingSpec(
+            "RandomForestClassifier has no hyperparameter 'max_dept'",
+            {"field": "hyperparameters.max_dept"}),
+        InvalidTrainingSpec(
+            "the dataset has no column 'churn'", {"field": "target_column"}),
+        InvalidTrainingSpec(
+            "target column 'price' holds continuous values: a classifier needs classes",
+            {"field": "target_column", "target_column": "price"})),
+    "4XX": _OTHER,
+    503: _STORAGE_OR_REDIS_503,
+}
+
+TRAINING_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _training("the job, ended or as it was when `wait` ran out",
+                   succeeded=examples.TRAINING_SUCCEEDED, running=examples.TRAINING_RUNNING,
+                   failed=examples.TRAINING_FAILED),
+    400: _error("a malformed `wait`", _BAD_WAIT),
+    404: _error("no such job, or its record expired", _NO_TRAINING_JOB),
+    "4XX": _OTHER,
+    503: _REDIS_503,
+}
+
+TRAINING_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _example("jobs, newest first", {"jobs": [examples.TRAINING_RUNNING]}),
+    "4XX": _OTHER,
+    503: _REDIS_503,
+}
+
+TRAINING_CANCEL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _training("the job, cancelled", cancelled=examples.TRAINING_CANCELLED),
+    404: _error("no such job, or its record expired", _NO_TRAINING_JOB),
+    409: _error("the job already ended, or is registering its version", JobNotCancellable(
+        f"training job {examples.TRAINING_JOB_ID} is succeeded; only a queued or running "
+        "job can be cancelled, before it registers its version",
+        {"job_id": examples.TRAINING_JOB_ID, "status": "succeeded"})),
     "4XX": _OTHER,
     503: _REDIS_503,
 }

@@ -101,3 +101,40 @@ JOB_FAILED: dict[str, Any] = {
 JOB_CANCELLED: dict[str, Any] = {
     **JOB_RUNNING, "status": "cancelled", "finished_at": "2026-01-15T09:30:05.000Z",
 }
+
+TRAINING_JOB_ID = "9a3e61c4-7f20-4b8d-a5e2-0c4f8b1d6e37"
+TRAINING_QUEUED: dict[str, Any] = {
+    "job_id": TRAINING_JOB_ID, "kind": "training", "model": "churn", "status": "queued",
+    "phase": "queued", "progress": 0.0, "metrics": None, "fold_metrics": None,
+    "version": None, "submitted_at": "2026-01-15T09:30:00.120Z", "started_at": None,
+    "finished_at": None, "error": None, "estimator": "RandomForestClassifier",
+    "dataset_id": "3f2c9a7e5b1d4e8f9a0b1c2d3e4f5a6b", "target_column": "churned",
+    "validation": {"cv": 3}, "hyperparameters": {"n_estimators": 200},
+    "search": {"grid": {"max_depth": [4, 8]}, "metric": "roc_auc"}, "seed": 0,
+    "alias": "production", "promote_if": {"metric": "roc_auc", "min": 0.8},
+    "promoted": None, "trials": None, "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+}
+TRAINING_RUNNING: dict[str, Any] = {
+    **TRAINING_QUEUED, "status": "running", "phase": "candidate 2 of 2, fold 1 of 3",
+    "progress": 0.45, "started_at": "2026-01-15T09:30:00.300Z",
+}
+_FOLDS = [{"accuracy": 0.86, "f1": 0.71, "roc_auc": 0.90},
+          {"accuracy": 0.84, "f1": 0.69, "roc_auc": 0.88},
+          {"accuracy": 0.85, "f1": 0.70, "roc_auc": 0.89}]
+TRAINING_SUCCEEDED: dict[str, Any] = {
+    **TRAINING_RUNNING, "status": "succeeded", "phase": "done", "progress": 1.0,
+    "finished_at": "2026-01-15T09:31:12.400Z", "version": 4,
+    "metrics": {"accuracy": 0.85, "f1": 0.70, "roc_auc": 0.89}, "fold_metrics": _FOLDS,
+    "hyperparameters": {"n_estimators": 200, "max_depth": 8}, "promoted": True,
+    "trials": [{"candidate": c, "fold": f, "metrics": _FOLDS[f], "hostname": "training-0",
+                "worker": "training-0:1", "seconds": 4.2}
+               for c in range(2) for f in range(3)],
+}
+TRAINING_FAILED: dict[str, Any] = {
+    **TRAINING_RUNNING, "status": "failed", "finished_at": "2026-01-15T09:30:09.000Z",
+    "error": {"type": "SoftTimeLimitExceeded", "code": "soft_time_limit_exceeded",
+              "message": "the task ran past its soft time limit"},
+}
+TRAINING_CANCELLED: dict[str, Any] = {
+    **TRAINING_RUNNING, "status": "cancelled", "finished_at": "2026-01-15T09:30:05.000Z",
+}

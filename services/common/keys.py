@@ -37,6 +37,16 @@ def job_attempts_key(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}:attempts"
 
 
+def training_folds_key(job_id: str) -> str:
+    """The fold results of a training job, as a hash: ``<candidate>:<fold>`` to a JSON
+    object (metrics, and the worker that computed them)."""
+    return f"{PREFIX}job:{job_id}:folds"
+
+
+#: The overall metrics of the latest training job that succeeded, per model, as a hash of
+#: model name to a JSON object: what ``inferq_training_metric`` exports.
+TRAINING_METRICS = f"{PREFIX}training:metrics"
+
 #: Every batch job's id, scored by the time it was submitted: listing, and the sweep of
 #: expired jobs' outputs.
 JOBS_INDEX = f"{PREFIX}jobs"

@@ -79,6 +79,8 @@ async def get_batch_job(request: Request, state: StateDep, job_id: str) -> Respo
 async def cancel_batch_job(state: StateDep, job_id: str) -> dict[str, Any]:
     """Cancel a job that has not ended: no chunk starts after this, and the chunks running
     are not counted. A job already ended is a 409."""
+    if await state.jobs.record(job_id) is None:
+        raise _not_found(job_id)  # Unknown, or a job of another kind.
     cancelled, status = await state.jobs.cancel(job_id)
     if status == "missing":
         raise _not_found(job_id)
