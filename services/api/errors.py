@@ -78,6 +78,10 @@ class VersionNotFound(NotFound):
     code = "version_not_found"
 
 
+class AliasNotFound(NotFound):
+    code = "alias_not_found"
+
+
 class TaskNotFound(NotFound):
     code = "task_not_found"
 
@@ -104,6 +108,13 @@ class InvalidTrainingSpec(InputError):
 
     status = 422
     code = "invalid_training_spec"
+
+
+class InvalidAlias(InputError):
+    """An alias that cannot be set: a bad name, or a body without a version."""
+
+    status = 422
+    code = "invalid_alias"
 
 
 class MethodNotAllowed(ApiError):

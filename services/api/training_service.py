@@ -13,7 +13,6 @@ answers everything else without loading it.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -28,17 +27,13 @@ from services.api.schemas import TrainingJobRequest
 from services.api.tracing import RequestTrace
 from services.common import jobs, keys
 from services.common import training_jobs as tj
-from services.common.catalog import valid_model_name
+from services.common.catalog import invalid_name, valid_model_name
 from services.common.datasets import Dataset
 from services.common.messages import TRAINING_FINAL_TASK, TRAINING_FOLD_TASK, build_message
 from services.common.telemetry import inject, tracer
 
 if TYPE_CHECKING:
     from ml.training import TrainingSpec
-
-#: An alias's name: what the model store accepts.
-ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-
 
 def invalid(field: str, message: str, **details: Any) -> InvalidTrainingSpec:
     return InvalidTrainingSpec(message, {"field": field, **details})
@@ -58,20 +53,16 @@ class TrainingService(JobService):
                     body: TrainingJobRequest) -> TrainingSpec:
         """The job's spec, once every check passed; a 422 naming the field otherwise."""
         if not valid_model_name(model):
-            raise invalid("model", f"invalid model name {model!r}: use lowercase letters, "
-                          "digits, '.', '_' and '-', starting with a letter or digit",
-                          model=model)
-        if body.alias is not None and not ALIAS_PATTERN.match(body.alias):
-            raise invalid("alias", f"invalid alias {body.alias!r}: use lowercase letters, "
-                          "digits, '_' and '-', starting with a letter", alias=body.alias)
+            raise invalid("model", invalid_name("model", model), model=model)
+        if body.alias is not None and not valid_model_name(body.alias):
+            raise invalid("alias", invalid_name("alias", body.alias), alias=body.alias)
         if dataset.rows == 0:
             raise invalid("dataset_id", f"dataset {dataset.dataset_id} has no rows to train on",
                           dataset_id=dataset.dataset_id)
         fields = body.model_dump(exclude_none=True, exclude={"dataset_id", "alias"})
         spec = await asyncio.to_thread(_check_spec, fields, dataset.columns)
         if body.promote_if is not None:
-            _check_promote_if(spec, body.promote_if.metric, body.promote_if.min,
-                              body.promote_if.max)
+            _check_promote_if(spec, body.promote_if.metric, body.promote_if.max)
         storage = self._storage()
         await asyncio.to_thread(_check_target, storage, dataset, spec)
         return spec
@@ -146,17 +137,10 @@ def _check_target(storage: Any, dataset: Dataset, spec: TrainingSpec) -> None:
         raise invalid(exc.field, str(exc), target_column=spec.target) from None
 
 
-def _check_promote_if(spec: TrainingSpec, metric: str, low: float | None,
-                      high: float | None) -> None:
+def _check_promote_if(spec: TrainingSpec, metric: str, high: float | None) -> None:
+    """A ``max`` bar is for the metrics where lower is better (the engine checked the rest)."""
     from ml import training
 
-    known = training.METRICS[spec.task]
-    if metric not in known:
-        raise invalid("promote_if.metric", f"promote_if.metric {metric!r} is not a metric of "
-                      f"a {spec.task} model; use one of {', '.join(known)}", metric=metric)
-    if low is None and high is None:
-        raise invalid("promote_if", "promote_if needs a bar: min (or, for a metric where "
-                      "lower is better, max)")
     if high is not None and training.higher_is_better(metric):
-        raise invalid("promote_if.max", f"{metric} is better higher: give promote_if.min, "
-                      "not max", metric=metric)
+        raise invalid("promote_if.max", f"promote_if.max: {metric} is better higher; give "
+                      "promote_if.min instead", metric=metric)
