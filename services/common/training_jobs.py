@@ -58,7 +58,8 @@ if added == 0 then return {status, 0, 0} end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 local done = redis.call('HINCRBY', KEYS[1], 'tasks_done', 1)
 local total = tonumber(found[2])
-redis.call('HSET', KEYS[1], 'progress', tostring(0.05 + """ + repr(FOLDS_SHARE) + """ * done / total),
+local share = """ + repr(FOLDS_SHARE) + """
+redis.call('HSET', KEYS[1], 'progress', tostring(0.05 + share * done / total),
            'progressed_at', ARGV[3])
 local ttl = redis.call('TTL', KEYS[1])
 if ttl > 0 then

@@ -159,19 +159,18 @@ class TrainingRunner:
                tag: str) -> None:
         candidates = training.candidates(spec)
         results = [orjson.loads(v) for v in
-                   self._client.hvals(keys.training_folds_key(task.job_id))]  # type: ignore[union-attr]
+                   self._client.hvals(keys.training_folds_key(task.job_id))]
         best, fold_metrics = pick_best(spec, candidates, results)
         params = candidates[best]
         holdout = "holdout" in spec.validation
-        artifact = tempfile.NamedTemporaryFile(prefix="inferq-fit-", suffix=".joblib",
-                                               delete=False)
-        artifact.close()
+        handle, path = tempfile.mkstemp(prefix="inferq-fit-", suffix=".joblib")
+        os.close(handle)
         try:
             started = time.time()
             answer = self._run_fit(task, record, {
                 "spec": spec.to_json(), "dataset_id": record["dataset_id"], "params": params,
                 "mode": "holdout" if holdout else "all", "fold": 0,
-                "artifact": artifact.name}, "fitting")
+                "artifact": path}, "fitting")
             if holdout:
                 metrics = answer["metrics"]
                 fold_metrics = [metrics]
@@ -182,9 +181,9 @@ class TrainingRunner:
                     pipe, tj.REGISTER_SCRIPT, [keys.job_key(task.job_id)],
                     [repr(time.time())]))[0]) != "running":
                 raise Cancelled()
-            estimator = joblib.load(artifact.name)
+            estimator = joblib.load(path)
         finally:
-            os.unlink(artifact.name)
+            os.unlink(path)
         trials = sorted(results, key=lambda r: (r["candidate"], r["fold"]))
         self._register(task, record, spec, estimator, params, metrics, fold_metrics, trials,
                        time.time() - started, tag)
