@@ -40,6 +40,12 @@ LIST_SCAN = 1000
 
 
 class JobService:
+    """Batch jobs; the base of the other kinds' services (``TrainingService``), which share
+    the jobs' index, reads and waits."""
+
+    #: The jobs this service answers for: the ``kind`` of their records.
+    kind = jobs.KIND
+
     def __init__(self, client: aioredis.Redis, settings: Settings, waiter: TaskWaiter,
                  storage: Callable[[], Storage]) -> None:
         """``storage`` gives the API's store, or raises while it cannot be used."""
@@ -109,29 +115,38 @@ class JobService:
             args=[self._ttl, orjson.dumps(record), repr(float(record["submitted_at"])),
                   job_id, *messages])
 
+    def public(self, job_id: str, record: dict[str, str]) -> dict[str, Any]:
+        """The job as the REST API shows it."""
+        return jobs.to_public(job_id, record)
+
+    def _own(self, record: dict[str, str]) -> bool:
+        return record.get("kind", jobs.KIND) == self.kind
+
     async def record(self, job_id: str) -> dict[str, str] | None:
+        """The job's record; None when unknown, expired or of another kind."""
         raw = await self._client.hgetall(keys.job_key(job_id))
-        return jobs.strings(raw) if raw else None
+        record = jobs.strings(raw) if raw else None
+        return record if record and self._own(record) else None
 
     async def get(self, job_id: str, wait: float = 0) -> dict[str, Any] | None:
         """The job, waiting up to ``wait`` s for its end; None when unknown."""
         if wait <= 0:
             record = await self.record(job_id)
-            return jobs.to_public(job_id, record) if record else None
+            return self.public(job_id, record) if record else None
         with self._waiter.watch(job_id) as ended:
             # Read the record and, unless it ended, have its end told to this process.
             raw = jobs.strings(pairs(await self._watch(keys=[keys.job_key(job_id)],
                                                        args=[self._waiter.channel])))
-            if not raw:
+            if not raw or not self._own(raw):
                 return None
             if raw["status"] in TERMINAL:
-                return jobs.to_public(job_id, raw)
+                return self.public(job_id, raw)
             done, _ = await asyncio.wait({ended}, timeout=wait)
             if not done:
                 return await self.get(job_id)
             carried = ended.result()
             if carried is not None:
-                return jobs.to_public(job_id, carried)
+                return self.public(job_id, jobs.strings(carried))
         return await self.get(job_id)
 
     async def list(self, status: str | None, model: str | None,
@@ -148,9 +163,10 @@ class JobService:
             if not raw:
                 continue  # Expired: the sweep drops it from the index.
             record = jobs.strings(raw)
-            if (status and record["status"] != status) or (model and record["model"] != model):
+            if not self._own(record) or (status and record["status"] != status) \
+                    or (model and record["model"] != model):
                 continue
-            listed.append(jobs.to_public(job_id, record))
+            listed.append(self.public(job_id, record))
             if len(listed) >= limit:
                 break
         return listed

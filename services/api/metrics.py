@@ -8,12 +8,13 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from prometheus_client import Gauge
 from redis.exceptions import RedisError
 
 from services.api.periodic import Periodic
-from services.common import jobs, keys
+from services.common import jobs, keys, training_jobs
 from services.common.metrics import QUEUE_INFLIGHT, QUEUE_WAITING
 from services.common.pullers import sweep_queues
 from services.common.records import ALLOW_OOM
@@ -35,6 +36,11 @@ JOB_STALLED = Gauge(
     "The longest a running job has gone without a chunk counted, since it started or since "
     "its last chunk; 0 when none runs.",
     ["kind"],
+)
+TRAINING_METRIC = Gauge(
+    "inferq_training_metric",
+    "The overall metrics of the latest training job that succeeded, per model.",
+    ["model", "metric"],
 )
 #: The states of the jobs ``inferq_jobs`` counts: those not ended.
 ACTIVE_STATES = ("queued", "running")
@@ -132,7 +138,7 @@ class BacklogExporter(Periodic):
         self._client = client
         self._kinds = dict(queue_kinds)
         # Kinds of jobs seen: their gauges fall back to 0 when their last job ends.
-        self._job_kinds: set[str] = {jobs.KIND}
+        self._job_kinds: set[str] = {jobs.KIND, training_jobs.KIND}
 
     async def tick(self) -> None:
         await self.refresh()
@@ -144,6 +150,7 @@ class BacklogExporter(Periodic):
             # A pool scaled to zero has no worker to put back what a dead one was pulling,
             # and KEDA does not count pulling lists: the API does it.
             await sweep_queues(self._client, self._kinds)
+            trained: dict[Any, Any] = await self._client.hgetall(keys.TRAINING_METRICS)
         except (RedisError, OSError):
             REDIS_UP.set(0)
             return
@@ -159,3 +166,7 @@ class BacklogExporter(Periodic):
             for status, count in counts.items():
                 JOBS.labels(kind, status).set(count)
             JOB_STALLED.labels(kind).set(max(0.0, stalled))
+        for model, metrics in trained.items():
+            for metric, value in orjson.loads(metrics).items():
+                TRAINING_METRIC.labels(model.decode() if isinstance(model, bytes) else model,
+                                       metric).set(value)

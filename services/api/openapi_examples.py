@@ -40,10 +40,41 @@ MODEL_METADATA: dict[str, Any] = {
     "description": "demo: Pipeline on scikit-learn's iris dataset",
 }
 
+TRAINED_VERSION: dict[str, Any] = {
+    **MODEL_METADATA, "version": 2, "estimator": "Pipeline",
+    "metrics": {"accuracy": 0.96, "f1": 0.9599, "roc_auc": 0.9973},
+    "sha256": "0f3a8c41d2b95e7a6c1f4d8e2b7a9c3e5f1d0b8a6c4e2f9d7b5a3c1e8f6d4b2a",
+    "created_at": "2026-01-16T14:12:03.881204Z", "description": "trained by job "
+    "7c1e9a52-6f0b-4d3e-8a2c-5b9d1f4e7a60",
+    "lineage": {
+        "dataset_id": "5d0c8f6e2b7a4c1f9e3d6a8b0c2e4f61",
+        "dataset_sha256": "b9c1a6f4c7e0b8f6d5c2e1a0f3b7d9c8e6a4f2b0d8c6e4a2f0b8d6c4e2a0f8b6",
+        "estimator": "LogisticRegression", "hyperparameters": {"C": 1.0, "max_iter": 1000},
+        "validation": {"cv": 5}, "seed": 0,
+        "fold_metrics": [{"accuracy": 0.9667, "f1": 0.9666, "roc_auc": 1.0},
+                         {"accuracy": 0.9533, "f1": 0.9532, "roc_auc": 0.9946}],
+        "job_id": "7c1e9a52-6f0b-4d3e-8a2c-5b9d1f4e7a60", "training_seconds": 1.84,
+        "library_versions": {"sklearn": "1.9.1", "numpy": "2.3.4", "scipy": "1.16.2",
+                             "joblib": "1.5.2", "python": "3.11.7", "inferq": "0.1.0"},
+    },
+}
+
+MODEL_DESCRIPTION: dict[str, Any] = {**MODEL_METADATA, "lineage": None,
+                                     "aliases": ["production"], "default_version": 1}
+
+MODEL_VERSIONS: dict[str, Any] = {
+    "model": "iris", "default_version": 1, "aliases": {"production": 1, "staging": 2},
+    "versions": [{**MODEL_METADATA, "lineage": None, "aliases": ["production"]},
+                 {**TRAINED_VERSION, "aliases": ["staging"]}],
+}
+
 MODEL_LIST: dict[str, Any] = {"models": [
-    {"name": "breast-cancer", "versions": [1], "latest": 1, "task": "classification"},
-    {"name": "diabetes", "versions": [1], "latest": 1, "task": "regression"},
-    {"name": "iris", "versions": [1, 2], "latest": 2, "task": "classification"},
+    {"name": "breast-cancer", "versions": [1], "latest": 1, "default_version": 1,
+     "aliases": {}, "task": "classification"},
+    {"name": "diabetes", "versions": [1], "latest": 1, "default_version": 1, "aliases": {},
+     "task": "regression"},
+    {"name": "iris", "versions": [1, 2], "latest": 2, "default_version": 1,
+     "aliases": {"production": 1, "staging": 2}, "task": "classification"},
 ]}
 
 POOL_LIST: dict[str, Any] = {"pools": [
@@ -100,4 +131,41 @@ JOB_FAILED: dict[str, Any] = {
 }
 JOB_CANCELLED: dict[str, Any] = {
     **JOB_RUNNING, "status": "cancelled", "finished_at": "2026-01-15T09:30:05.000Z",
+}
+
+TRAINING_JOB_ID = "9a3e61c4-7f20-4b8d-a5e2-0c4f8b1d6e37"
+TRAINING_QUEUED: dict[str, Any] = {
+    "job_id": TRAINING_JOB_ID, "kind": "training", "model": "churn", "status": "queued",
+    "phase": "queued", "progress": 0.0, "metrics": None, "fold_metrics": None,
+    "version": None, "submitted_at": "2026-01-15T09:30:00.120Z", "started_at": None,
+    "finished_at": None, "error": None, "estimator": "RandomForestClassifier",
+    "dataset_id": "3f2c9a7e5b1d4e8f9a0b1c2d3e4f5a6b", "target_column": "churned",
+    "validation": {"cv": 3}, "hyperparameters": {"n_estimators": 200},
+    "search": {"grid": {"max_depth": [4, 8]}, "metric": "roc_auc"}, "seed": 0,
+    "alias": "production", "promote_if": {"metric": "roc_auc", "min": 0.8},
+    "promoted": None, "trials": None, "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+}
+TRAINING_RUNNING: dict[str, Any] = {
+    **TRAINING_QUEUED, "status": "running", "phase": "candidate 2 of 2, fold 1 of 3",
+    "progress": 0.45, "started_at": "2026-01-15T09:30:00.300Z",
+}
+_FOLDS = [{"accuracy": 0.86, "f1": 0.71, "roc_auc": 0.90},
+          {"accuracy": 0.84, "f1": 0.69, "roc_auc": 0.88},
+          {"accuracy": 0.85, "f1": 0.70, "roc_auc": 0.89}]
+TRAINING_SUCCEEDED: dict[str, Any] = {
+    **TRAINING_RUNNING, "status": "succeeded", "phase": "done", "progress": 1.0,
+    "finished_at": "2026-01-15T09:31:12.400Z", "version": 4,
+    "metrics": {"accuracy": 0.85, "f1": 0.70, "roc_auc": 0.89}, "fold_metrics": _FOLDS,
+    "hyperparameters": {"n_estimators": 200, "max_depth": 8}, "promoted": True,
+    "trials": [{"candidate": c, "fold": f, "metrics": _FOLDS[f], "hostname": "training-0",
+                "worker": "training-0:1", "seconds": 4.2}
+               for c in range(2) for f in range(3)],
+}
+TRAINING_FAILED: dict[str, Any] = {
+    **TRAINING_RUNNING, "status": "failed", "finished_at": "2026-01-15T09:30:09.000Z",
+    "error": {"type": "SoftTimeLimitExceeded", "code": "soft_time_limit_exceeded",
+              "message": "the task ran past its soft time limit"},
+}
+TRAINING_CANCELLED: dict[str, Any] = {
+    **TRAINING_RUNNING, "status": "cancelled", "finished_at": "2026-01-15T09:30:05.000Z",
 }

@@ -31,8 +31,8 @@ KIND = "batch"
 # The end of a job, shared by the scripts that end one: KEYS[1] record, KEYS[2] done set;
 # ``ttl``, ``job_id`` and ``status`` are set by the caller. Refreshes the record's time to
 # live from its end, takes the job out of the active set and tells the waiting API
-# processes.
-_FINISH = """
+# processes. Training jobs (``services.common.training_jobs``) end the same way.
+FINISH_FUNCTION = """
 local function finish(status, now, ttl, job_id)
   redis.call('HSET', KEYS[1], 'status', status, 'finished_at', now)
   redis.call('SREM', '""" + keys.JOBS_ACTIVE + """', job_id)
@@ -88,7 +88,7 @@ return {'running', attempts, redis.call('SISMEMBER', KEYS[2], ARGV[2])}
 # ended}: the job's status (or ``assemble``, or ``missing``), 1 when this call counted the
 # chunk, 1 when it ended the job. A chunk counted stamps the record's ``progressed_at``
 # (the API's exporter tells stalled jobs by it).
-CHUNK_DONE_SCRIPT = ALLOW_OOM + _FINISH + """
+CHUNK_DONE_SCRIPT = ALLOW_OOM + FINISH_FUNCTION + """
 local found = redis.call('HMGET', KEYS[1], 'status', 'chunks_total', 'max_failed_rows',
                          'format')
 local status = found[1]
@@ -125,7 +125,7 @@ return {'succeeded', added, 1}
 # bytes (or empty). Ends a job not yet ended: after a parquet output is assembled, or
 # when a chunk fails it. Returns {status, ended}: the status it ended with (ended 1), else
 # the one it found.
-FINISH_SCRIPT = ALLOW_OOM + _FINISH + """
+FINISH_SCRIPT = ALLOW_OOM + FINISH_FUNCTION + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing', 0} end
 if status ~= 'queued' and status ~= 'running' then return {status, 0} end
@@ -137,7 +137,7 @@ return {ARGV[1], 1}
 
 # KEYS: record, done set; ARGV: now, ttl, job id. Returns {cancelled now?, status}. Chunks
 # not yet started find the job cancelled and skip; those running finish uncounted.
-CANCEL_SCRIPT = ALLOW_OOM + _FINISH + """
+CANCEL_SCRIPT = ALLOW_OOM + FINISH_FUNCTION + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {0, 'missing'} end
 if status ~= 'queued' and status ~= 'running' then return {0, status} end

@@ -18,6 +18,11 @@ def events_channel(process_id: str) -> str:
     return f"{PREFIX}events:{process_id}"
 
 
+#: The channel on which a change of a model's versions or aliases is announced, the
+#: model's name the message (``services.common.model_events``).
+MODELS_CHANNEL = f"{PREFIX}models"
+
+
 def task_key(task_id: str) -> str:
     return f"{PREFIX}task:{task_id}"
 
@@ -36,6 +41,16 @@ def job_attempts_key(job_id: str) -> str:
     """How often each chunk of a job was started, as a hash."""
     return f"{PREFIX}job:{job_id}:attempts"
 
+
+def training_folds_key(job_id: str) -> str:
+    """The fold results of a training job, as a hash: ``<candidate>:<fold>`` to a JSON
+    object (metrics, and the worker that computed them)."""
+    return f"{PREFIX}job:{job_id}:folds"
+
+
+#: The overall metrics of the latest training job that succeeded, per model, as a hash of
+#: model name to a JSON object: what ``inferq_training_metric`` exports.
+TRAINING_METRICS = f"{PREFIX}training:metrics"
 
 #: Every batch job's id, scored by the time it was submitted: listing, and the sweep of
 #: expired jobs' outputs.

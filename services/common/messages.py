@@ -18,6 +18,11 @@ import orjson
 PREDICT_TASK = "inferq.predict"
 #: One chunk of a batch job (services.worker.batch_chunks).
 BATCH_CHUNK_TASK = "inferq.batch_chunk"
+#: One fit of a training job's search or cross-validation: a candidate on a fold
+#: (services.worker.training).
+TRAINING_FOLD_TASK = "inferq.training_fold"
+#: The end of a training job: the final fit, its evaluation and its registration.
+TRAINING_FINAL_TASK = "inferq.training_final"
 
 _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}

@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     batch_queue: str = "batch"
     job_retention_seconds: int = Field(7 * 86_400, gt=0)
     job_sweep_seconds: float = Field(3600.0, gt=0)
+    # -- Training jobs: the queue their tasks go to (their records share the jobs' retention).
+    training_queue: str = "training"
 
     # -- Logging.
     log_level: str = "INFO"
@@ -90,7 +92,7 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: str) -> str:
         return value.upper()
 
-    @field_validator("predict_queue", "batch_queue")
+    @field_validator("predict_queue", "batch_queue", "training_queue")
     @classmethod
     def _queue_name(cls, value: str) -> str:
         _check_queue(value)

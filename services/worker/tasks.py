@@ -15,18 +15,25 @@ from celery.exceptions import SoftTimeLimitExceeded
 from opentelemetry import trace
 
 from ml.store import ModelCache
-from services.common.messages import BATCH_CHUNK_TASK, PREDICT_TASK
+from services.common.messages import (
+    BATCH_CHUNK_TASK,
+    PREDICT_TASK,
+    TRAINING_FINAL_TASK,
+    TRAINING_FOLD_TASK,
+)
 from services.common.pools import PoolSpec
 from services.common.records import Status
 from services.common.settings import Settings
 from services.common.storage import storage_from_settings
 from services.common.telemetry import consumer_span
+from services.common.training_jobs import FitTask
 from services.worker import task_errors
 from services.worker.batch_chunks import Chunk, ChunkRunner
 from services.worker.batching import BatchedTask
 from services.worker.broker import Delivery
 from services.worker.execution import Executor, Outcome, PredictRequest
 from services.worker.policy import BatchLimits, Call, seconds_per_row
+from services.worker.training import TrainingRunner
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +162,62 @@ class BatchChunkTask(BatchedTask):
             self.runner.fail(Chunk.from_message(item.kwargs), error, None)
 
 
+class TrainingFoldTask(BatchedTask):
+    """One fit of a training job's search or cross-validation a message, run alone; the
+    runner (one per process) is built on first use (after fork)."""
+
+    name = TRAINING_FOLD_TASK
+    batch_limits = BatchLimits(max_rows=1, max_wait=0.0)
+    settings: Settings
+    queue: str
+
+    @cached_property
+    def runner(self) -> TrainingRunner:
+        return TrainingRunner(_redis(self.settings), self.settings.model_store,
+                              self.settings.job_retention_seconds, self.queue)
+
+    def cost_key(self, kwargs: dict[str, Any]) -> str:
+        return f"training:{kwargs.get('model')}"
+
+    def run_batch(self, items: list[Delivery], announce: bool = True) -> dict[str, float]:
+        costs: dict[str, float] = {}
+        for item in items:
+            task = FitTask.from_message(item.kwargs)
+            # A consumer span in the job's trace, under the submit's producer span.
+            span = consumer_span("inferq.training", item.headers, {
+                "inferq.job_id": task.job_id,
+                "inferq.model": task.model,
+                "inferq.training_task": task.name,
+                "messaging.destination.name": self.queue,
+            })
+            started = time.time()
+            try:
+                with trace.use_span(span, end_on_exit=False):
+                    self.runner.run(task, item.tag, item.headers)
+            except SoftTimeLimitExceeded:
+                self.runner.fail(task, task_errors.soft_time_limit(), item.tag)
+            finally:
+                span.end()
+            costs[self.cost_key(item.kwargs)] = time.time() - started
+        return costs
+
+    def fail_batch(self, items: list[Delivery], exc: BaseException) -> None:
+        error = task_errors.hard_time_limit(exc.args[0] if exc.args else "?")
+        for item in items:
+            self.runner.fail(FitTask.from_message(item.kwargs), error, None)
+
+
+class TrainingFinalTask(TrainingFoldTask):
+    """The end of a training job: the final fit, its registration (same runner)."""
+
+    name = TRAINING_FINAL_TASK
+
+
 def register_tasks(app: Celery, settings: Settings, pool: PoolSpec) -> None:
     """Register inferq's tasks on ``app``; they read ``settings`` when they first run.
 
     Every pool runs predictions (a model may be routed to any queue); pools of the batch
-    kind also run batch jobs' chunks.
+    kind also run batch jobs' chunks, and pools of the training kind training jobs' fits.
     """
     task = PredictTask()
     task.settings = settings
@@ -172,3 +230,9 @@ def register_tasks(app: Celery, settings: Settings, pool: PoolSpec) -> None:
         chunks.settings = settings
         chunks.queue = pool.queue
         app.register_task(chunks)
+    if pool.kind == "training":
+        for kind in (TrainingFoldTask, TrainingFinalTask):
+            fits = kind()
+            fits.settings = settings
+            fits.queue = pool.queue
+            app.register_task(fits)

@@ -1,0 +1,368 @@
+"""Running training jobs' tasks on the training pool: fold fits, then the final fit.
+
+A fold task fits one grid candidate on one cross-validation fold (or the holdout split) and
+stores its metrics with ``FOLD_DONE_SCRIPT`` in the round trip that acknowledges its
+message; the call that counts a job's last fold pushes the job's final task. The final
+task picks the best candidate by the job's selection metric, fits it (on the holdout
+split's train rows, whose evaluation is then the one reported, or on every row after a
+cross-validation, whose fold metrics are then the estimate), registers the version, moves
+the alias, announces the change and ends the job (see ``services.common.training_jobs``).
+
+Each fit runs in a process of its own (``services.worker.training_fit``), which dies with
+the task's process. While it runs, the task reads the job's status a few times a second
+and kills it when the job is cancelled; a soft time limit kills it too, failing the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import joblib
+import orjson
+import redis
+from redis.client import Pipeline
+
+from ml import training
+from ml.store import save_model, set_alias
+from services.cli.processes import die_with_parent
+from services.common import keys, model_events
+from services.common import training_jobs as tj
+from services.common.catalog import Lineage, ModelStore
+from services.common.jobs import FINISH_SCRIPT, START_SCRIPT
+from services.common.messages import TRAINING_FINAL_TASK, build_message
+from services.common.metrics import JOB_SECONDS, JOBS_FINISHED, series
+from services.common.records import decoded
+from services.common.training_jobs import FitTask
+from services.worker import task_errors
+from services.worker.broker import ScriptPipeline, acknowledge_in
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two reads of a job's status while its fit runs: a cancel stops the fit
+#: within about this.
+WATCH_INTERVAL = 0.2
+#: The trace context a task's message carries, handed on to the final task's message.
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+class Cancelled(Exception):
+    """The job ended (cancelled, or failed by another of its tasks) while a fit ran."""
+
+
+class FitFailed(Exception):
+    """The fit's process answered an error, or ended without an answer."""
+
+    def __init__(self, error: dict[str, str]) -> None:
+        super().__init__(error["message"])
+        self.error = error
+
+
+class TrainingRunner:
+    """Runs training tasks in one worker process: its Redis client and model store."""
+
+    def __init__(self, client: redis.Redis, store: ModelStore, ttl: int, queue: str) -> None:
+        self._client = client
+        self._store = store
+        self._ttl = ttl
+        self._queue = queue
+        self._scripts = ScriptPipeline(client, START_SCRIPT, FINISH_SCRIPT,
+                                       tj.PROGRESS_SCRIPT, tj.FOLD_DONE_SCRIPT,
+                                       tj.REGISTER_SCRIPT, tj.SUCCEED_SCRIPT)
+
+    def run(self, task: FitTask, tag: str, headers: Mapping[str, Any]) -> None:
+        """Run ``task`` unless its job ended; acknowledge its message once its outcome is
+        stored. An unexpected error leaves the message unacknowledged (the worker hands it
+        back); a task started ``task_errors.MAX_ATTEMPTS`` times fails its job instead."""
+        status, attempts = self._start(task)
+        if status != "running":
+            log.info("training task skipped", extra={"job_id": task.job_id, "task": task.name,
+                                                      "status": status})
+            self._ack(tag)
+            return
+        if attempts > task_errors.MAX_ATTEMPTS:
+            self.fail(task, task_errors.worker_lost(), tag)
+            return
+        record = tj.strings(self._client.hgetall(keys.job_key(task.job_id)))
+        spec = training.TrainingSpec.from_json(orjson.loads(record["spec"]))
+        try:
+            if task.final:
+                self._final(task, record, spec, tag)
+            else:
+                self._fold(task, record, spec, tag, headers)
+        except Cancelled:
+            log.info("training task stopped: its job ended",
+                     extra={"job_id": task.job_id, "task": task.name})
+            self._ack(tag)
+        except FitFailed as exc:
+            log.warning("training fit failed; its job fails",
+                        extra={"job_id": task.job_id, "task": task.name, "error": str(exc)})
+            self.fail(task, exc.error, tag)
+
+    def _start(self, task: FitTask) -> tuple[str, int]:
+        replies = self._scripts.execute(lambda pipe: self._scripts.call(
+            pipe, START_SCRIPT,
+            [keys.job_key(task.job_id), keys.job_done_key(task.job_id),
+             keys.job_attempts_key(task.job_id)],
+            [repr(time.time()), task.name]))
+        status, attempts, _ = replies[0]
+        return decoded(status), int(attempts)
+
+    # -- Fold tasks.
+
+    def _fold(self, task: FitTask, record: dict[str, str], spec: training.TrainingSpec,
+              tag: str, headers: Mapping[str, Any]) -> None:
+        candidates, folds = int(record["candidates"]), int(record["folds"])
+        assert task.candidate is not None and task.fold is not None
+        params = training.candidates(spec)[task.candidate]
+        fitting = (f"candidate {task.candidate + 1} of {candidates}, " if candidates > 1
+                   else "") + f"fold {task.fold + 1} of {folds}"
+        if candidates == 1:
+            fitting = "fitting " + fitting
+        started = time.time()
+        answer = self._run_fit(task, record, {
+            "spec": spec.to_json(), "dataset_id": record["dataset_id"], "params": params,
+            "mode": "fold", "fold": task.fold}, fitting)
+        result = {"candidate": task.candidate, "fold": task.fold, "metrics": answer["metrics"],
+                  "hostname": socket.gethostname(), "worker": _worker_name(),
+                  "seconds": round(time.time() - started, 3)}
+        final = FitTask(task.job_id, task.model, task.submitted_at)
+        message = build_message(TRAINING_FINAL_TASK, final.task_id, self._queue,
+                                final.message_kwargs(),
+                                {k: headers[k] for k in TRACE_HEADERS if k in headers})
+
+        def build(pipe: Pipeline) -> None:
+            self._scripts.call(
+                pipe, tj.FOLD_DONE_SCRIPT,
+                [keys.job_key(task.job_id), keys.job_done_key(task.job_id),
+                 keys.training_folds_key(task.job_id), keys.queue_key(self._queue)],
+                [task.name, orjson.dumps(result), repr(time.time()), message])
+            acknowledge_in(pipe, self._queue, [tag])
+
+        status, added, completed = self._scripts.execute(build)[0]
+        log.info("training fold done", extra={
+            "job_id": task.job_id, "task": task.name, "status": decoded(status),
+            "counted": bool(int(added)), "last": bool(int(completed))})
+
+    # -- The final task.
+
+    def _final(self, task: FitTask, record: dict[str, str], spec: training.TrainingSpec,
+               tag: str) -> None:
+        candidates = training.candidates(spec)
+        results = [orjson.loads(v) for v in
+                   self._client.hvals(keys.training_folds_key(task.job_id))]
+        best, fold_metrics = pick_best(spec, candidates, results)
+        params = candidates[best]
+        holdout = "holdout" in spec.validation
+        handle, path = tempfile.mkstemp(prefix="inferq-fit-", suffix=".joblib")
+        os.close(handle)
+        try:
+            started = time.time()
+            answer = self._run_fit(task, record, {
+                "spec": spec.to_json(), "dataset_id": record["dataset_id"], "params": params,
+                "mode": "holdout" if holdout else "all", "fold": 0,
+                "artifact": path}, "fitting")
+            if holdout:
+                metrics = answer["metrics"]
+                fold_metrics = [metrics]
+            else:
+                metrics = training.summarize(fold_metrics)
+            self._progress(task, "evaluating", 0.9)
+            if decoded(self._scripts.execute(lambda pipe: self._scripts.call(
+                    pipe, tj.REGISTER_SCRIPT, [keys.job_key(task.job_id)],
+                    [repr(time.time())]))[0]) != "running":
+                raise Cancelled()
+            estimator = joblib.load(path)
+        finally:
+            os.unlink(path)
+        trials = sorted(results, key=lambda r: (r["candidate"], r["fold"]))
+        self._register(task, record, spec, estimator, params, metrics, fold_metrics, trials,
+                       time.time() - started, tag)
+
+    def _register(self, task: FitTask, record: dict[str, str], spec: training.TrainingSpec,
+                  estimator: Any, params: dict[str, Any], metrics: dict[str, float],
+                  fold_metrics: list[dict[str, float]], trials: list[dict[str, Any]],
+                  seconds: float, tag: str) -> None:
+        lineage = Lineage(
+            dataset_id=record["dataset_id"], dataset_sha256=record.get("dataset_sha256", ""),
+            estimator=spec.estimator, hyperparameters=params, validation=spec.validation,
+            seed=spec.seed, fold_metrics=fold_metrics, job_id=task.job_id,
+            training_seconds=round(seconds, 3), library_versions=training.library_versions())
+        metadata = save_model(self._store, task.model, estimator, features=spec.features,
+                              metrics=metrics, lineage=lineage,
+                              description=f"{spec.estimator} trained by job {task.job_id}")
+        promote_if = orjson.loads(record["promote_if"]) if record.get("promote_if") else None
+        promoted = tj.promotes(promote_if, metrics)
+        alias = record.get("alias")
+        if alias and promoted:
+            set_alias(self._store, task.model, alias, metadata.version)
+        model_events.announce(self._client, task.model)
+        fields = {"version": str(metadata.version), "metrics": orjson.dumps(metrics).decode(),
+                  "fold_metrics": orjson.dumps(fold_metrics).decode(),
+                  "hyperparameters": orjson.dumps(params).decode(),
+                  "trials": orjson.dumps(trials).decode(),
+                  "phase": "done", "progress": "1", "progressed_at": repr(time.time())}
+        if alias:
+            fields["promoted"] = "1" if promoted else "0"
+
+        def build(pipe: Pipeline) -> None:
+            self._scripts.call(
+                pipe, tj.SUCCEED_SCRIPT,
+                [*tj.job_keys(task.job_id), keys.TRAINING_METRICS],
+                [repr(time.time()), self._ttl, task.job_id, orjson.dumps(fields), task.model,
+                 fields["metrics"]])
+            acknowledge_in(pipe, self._queue, [tag])
+
+        status, ended = self._scripts.execute(build)[0]
+        log.info("training job registered its version", extra={
+            "job_id": task.job_id, "model": task.model, "version": metadata.version,
+            "alias": alias if promoted else None, "status": decoded(status)})
+        if int(ended):
+            self._observe_end(task, "succeeded")
+
+    # -- The fit's process.
+
+    def _run_fit(self, task: FitTask, record: dict[str, str], request: dict[str, Any],
+                 fitting: str) -> dict[str, Any]:
+        """Run one fit in a process of its own and return its answer; the job's phase
+        follows it. Raises ``Cancelled`` (the process killed) when the job ends meanwhile,
+        ``FitFailed`` when the fit fails."""
+        share = float(record.get("progress") or 0)
+        fold_task = not task.final
+        self._progress(task, "loading", max(share, 0.02) if fold_task else
+                       (0.02 if record["tasks_total"] == "1" else share))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.worker.training_fit"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=die_with_parent(),
+        )
+        try:
+            self._progress(task, "loading", None, fit_pid=str(process.pid),
+                           fit_host=socket.gethostname())
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.write(orjson.dumps(request))
+            process.stdin.close()
+
+            def on_line(line: dict[str, Any]) -> None:
+                if line.get("event") == "loaded":
+                    self._progress(task, fitting, None if fold_task else
+                                   (0.1 if record["tasks_total"] == "1" else 0.85))
+
+            answer = _read_answer(process, on_line, lambda: self._ended(task))
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        if answer is None or "error" in answer:
+            error = answer["error"] if answer else {
+                "type": "FitProcessEnded",
+                "message": f"the fit's process ended with code {process.returncode} "
+                           "without an answer"}
+            raise FitFailed({"type": error["type"], "code": "training_failed",
+                             "message": error["message"]})
+        return answer
+
+    def _ended(self, task: FitTask) -> bool:
+        status = self._client.hget(keys.job_key(task.job_id), "status")
+        return status is None or decoded(status) != "running"
+
+    def _progress(self, task: FitTask, phase: str, progress: float | None,
+                  **fields: str) -> None:
+        """Move a running job's phase (and ``progress``, unless None)."""
+        key = keys.job_key(task.job_id)
+        if progress is None:
+            progress = float(self._client.hget(key, "progress") or 0)
+        args: list[Any] = [phase, repr(progress), repr(time.time())]
+        for name, value in fields.items():
+            args += [name, value]
+        self._scripts.execute(lambda pipe: self._scripts.call(
+            pipe, tj.PROGRESS_SCRIPT, [key], args))
+
+    # -- Ends.
+
+    def fail(self, task: FitTask, error: dict[str, Any], tag: str | None) -> None:
+        """End the task's job as failed with ``error`` (unless it ended), acknowledging
+        the message ``tag`` in the same round trip."""
+        args = ["failed", repr(time.time()), self._ttl, task.job_id, orjson.dumps(error), ""]
+
+        def build(pipe: Pipeline) -> None:
+            self._scripts.call(pipe, FINISH_SCRIPT, tj.job_keys(task.job_id), args)
+            if tag is not None:
+                acknowledge_in(pipe, self._queue, [tag])
+
+        outcome, ended = self._scripts.execute(build)[0]
+        if int(ended):
+            self._observe_end(task, decoded(outcome))
+
+    def _ack(self, tag: str) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        acknowledge_in(pipe, self._queue, [tag])
+        pipe.execute()
+
+    def _observe_end(self, task: FitTask, status: str) -> None:
+        log.info("training job ended", extra={"job_id": task.job_id, "status": status})
+        series(JOBS_FINISHED, tj.KIND, task.model, status).inc()
+        if task.submitted_at:
+            series(JOB_SECONDS, tj.KIND, task.model).observe(
+                max(0.0, time.time() - task.submitted_at))
+
+
+def pick_best(spec: training.TrainingSpec, candidates: list[dict[str, Any]],
+              results: list[dict[str, Any]]) -> tuple[int, list[dict[str, float]]]:
+    """The index of the best candidate by ``spec.metric`` (its fold metrics averaged) and
+    its fold metrics in fold order; candidate 0 and none without fold results."""
+    by_candidate: dict[int, list[dict[str, Any]]] = {}
+    for result in results:
+        by_candidate.setdefault(int(result["candidate"]), []).append(result)
+    if not by_candidate:
+        return 0, []
+    sign = 1.0 if training.higher_is_better(spec.metric) else -1.0
+
+    def score(index: int) -> float:
+        folds = [r["metrics"] for r in by_candidate[index]]
+        return sign * training.summarize(folds).get(spec.metric, float("-inf") * sign)
+
+    best = max(sorted(by_candidate), key=score)
+    ordered = sorted(by_candidate[best], key=lambda r: int(r["fold"]))
+    return best, [r["metrics"] for r in ordered]
+
+
+def _read_answer(process: subprocess.Popen[bytes], on_line: Callable[[dict[str, Any]], None],
+                 ended: Callable[[], bool]) -> dict[str, Any] | None:
+    """The last line ``process`` writes (its answer), handing each earlier one to
+    ``on_line``; raises ``Cancelled`` as soon as ``ended()`` says the job ended."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    buffered = b""
+    answer: dict[str, Any] | None = None
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            if selector.select(timeout=WATCH_INTERVAL):
+                data = os.read(fd, 1 << 16)
+                if not data:
+                    return answer
+                buffered += data
+                *lines, buffered = buffered.split(b"\n")
+                for raw in lines:
+                    line = orjson.loads(raw)
+                    if "event" in line:
+                        on_line(line)
+                    else:
+                        answer = line
+            if ended():
+                process.send_signal(signal.SIGKILL)
+                raise Cancelled()
+
+
+def _worker_name() -> str:
+    """The worker this pool child belongs to: its host and main process."""
+    return f"{socket.gethostname()}:{os.getppid()}"
