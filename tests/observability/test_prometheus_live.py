@@ -1,12 +1,14 @@
 """Every dashboard panel and alert rule, asked of a real Prometheus scraping real inferq.
 
-Redis, the API, an inference worker, a batch worker and Prometheus (Debian's package) run
-here; load goes through the API, rejected inputs, a batch job and a Redis outage included;
+Redis, the API, an inference worker, a batch worker, a training worker and Prometheus
+(Debian's package) run here; load goes through the API, rejected inputs, a batch job, a
+training job and a Redis outage included;
 then each expression must parse, and each over inferq's metrics must return data.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from job_client import iris_csv, iris_rows, submit_job, upload, wait_job
+from job_client import IRIS_FEATURES, iris_csv, iris_rows, submit_job, upload, wait_job
 from otlp_receiver import OtlpReceiver
 from processes import ServiceProcess, service_env, start_api, start_worker
 
@@ -82,6 +84,7 @@ def drive_load(api: str, redis_server) -> None:  # type: ignore[no-untyped-def]
         client.delete(f"/v1/tasks/{later['task_id']}")
         client.get(f"/v1/tasks/{queued['task_id']}", params={"wait": 10})
         run_batch_job(client)
+        run_training_job(client)
         # A short Redis outage: the API answers 503 and reports Redis down.
         redis_server.process.terminate()
         redis_server.process.wait()
@@ -109,6 +112,22 @@ def run_batch_job(client: httpx.Client) -> None:
     assert wait_job(client, job["job_id"])["status"] == "succeeded"
 
 
+def run_training_job(client: httpx.Client) -> None:
+    """A cross-validated job of two folds and its final fit, registering a version: training
+    job gauges, its duration, and the latest metrics of the model."""
+    dataset = upload(client, iris_csv(iris_rows(120)), "csv")
+    response = client.post("/v1/models/live-trained/training-jobs", json={
+        "dataset_id": dataset, "target_column": "region", "feature_columns": IRIS_FEATURES,
+        "estimator": "LogisticRegression", "validation": {"cv": 2}})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    deadline = time.monotonic() + 90
+    while (job := client.get(f"/v1/training-jobs/{job_id}", params={"wait": 10}).json())[
+            "status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+    assert job["status"] == "succeeded", job
+
+
 @pytest.fixture(scope="module")
 def prometheus(redis_server, model_store: Path,  # type: ignore[no-untyped-def]
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
@@ -116,19 +135,26 @@ def prometheus(redis_server, model_store: Path,  # type: ignore[no-untyped-def]
 
     binary = require_tool("prometheus")
     workdir = tmp_path_factory.mktemp("prometheus")
+    # A store of its own: the version the training job registers reaches no other module.
+    store = tmp_path_factory.mktemp("prometheus-models")
+    for name in os.listdir(model_store):
+        os.symlink(model_store / name, store / name)
     receiver = OtlpReceiver()
     # Traced as in production (1 % of new traces) so latencies carry exemplars.
-    env = service_env(redis_server.url, model_store,
+    env = service_env(redis_server.url, store,
                       OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
                       OTEL_TRACES_SAMPLER="parentbased_traceidratio",
                       OTEL_TRACES_SAMPLER_ARG="0.01", INFERQ_BATCH_CHUNK_ROWS="100")
-    api_port, worker_port, batch_port = free_port(), free_port(), free_port()
+    api_port, worker_port, batch_port, training_port = (free_port() for _ in range(4))
     api: ServiceProcess = start_api(env, api_port, workdir)
     worker = start_worker(env, workdir, concurrency=2, metrics_port=worker_port)
     batch = start_worker(env, workdir, pool="batch", metrics_port=batch_port)
+    training = start_worker(env, workdir, pool="training", metrics_port=training_port)
     server = Prometheus(binary, {"inferq-api": f"127.0.0.1:{api_port}",
                                  "inferq-worker": f"127.0.0.1:{worker_port}",
-                                 "inferq-worker-batch": f"127.0.0.1:{batch_port}"}, workdir)
+                                 "inferq-worker-batch": f"127.0.0.1:{batch_port}",
+                                 "inferq-worker-training": f"127.0.0.1:{training_port}"},
+                        workdir)
     try:
         drive_load(f"http://127.0.0.1:{api_port}", redis_server)
         # Enough scrapes after the load for rate() over every series.
@@ -141,6 +167,7 @@ def prometheus(redis_server, model_store: Path,  # type: ignore[no-untyped-def]
         yield server
     finally:
         server.stop()
+        training.stop()
         batch.stop()
         worker.stop()
         api.stop()
