@@ -16,7 +16,6 @@ Writes results.json and results.md to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import shutil
@@ -41,7 +40,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).parent))
 
 import models
-from common import machine
+from common import machine, write_results
 
 from ml.importer import import_model
 from services.cli.processes import ServiceProcess, start_api, start_worker
@@ -303,11 +302,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    report = run(args)
-    (args.out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-    write_markdown(report, args.out / "results.md")
-    print((args.out / "results.md").read_text())
+    write_results(args.out, run(args), write_markdown)
 
 
 if __name__ == "__main__":

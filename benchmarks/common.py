@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +33,16 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "system": f"{platform.system()} {platform.release()}",
     }
+
+
+def write_results(out: Path, report: dict[str, Any],
+                  write_markdown: Callable[[dict[str, Any], Path], None]) -> None:
+    """``report`` as results.json and, by ``write_markdown``, results.md in ``out``; the
+    table goes to the terminal too."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_markdown(report, out / "results.md")
+    print((out / "results.md").read_text())
 
 
 def percentiles(samples_s: list[float]) -> dict[str, float]:

@@ -34,8 +34,20 @@ def add_bench_parser(commands: argparse._SubParsersAction) -> None:
                        help="instead: batch scoring jobs of --rows rows (Parquet and CSV) on "
                             "two batch workers next to a plain two-process script "
                             "(benchmarks/batch.py)")
-    bench.add_argument("--rows", type=int, default=1_000_000,
-                       help="rows of the batch benchmark's dataset")
+    bench.add_argument("--training", action="store_true",
+                       help="instead: training jobs (a random forest's cross-validation and "
+                            "a grid search) on 1, then 2 training workers next to "
+                            "scikit-learn's cross_validate and GridSearchCV "
+                            "(benchmarks/training.py)")
+    bench.add_argument("--training-workers", default="1,2",
+                       help="comma-separated numbers of training workers, run in turn")
+    bench.add_argument("--cv", type=int, default=5,
+                       help="folds of the training benchmark's cross-validation job")
+    bench.add_argument("--grid-cv", type=int, default=5,
+                       help="folds of the training benchmark's grid search")
+    bench.add_argument("--rows", type=int, default=None,
+                       help="rows of the batch (default 1,000,000) or training (default "
+                            "100,000) benchmark's dataset")
     bench.add_argument("--out", type=Path, default=Path("benchmark-results"),
                        help="directory for results.json, results.md and chart.png")
 
@@ -48,10 +60,12 @@ def run_bench(args: argparse.Namespace) -> int:
         return 2
     if args.observability:
         return subprocess.call([sys.executable, str(script), "--out", str(args.out)])
+    if args.training:
+        return subprocess.call(training_command(args))
     if args.batch:
         return subprocess.call([sys.executable, str(BENCHMARKS / "batch.py"),
-                                "--rows", str(args.rows), "--models", args.workloads,
-                                "--out", str(args.out / "batch")])
+                                "--rows", str(args.rows or 1_000_000), "--models",
+                                args.workloads, "--out", str(args.out / "batch")])
     command = [
         sys.executable, str(script),
         "--systems", args.systems, "--models", args.workloads,
@@ -60,3 +74,13 @@ def run_bench(args: argparse.Namespace) -> int:
         "--out", str(args.out),
     ]
     return subprocess.call(command)
+
+
+def training_command(args: argparse.Namespace) -> list[str]:
+    """The command line of ``benchmarks/training.py`` for ``inferq bench --training``."""
+    command = [sys.executable, str(BENCHMARKS / "training.py"),
+               "--workers", args.training_workers, "--cv", str(args.cv),
+               "--grid-cv", str(args.grid_cv), "--out", str(args.out / "training")]
+    if args.rows is not None:
+        command += ["--rows", str(args.rows)]
+    return command
