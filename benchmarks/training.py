@@ -19,6 +19,7 @@ metrics. Writes results.json and results.md to ``--out``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -180,7 +181,7 @@ def baseline(x: np.ndarray, y: np.ndarray, args: argparse.Namespace) -> dict[str
 def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {
         "benchmark": "training jobs", "machine": machine(),
-        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+        "load_average_at_start": _load(),
         "settings": {"rows": args.rows, "features": args.features, "trees": args.trees,
                      "cv": args.cv, "candidates": args.candidates, "grid_cv": args.grid_cv,
                      "grid": grid(args.candidates), "workers": args.workers,
@@ -193,6 +194,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         write_parquet(x, y, path)
         if not args.skip_baseline:
             report["baseline"] = baseline(x, y, args)
+            _save_partial(args.out, report)
         with stack(root) as (url, env, workers), \
                 httpx.Client(base_url=url, timeout=120) as client:
             dataset_id, seconds = upload(client, path)
@@ -205,9 +207,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     if name not in args.jobs:
                         continue
                     outcome = run_job(client, f"bench-{name}", body, args.timeout)
-                    report["inferq"].append({"job": name, "workers": count, **outcome})
-    report["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+                    report["inferq"].append({"job": name, "workers": count, **outcome,
+                                             "load_average": _load()})
+                    # A run takes long: what is measured so far survives an interruption.
+                    _save_partial(args.out, report)
+    report["load_average_at_end"] = _load()
     return report
+
+
+def _load() -> list[float]:
+    """The machine's load averages (1, 5, 15 min): other work on it slows every run."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def _save_partial(out: Path, report: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "partial.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
 def write_markdown(report: dict[str, Any], path: Path) -> None:

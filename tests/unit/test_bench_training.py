@@ -114,3 +114,25 @@ def test_without_rows_each_benchmark_keeps_its_own_default(bench: ModuleType) ->
     command = training_command(args)
     assert "--rows" not in command
     assert bench.parse_args(command[2:]).rows == 100_000
+
+
+def test_the_table_shows_each_run_and_a_job_that_did_not_finish(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    args = bench.parse_args(["--grid-cv", "2"])
+    report = {
+        "settings": {"trees": 100, "cv": 5, "candidates": 8, "grid_cv": args.grid_cv},
+        "inferq": [
+            {"job": "cv", "workers": 1, "status": "succeeded", "seconds": 240.5,
+             "metrics": {"accuracy": 0.912345, "roc_auc": 0.97}},
+            {"job": "grid", "workers": 2, "status": "timed_out", "job_id": "j"},
+        ],
+        "baseline": {"cv": {"call": "cross_validate(n_jobs=2) + fit on every row",
+                            "seconds": 200.0, "metrics": {"accuracy": 0.9123, "roc_auc": 0.97}}},
+    }
+    bench.write_markdown(report, tmp_path / "results.md")
+    lines = (tmp_path / "results.md").read_text().splitlines()
+    assert "| 100 trees, cv 5 | inferq, 1 training worker | 240.5 | 0.9123 | 0.97 |" in lines
+    assert "| grid of 8, cv 2 | inferq, 2 training workers | timed_out |  |  |" in lines
+    assert ("| 100 trees, cv 5 | scikit-learn, cross_validate(n_jobs=2) + fit on every row | "
+            "200.0 | 0.9123 | 0.97 |") in lines
