@@ -12,6 +12,7 @@ import orjson
 from services.cli.bench import add_bench_parser, run_bench
 from services.cli.errors import CliError
 from services.cli.jobs import add_jobs_parser, run_jobs
+from services.cli.training import add_training_parsers, run_train, run_training_jobs
 from services.common.logging import configure_logging
 from services.common.media import DATASET_MEDIA_TYPES
 from services.common.pools import POOLS, pool
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
                                           "anything else exits 1 (a smoke test)")
     _add_datasets_parser(commands)
     add_jobs_parser(commands, DEFAULT_URL)
+    add_training_parsers(commands, DEFAULT_URL)
     add_bench_parser(commands)
     return parser
 
@@ -213,6 +215,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return _datasets(args)
     if args.command == "jobs":
         return run_jobs(args)
+    if args.command == "train":
+        return run_train(args)
+    if args.command == "training-jobs":
+        return run_training_jobs(args)
     from services.cli.client import parse_json_rows, predict, read_csv_rows
 
     instances = read_csv_rows(args.csv) if args.csv else parse_json_rows(args.rows_json)

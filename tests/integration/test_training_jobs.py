@@ -6,6 +6,7 @@ import csv
 import io
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +14,11 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 import redis
 from job_client import upload
-from processes import ServiceProcess, service_env, start_worker
+from processes import INFERQ, ServiceProcess, service_env, start_worker
 
 from services.common import keys
 from services.common.storage import Storage
@@ -347,6 +349,39 @@ def test_listing_filters_by_model_and_status(
     assert [j["model"] for j in cancelled] == ["churn-cancel"]
     assert all(j["kind"] == "batch"
                for j in client_module.get("/v1/batch-jobs").json()["jobs"])
+
+
+def test_the_cli_trains_follows_lists_and_cancels(
+    api_url: str, stack_env: dict[str, str], trainer: ServiceProcess, prices: str,
+) -> None:
+    def inferq(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([INFERQ, *args, "--url", api_url], env=stack_env,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    trained = inferq("train", "prices-cli", "--dataset", prices, "--target", "price",
+                     "--estimator", "Ridge", "--param", "alpha=0.5", "--grid",
+                     "fit_intercept=true,false", "--metric", "rmse", "--cv", "2", "--seed",
+                     "4", "--alias", "production", "--promote-if", "rmse<=5", "--wait")
+    assert trained.returncode == 0, trained.stderr
+    job = orjson.loads(trained.stdout)
+    assert job["status"] == "succeeded" and job["version"] == 1 and job["promoted"] is True
+    rmse = {c: sum(t["metrics"]["rmse"] for t in job["trials"] if t["candidate"] == c)
+            for c in (0, 1)}
+    best = min(rmse, key=lambda c: rmse[c])  # Lower is better.
+    assert rmse[0] != rmse[1]
+    assert job["hyperparameters"] == {"alpha": 0.5, "fit_intercept": [True, False][best]}
+    assert "done, 100%" in trained.stderr.splitlines()[-1]
+    listed = orjson.loads(inferq("training-jobs", "list", "--model", "prices-cli").stdout)
+    assert [j["job_id"] for j in listed["jobs"]] == [job["job_id"]]
+    got = orjson.loads(inferq("training-jobs", "get", job["job_id"]).stdout)
+    assert got["metrics"] == job["metrics"]
+    refused = inferq("training-jobs", "cancel", job["job_id"])
+    assert refused.returncode == 1
+    assert orjson.loads(refused.stderr)["error"]["code"] == "job_not_cancellable"
+    bad = inferq("train", "prices-cli", "--dataset", prices, "--target", "price",
+                 "--estimator", "Ridge", "--param", "alpha=-1")
+    assert bad.returncode == 1
+    assert orjson.loads(bad.stderr)["error"]["details"]["field"] == "hyperparameters.alpha"
 
 
 def test_sigterm_lets_the_fit_finish_and_hands_back_what_is_held(
