@@ -13,7 +13,7 @@ import pytest
 from sleepy import SleepyRegressor
 
 from ml.store import load_estimator
-from services.common.catalog import ModelMetadata
+from services.common.catalog import Feature, ModelMetadata
 from services.worker.scoring import (
     Options,
     encode,
@@ -30,7 +30,7 @@ def test_every_kind_of_bad_value_is_named_with_its_column() -> None:
         "b": pa.array(["1.5", "2", "x", " ", "inf", "-1e39"]),
         "c": pa.array([True, True, True, True, True, True]),
     })
-    values, problems = feature_matrix(table, ["a", "b"])
+    values, problems = feature_matrix(table, [Feature(name="a"), Feature(name="b")])
     assert values[0].tolist() == [1.0, 1.5]
     assert {i: code for i, (code, _) in problems.items()} == {
         1: "missing_value", 2: "not_a_number", 3: "missing_value", 4: "non_finite_value",
@@ -38,9 +38,9 @@ def test_every_kind_of_bad_value_is_named_with_its_column() -> None:
     assert problems[2][1] == "column 'b' is the string 'x'; expected a number"
     assert "out of the allowed range" in problems[5][1] and "'b'" in problems[5][1]
     assert (values[1:] == 0).all()  # Rejected rows never reach the model.
-    _, booleans = feature_matrix(table, ["c"])
+    _, booleans = feature_matrix(table, [Feature(name="c")])
     assert booleans[0] == ("not_a_number", "column 'c' is a boolean; expected a number")
-    _, empty = feature_matrix(pa.table({"n": pa.nulls(2)}), ["n"])
+    _, empty = feature_matrix(pa.table({"n": pa.nulls(2)}), [Feature(name="n")])
     assert sorted(empty) == [0, 1]
 
 
