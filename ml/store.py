@@ -1,4 +1,5 @@
-"""Writing model versions into the store and loading them back, checked by sha256."""
+"""Writing model versions and aliases into the store, and loading versions back, checked
+by sha256."""
 
 from __future__ import annotations
 
@@ -17,16 +18,24 @@ from services.common.catalog import (
     ARTIFACT_FILE,
     METADATA_FILE,
     Feature,
+    Lineage,
     ModelMetadata,
     ModelStore,
+    delete_alias,
+    invalid_name,
     list_models,
     list_versions,
     model_storage,
     read_metadata,
+    set_alias,
     valid_model_name,
     version_key,
 )
 from services.common.storage import AlreadyExists
+
+# Aliases are written by the API too, which has no scikit-learn: they live in the catalog.
+__all__ = ["ModelCache", "copy_versions", "delete_alias", "load_estimator", "save_model",
+           "set_alias"]
 
 
 def save_model(
@@ -34,15 +43,18 @@ def save_model(
     name: str,
     estimator: Any,
     *,
-    features: list[str],
+    features: list[str] | list[Feature],
     metrics: dict[str, float] | None = None,
     description: str = "",
+    lineage: Lineage | None = None,
 ) -> ModelMetadata:
-    """Write ``estimator`` as the next version of ``name`` and return its metadata."""
+    """Write ``estimator`` as the next version of ``name`` and return its metadata.
+
+    ``features`` are names (numeric columns) or ``Feature``s, in the order the estimator
+    takes its columns; ``lineage`` says how a trained version was made.
+    """
     if not valid_model_name(name):
-        raise ValueError(
-            f"invalid model name {name!r}: use lowercase letters, digits, '.', '_', '-'"
-        )
+        raise ValueError(invalid_name("model", name))
     storage = model_storage(store)
     buffer = io.BytesIO()
     joblib.dump(estimator, buffer, compress=3)
@@ -53,7 +65,7 @@ def save_model(
         version=(list_versions(storage, name) or [0])[-1] + 1,
         task="classification" if classes is not None else "regression",
         estimator=type(estimator).__name__,
-        features=[Feature(name=f) for f in features],
+        features=[f if isinstance(f, Feature) else Feature(name=f) for f in features],
         classes=[c.item() if hasattr(c, "item") else c for c in classes]
         if classes is not None
         else None,
@@ -62,6 +74,7 @@ def save_model(
         created_at=datetime.now(UTC),
         sklearn_version=sklearn.__version__,
         description=description,
+        lineage=lineage,
     )
     # The artifact first: readers know a version by its metadata, so they never see one
     # without its artifact. Each object is written whole or not at all. Writing the artifact

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from services.api.cluster import ClusterView
 from services.api.errors import (
+    AliasNotFound,
     InvalidParameter,
     ModelNotFound,
     VersionNotFound,
@@ -19,6 +20,7 @@ from services.api.job_service import JobService
 from services.api.metrics import BacklogExporter
 from services.api.task_service import TaskService
 from services.api.waiter import TaskWaiter
+from services.common import catalog
 from services.common.catalog import Catalog, ModelMetadata
 from services.common.settings import Settings
 from services.common.storage import Storage
@@ -83,17 +85,40 @@ def query_version(request: Request) -> int | None:
     return int(raw)
 
 
-def resolve_model(state: ApiState, name: str, version: int | None) -> ModelMetadata:
-    """The metadata of ``name`` at ``version`` (latest when None), or a 404 that says which."""
-    metadata = state.catalog.get(name, version)
+def query_alias(request: Request) -> str | None:
+    """The ``alias`` query parameter of a predict request."""
+    return request.query_params.get("alias") or None
+
+
+def resolve_model(state: ApiState, name: str, version: int | None,
+                  alias: str | None = None) -> ModelMetadata:
+    """The version of ``name`` a request names (``Catalog.resolve``), or a 404 that says
+    what is missing."""
+    try:
+        metadata = state.catalog.resolve(name, version, alias)
+    except catalog.AliasNotFound as exc:
+        raise alias_not_found(name, alias or "", exc.aliases) from None
     if metadata is not None:
         return metadata
     versions = state.catalog.versions(name)
     if not versions:
-        raise ModelNotFound(
-            f"no model named {name!r}; GET /v1/models lists the models", {"model": name}
-        )
+        raise model_not_found(name)
+    if version is None:  # An alias names a version no longer in the store.
+        version = (state.catalog.default_version(name) if alias is None
+                   else state.catalog.aliases(name).get(alias))
     raise VersionNotFound(
         f"model {name!r} has no version {version}; it has {', '.join(map(str, versions))}",
         {"model": name, "version": version, "versions": versions},
     )
+
+
+def model_not_found(name: str) -> ModelNotFound:
+    return ModelNotFound(
+        f"no model named {name!r}; GET /v1/models lists the models", {"model": name})
+
+
+def alias_not_found(name: str, alias: str, aliases: dict[str, int]) -> AliasNotFound:
+    has = (f"its aliases are {', '.join(sorted(aliases))}" if aliases
+           else "it has no aliases")
+    return AliasNotFound(f"model {name!r} has no alias {alias!r}; {has}",
+                         {"model": name, "alias": alias, "aliases": sorted(aliases)})

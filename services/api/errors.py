@@ -78,6 +78,10 @@ class VersionNotFound(NotFound):
     code = "version_not_found"
 
 
+class AliasNotFound(NotFound):
+    code = "alias_not_found"
+
+
 class TaskNotFound(NotFound):
     code = "task_not_found"
 
@@ -95,6 +99,13 @@ class UnfitColumns(InputError):
 
     status = 422
     code = "unfit_columns"
+
+
+class InvalidAlias(InputError):
+    """An alias that cannot be set: a bad name, or a body without a version."""
+
+    status = 422
+    code = "invalid_alias"
 
 
 class MethodNotAllowed(ApiError):

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 from redis.exceptions import RedisError
 
+from services.api.catalog_follower import CatalogFollower
 from services.api.cluster import ClusterView
 from services.api.dataset_upload import dataset_store
 from services.api.deps import ApiState
@@ -24,6 +25,7 @@ from services.api.observation import ObservedRequestsMiddleware
 from services.api.routes import batch_jobs, datasets, docs, health, models, pools, tasks
 from services.api.task_service import TaskService
 from services.api.waiter import TaskWaiter
+from services.common import keys
 from services.common.catalog import Catalog
 from services.common.heap import settle_heap
 from services.common.records import unsupported_redis
@@ -76,6 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         client = aioredis.Redis.from_pool(pool)
         await refuse_unsupported_redis(client)
         waiter = TaskWaiter(client)
+        catalog = Catalog(settings.model_store)
+        follower = CatalogFollower(catalog)
+        waiter.follow(keys.MODELS_CHANNEL, follower.changed, follower.subscribed)
         backlog = BacklogExporter(client, settings.queue_kinds)
         jobs = JobService(client, settings, waiter,
                           lambda: dataset_store(app.state.inferq))
@@ -83,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.inferq = ApiState(
             settings=settings,
             redis=client,
-            catalog=Catalog(settings.model_store),
+            catalog=catalog,
             waiter=waiter,
             tasks=TaskService(client, settings, waiter),
             jobs=jobs,
@@ -93,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else None,
             storage=_storage_or_none(settings),
         )
+        follower.start()
         waiter.start()
         backlog.start()
         sweeper.start()
@@ -109,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await sweeper.stop()
             await backlog.stop()
             await waiter.stop()
+            await follower.stop()
             await client.aclose()
             if tracing:
                 shutdown_tracing()

@@ -12,8 +12,10 @@ from typing import Any
 
 from services.api import openapi_examples as examples
 from services.api.errors import (
+    AliasNotFound,
     ApiError,
     DatasetNotFound,
+    InvalidAlias,
     InvalidDataset,
     InvalidParameter,
     InvalidRows,
@@ -97,9 +99,20 @@ PREDICT_VERSION_PARAMETER: dict[str, Any] = {
     "name": "version",
     "in": "query",
     "required": False,
-    "description": "the model version to use, as the body's `version` (the latest by "
-    "default); when both are given they must agree",
+    "description": "the model version to use, as the body's `version`; when both are given "
+    "they must agree. By default the version the alias `production` points at, else the "
+    "latest",
     "schema": {"type": "integer", "minimum": 1},
+}
+
+PREDICT_ALIAS_PARAMETER: dict[str, Any] = {
+    "name": "alias",
+    "in": "query",
+    "required": False,
+    "description": "an alias of the model (`PUT /v1/models/{model}/aliases/{alias}`), as "
+    "the body's `alias`, in place of a version; with a version it is a 400",
+    "schema": {"type": "string", "minLength": 1},
+    "example": "staging",
 }
 
 PREDICT_BODY: dict[str, Any] = {
@@ -120,7 +133,10 @@ PREDICT_BODY: dict[str, Any] = {
                                      "additionalProperties": {"type": "number"}}]},
             },
             "version": {"type": "integer", "minimum": 1,
-                        "description": "a version of the model; the latest by default"},
+                        "description": "a version of the model; by default the one the "
+                        "alias `production` points at, else the latest"},
+            "alias": {"type": "string", "minLength": 1,
+                      "description": "an alias of the model, in place of a version"},
             "return_probabilities": {"type": "boolean", "default": False},
         },
     }, "examples": {
@@ -129,6 +145,8 @@ PREDICT_BODY: dict[str, Any] = {
         "named": {"summary": "rows by feature name, at a given version", "value": {
             "instances": [{"sepal_length_cm": 6.7, "sepal_width_cm": 3.0,
                            "petal_length_cm": 5.2, "petal_width_cm": 2.3}], "version": 1}},
+        "alias": {"summary": "rows for the version an alias points at",
+                  "value": {"instances": [[5.1, 3.5, 1.4, 0.2]], "alias": "staging"}},
     }}},
 }
 
@@ -165,6 +183,12 @@ _NO_MODEL = ModelNotFound("no model named 'irsi'; GET /v1/models lists the model
                           {"model": "irsi"})
 _NO_VERSION = VersionNotFound("model 'iris' has no version 7; it has 1, 2",
                               {"model": "iris", "version": 7, "versions": [1, 2]})
+_NO_ALIAS = AliasNotFound("model 'iris' has no alias 'canary'; its aliases are production, "
+                          "staging", {"model": "iris", "alias": "canary",
+                                      "aliases": ["production", "staging"]})
+_VERSION_AND_ALIAS = InvalidParameter("version 1 and alias 'staging' both given; give one "
+                                      "of them", {"parameter": "alias", "version": 1,
+                                                  "alias": "staging"})
 _NO_TASK = TaskNotFound(
     f"no task {examples.TASK_ID!r}: it was never submitted or its record expired",
     {"task_id": examples.TASK_ID})
@@ -179,13 +203,14 @@ PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: _task("the task, queued or running; `Location` is where to follow it",
                queued=examples.QUEUED),
     400: _error(
-        "a malformed body, or a bad `wait` or `version`",
+        "a malformed body, a bad `wait` or `version`, or both a version and an alias",
         MalformedBody('"instances" must be a non-empty list of rows', {"field": "instances"}),
         MalformedBody(f"NaN at line 1 column 32: NaN and Infinity are not allowed; {FINITE_VALUES}",
                       {"line": 1, "column": 32}),
         _BAD_WAIT,
+        _VERSION_AND_ALIAS,
     ),
-    404: _error("no such model or version", _NO_MODEL, _NO_VERSION),
+    404: _error("no such model, version or alias", _NO_MODEL, _NO_VERSION, _NO_ALIAS),
     413: _error(
         "too many rows or bytes",
         TooManyRows("10001 rows exceed the limit of 10000 rows per request; split the request",
@@ -224,12 +249,60 @@ TASK_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 
+_STORE_503 = _error("the model store is unreachable; retry after `Retry-After` seconds",
+                    StorageUnavailable("the object store (models, datasets) is unreachable "
+                                       "or refused access; retry in a moment"))
+
 MODEL_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: _example("the version's metadata", examples.MODEL_METADATA),
-    400: _error("a malformed `version`", InvalidParameter(
-        "version: Input should be greater than or equal to 1", {"parameter": "version"})),
-    404: _error("no such model or version", _NO_MODEL, _NO_VERSION),
+    200: _example("the version's metadata, its aliases, and the version served by default",
+                  examples.MODEL_DESCRIPTION),
+    400: _error("a malformed `version`, or both a version and an alias", InvalidParameter(
+        "version: Input should be greater than or equal to 1", {"parameter": "version"}),
+        _VERSION_AND_ALIAS),
+    404: _error("no such model, version or alias", _NO_MODEL, _NO_VERSION, _NO_ALIAS),
     "4XX": _OTHER,
+    503: _STORE_503,
+}
+
+VERSIONS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _example("every version, oldest first, with its metadata and aliases",
+                  examples.MODEL_VERSIONS),
+    404: _error("no such model", _NO_MODEL),
+    "4XX": _OTHER,
+    503: _STORE_503,
+}
+
+ALIAS_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {"application/json": {"schema": {
+        "type": "object",
+        "required": ["version"],
+        "additionalProperties": False,
+        "properties": {"version": {"type": "integer", "minimum": 1,
+                                   "description": "a version of the model"}},
+    }, "example": {"version": 2}}},
+}
+
+ALIAS_PUT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _example("the alias and the version it now points at",
+                  {"model": "iris", "alias": "production", "version": 2}),
+    404: _error("no such model or version", _NO_MODEL, _NO_VERSION),
+    422: _error(
+        "a body that is not `{\"version\": N}`, or a bad alias name",
+        InvalidAlias('the body must be {"version": N}, N a version of the model',
+                     {"field": "version"}),
+        InvalidAlias("invalid alias name 'Prod': use lowercase letters, digits, '.', '_', "
+                     "'-', starting with a letter or digit, at most 63 characters",
+                     {"alias": "Prod"})),
+    "4XX": _OTHER,
+    503: _STORE_503,
+}
+
+ALIAS_DELETE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    204: {"description": "the alias is removed"},
+    404: _error("no such model or alias", _NO_MODEL, _NO_ALIAS),
+    "4XX": _OTHER,
+    503: _STORE_503,
 }
 
 CANCEL_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -243,8 +316,9 @@ CANCEL_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: _example("every model and its versions", examples.MODEL_LIST),
+    200: _example("every model, its versions and aliases", examples.MODEL_LIST),
     "4XX": _OTHER,
+    503: _STORE_503,
 }
 
 POOLS_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -351,11 +425,14 @@ _NO_JOB = JobNotFound(
 
 JOB_SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: _job("the job, queued; `Location` is where to follow it", queued=examples.JOB_QUEUED),
-    400: _error("a malformed body", InvalidParameter(
+    400: _error("a malformed body, or both a version and an alias", InvalidParameter(
         "body.max_failed_rows: Input should be greater than or equal to 0",
-        {"parameter": "body.max_failed_rows"})),
-    404: _error("no such model, version or dataset", _NO_MODEL, _NO_VERSION, DatasetNotFound(
-        "no dataset 'f00d'; GET /v1/datasets lists the datasets", {"dataset_id": "f00d"})),
+        {"parameter": "body.max_failed_rows"}), InvalidParameter(
+        "body: Value error, version 1 and alias 'staging' both given; give one of them",
+        {"parameter": "body"})),
+    404: _error("no such model, version, alias or dataset", _NO_MODEL, _NO_VERSION, _NO_ALIAS,
+                DatasetNotFound("no dataset 'f00d'; GET /v1/datasets lists the datasets",
+                                {"dataset_id": "f00d"})),
     422: _error("the dataset lacks a column the job needs, or a column is named wrongly",
                 UnfitColumns(
                     "dataset 3f2c9a7e5b1d4e8f9a0b1c2d3e4f5a6b lacks the column "

@@ -40,10 +40,41 @@ MODEL_METADATA: dict[str, Any] = {
     "description": "demo: Pipeline on scikit-learn's iris dataset",
 }
 
+TRAINED_VERSION: dict[str, Any] = {
+    **MODEL_METADATA, "version": 2, "estimator": "Pipeline",
+    "metrics": {"accuracy": 0.96, "f1": 0.9599, "roc_auc": 0.9973},
+    "sha256": "0f3a8c41d2b95e7a6c1f4d8e2b7a9c3e5f1d0b8a6c4e2f9d7b5a3c1e8f6d4b2a",
+    "created_at": "2026-01-16T14:12:03.881204Z", "description": "trained by job "
+    "7c1e9a52-6f0b-4d3e-8a2c-5b9d1f4e7a60",
+    "lineage": {
+        "dataset_id": "5d0c8f6e2b7a4c1f9e3d6a8b0c2e4f61",
+        "dataset_sha256": "b9c1a6f4c7e0b8f6d5c2e1a0f3b7d9c8e6a4f2b0d8c6e4a2f0b8d6c4e2a0f8b6",
+        "estimator": "LogisticRegression", "hyperparameters": {"C": 1.0, "max_iter": 1000},
+        "validation": {"cv": 5}, "seed": 0,
+        "fold_metrics": [{"accuracy": 0.9667, "f1": 0.9666, "roc_auc": 1.0},
+                         {"accuracy": 0.9533, "f1": 0.9532, "roc_auc": 0.9946}],
+        "job_id": "7c1e9a52-6f0b-4d3e-8a2c-5b9d1f4e7a60", "training_seconds": 1.84,
+        "library_versions": {"sklearn": "1.9.1", "numpy": "2.3.4", "scipy": "1.16.2",
+                             "joblib": "1.5.2", "python": "3.11.7", "inferq": "0.1.0"},
+    },
+}
+
+MODEL_DESCRIPTION: dict[str, Any] = {**MODEL_METADATA, "lineage": None,
+                                     "aliases": ["production"], "default_version": 1}
+
+MODEL_VERSIONS: dict[str, Any] = {
+    "model": "iris", "default_version": 1, "aliases": {"production": 1, "staging": 2},
+    "versions": [{**MODEL_METADATA, "lineage": None, "aliases": ["production"]},
+                 {**TRAINED_VERSION, "aliases": ["staging"]}],
+}
+
 MODEL_LIST: dict[str, Any] = {"models": [
-    {"name": "breast-cancer", "versions": [1], "latest": 1, "task": "classification"},
-    {"name": "diabetes", "versions": [1], "latest": 1, "task": "regression"},
-    {"name": "iris", "versions": [1, 2], "latest": 2, "task": "classification"},
+    {"name": "breast-cancer", "versions": [1], "latest": 1, "default_version": 1,
+     "aliases": {}, "task": "classification"},
+    {"name": "diabetes", "versions": [1], "latest": 1, "default_version": 1, "aliases": {},
+     "task": "regression"},
+    {"name": "iris", "versions": [1, 2], "latest": 2, "default_version": 1,
+     "aliases": {"production": 1, "staging": 2}, "task": "classification"},
 ]}
 
 POOL_LIST: dict[str, Any] = {"pools": [

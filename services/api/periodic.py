@@ -1,4 +1,4 @@
-"""A coroutine the API runs every few seconds in the background, from its start to its stop."""
+"""Coroutines the API runs in the background, from its start to its stop."""
 
 from __future__ import annotations
 
@@ -6,20 +6,18 @@ import asyncio
 import contextlib
 
 
-class Periodic:
-    """Runs ``tick`` at once, then every ``interval`` s, until ``stop``."""
+class Background:
+    """Runs ``run`` as a task from ``start`` until ``stop``."""
 
-    name = "inferq-periodic"
+    name = "inferq-background"
 
-    def __init__(self, interval: float) -> None:
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+    _task: asyncio.Task[None] | None = None
 
-    async def tick(self) -> None:
+    async def run(self) -> None:
         raise NotImplementedError
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=self.name)
+        self._task = asyncio.create_task(self.run(), name=self.name)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -27,7 +25,19 @@ class Periodic:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _run(self) -> None:
+
+class Periodic(Background):
+    """Runs ``tick`` at once, then every ``interval`` s, until ``stop``."""
+
+    name = "inferq-periodic"
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+
+    async def tick(self) -> None:
+        raise NotImplementedError
+
+    async def run(self) -> None:
         while True:
             await self.tick()
             await asyncio.sleep(self._interval)

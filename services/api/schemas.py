@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.common.catalog import ModelMetadata
 
 
 class _Answer(BaseModel):
@@ -19,12 +21,43 @@ class Health(_Answer):
 class ModelSummary(_Answer):
     name: str = Field(examples=["iris"])
     versions: list[int] = Field(description="every version, oldest first", examples=[[1, 2]])
-    latest: int = Field(description="the version a prediction without one uses", examples=[2])
+    latest: int = Field(description="the newest version", examples=[2])
+    default_version: int = Field(
+        description="the version a prediction without a version or an alias uses: the "
+        "alias `production`'s when the model has it, else the latest", examples=[1])
+    aliases: dict[str, int] = Field(description="each alias and the version it points at",
+                                    examples=[{"production": 1, "staging": 2}])
     task: Literal["classification", "regression"] | None = None
 
 
 class ModelList(_Answer):
     models: list[ModelSummary]
+
+
+class ModelVersion(ModelMetadata):
+    """A version's metadata and the aliases that point at it."""
+
+    aliases: list[str] = Field(default_factory=list,
+                               description="the aliases pointing at this version")
+
+
+class ModelDescription(ModelVersion):
+    default_version: int = Field(
+        description="the version a prediction without a version or an alias uses")
+
+
+class ModelVersions(_Answer):
+    model: str = Field(examples=["iris"])
+    default_version: int = Field(
+        description="the version a prediction without a version or an alias uses")
+    aliases: dict[str, int] = Field(description="each alias and the version it points at")
+    versions: list[ModelVersion] = Field(description="every version, oldest first")
+
+
+class AliasSet(_Answer):
+    model: str = Field(examples=["iris"])
+    alias: str = Field(examples=["production"])
+    version: int = Field(examples=[2])
 
 
 class Pool(_Answer):
@@ -50,7 +83,12 @@ class BatchJobRequest(BaseModel):
 
     dataset_id: str = Field(description="the dataset to score (POST /v1/datasets)",
                             min_length=1, max_length=200)
-    version: int | None = Field(None, ge=1, description="a version; the latest by default")
+    version: int | None = Field(
+        None, ge=1, description="a version; by default the alias `production`'s, else the "
+        "latest")
+    alias: str | None = Field(
+        None, min_length=1, max_length=63,
+        description="an alias of the model, in place of a version", examples=["staging"])
     id_column: str | None = Field(
         None, min_length=1, description="a dataset column copied to the output and the errors")
     passthrough_columns: list[str] = Field(
@@ -61,6 +99,13 @@ class BatchJobRequest(BaseModel):
         False, description="add one probability_<class> column per class (classifiers)")
     max_failed_rows: int = Field(
         0, ge=0, description="rows that may be rejected before the job fails")
+
+    @model_validator(mode="after")
+    def _version_or_alias(self) -> BatchJobRequest:
+        if self.version is not None and self.alias is not None:
+            raise ValueError(f"version {self.version} and alias {self.alias!r} both given; "
+                             "give one of them")
+        return self
 class DatasetColumn(_Answer):
     name: str = Field(examples=["sepal_length_cm"])
     dtype: str = Field(description="int64, float64, bool, string, null (only nulls), or for "

@@ -12,7 +12,7 @@ from services.api.errors import InvalidRows, MalformedBody, TooManyRows
 from services.common.catalog import NUMERIC_DTYPES, ModelMetadata
 from services.common.values import FINITE_VALUES, MAX_MAGNITUDE, STRING_DTYPE
 
-_FIELDS = ("instances", "version", "return_probabilities")
+_FIELDS = ("instances", "version", "alias", "return_probabilities")
 
 #: What some encoders write for non-finite floats, which JSON has no place for.
 _NON_FINITE_LITERAL = re.compile(r"-?(?:NaN|[Ii]nfinity|nan|inf)")
@@ -23,6 +23,7 @@ _NUMBER = re.compile(r"-?[0-9][0-9.eE+-]*")
 class PredictBody:
     instances: list[Any]
     version: int | None
+    alias: str | None
     return_probabilities: bool
 
 
@@ -52,12 +53,16 @@ def parse_predict_body(raw: bytes, max_rows: int) -> PredictBody:
     version = body.get("version")
     if version is not None and (type(version) is not int or version < 1):
         raise MalformedBody('"version" must be a positive integer', {"field": "version"})
+    alias = body.get("alias")
+    if alias is not None and (type(alias) is not str or not alias):
+        raise MalformedBody('"alias" must be an alias name, like "production"',
+                            {"field": "alias"})
     probabilities = body.get("return_probabilities", False)
     if type(probabilities) is not bool:
         raise MalformedBody(
             '"return_probabilities" must be true or false', {"field": "return_probabilities"}
         )
-    return PredictBody(instances, version, probabilities)
+    return PredictBody(instances, version, alias, probabilities)
 
 
 def _not_json(exc: orjson.JSONDecodeError) -> MalformedBody:

@@ -8,6 +8,9 @@ names, with its record when the result is small. So a process hears only of the 
 own requests wait for. Hundreds of waiters cost one connection and no thread, and nobody
 polls Redis in a loop. The future's value is the record the event carried (None without
 one), so a woken request usually answers without reading Redis again.
+
+The same subscription carries other channels whose messages the API follows (``follow``):
+the announcements of changed models.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -38,6 +42,14 @@ class TaskWaiter:
         self.channel = keys.events_channel(process_id or uuid.uuid4().hex)
         self._waiting: defaultdict[str, set[Waiter]] = defaultdict(set)
         self._listener: asyncio.Task[None] | None = None
+        self._followed: dict[bytes, tuple[Callable[[bytes], None], Callable[[], None]]] = {}
+
+    def follow(self, channel: str, on_message: Callable[[bytes], None],
+               on_subscribed: Callable[[], None]) -> None:
+        """Hand each message of ``channel`` to ``on_message``, and call ``on_subscribed``
+        each time the subscription to it is (re)made: messages sent before may be lost.
+        Both run on the listener's loop and must not block. Call before ``start``."""
+        self._followed[channel.encode()] = (on_message, on_subscribed)
 
     def start(self) -> None:
         self._listener = asyncio.create_task(self._listen(), name="inferq-task-waiter")
@@ -72,15 +84,24 @@ class TaskWaiter:
             if not future.done():
                 future.set_result(record)
 
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind, channel, data = message.get("type"), message.get("channel"), message.get("data")
+        followed = self._followed.get(channel) if isinstance(channel, bytes) else None
+        if kind == "message" and data:
+            if followed is not None:
+                followed[0](data)
+            else:
+                self._wake(data)
+        elif kind == "subscribe" and followed is not None:
+            followed[1]()
+
     async def _listen(self) -> None:
         while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._client.pubsub()
             try:
-                await pubsub.subscribe(self.channel)
+                await pubsub.subscribe(self.channel, *self._followed)
                 async for message in pubsub.listen():
-                    data = message.get("data")
-                    if message.get("type") == "message" and data:
-                        self._wake(data)
+                    self._dispatch(message)
             except (RedisError, OSError) as exc:
                 # Waiters still re-read their task when their timeout ends.
                 log.warning("task event subscription lost; retrying",

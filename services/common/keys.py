@@ -18,6 +18,11 @@ def events_channel(process_id: str) -> str:
     return f"{PREFIX}events:{process_id}"
 
 
+#: The channel on which a change of a model's versions or aliases is announced, the
+#: model's name the message (``services.common.model_events``).
+MODELS_CHANNEL = f"{PREFIX}models"
+
+
 def task_key(task_id: str) -> str:
     return f"{PREFIX}task:{task_id}"
 

@@ -40,7 +40,7 @@ def test_every_answer_has_an_example() -> None:
     have no JSON to show, and the empty 204 of a deletion."""
     shown = {where for where, _, _ in _examples()}
     bare = {"get /healthz 200", "get /readyz 200", "get /metrics 200",
-            "delete /v1/datasets/{dataset_id} 204",
+            "delete /v1/datasets/{dataset_id} 204", "delete /v1/models/{model}/aliases/{alias} 204",
             "get /v1/batch-jobs/{job_id}/results 200", "get /v1/batch-jobs/{job_id}/errors 200"}
     for path, operations in DOCUMENT["paths"].items():
         for method, operation in operations.items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import joblib
@@ -23,7 +22,7 @@ def fitted(n_features: int = 3) -> LinearRegression:
 
 
 def test_versions_increase_and_catalog_sees_them(tmp_path: Path) -> None:
-    catalog = Catalog(tmp_path, refresh_seconds=3600)
+    catalog = Catalog(tmp_path)
     assert catalog.get("lin") is None
     first = save_model(tmp_path, "lin", fitted(), features=["a", "b", "c"])
     second = save_model(tmp_path, "lin", fitted(), features=["a", "b", "c"])
@@ -34,15 +33,21 @@ def test_versions_increase_and_catalog_sees_them(tmp_path: Path) -> None:
     assert first.task == "regression" and first.classes is None
 
 
-def test_a_stale_list_is_served_while_a_thread_rereads_it(tmp_path: Path) -> None:
+def test_the_catalog_rereads_a_known_model_only_when_told(tmp_path: Path) -> None:
     save_model(tmp_path, "lin", fitted(), features=["a", "b", "c"])
-    catalog = Catalog(tmp_path, refresh_seconds=0)
+    catalog = Catalog(tmp_path)
     assert catalog.models() == {"lin": [1]}
     save_model(tmp_path, "lin", fitted(), features=["a", "b", "c"])
-    deadline = time.monotonic() + 5
-    while catalog.models() != {"lin": [1, 2]}:
-        assert time.monotonic() < deadline, "the list was never re-read"
-        time.sleep(0.01)
+    other = save_model(tmp_path, "other", fitted(), features=["a", "b", "c"])
+    # No periodic re-listing: the new version waits for its announcement.
+    assert catalog.models() == {"lin": [1]} and catalog.get("lin").version == 1
+    # A name not known yet is looked up at once.
+    assert catalog.get("other") == other
+    catalog.refresh("lin")
+    assert catalog.versions("lin") == [1, 2] and catalog.get("lin").version == 2
+    save_model(tmp_path, "lin", fitted(), features=["a", "b", "c"])
+    catalog.reload()
+    assert catalog.models() == {"lin": [1, 2, 3], "other": [1]}
 
 
 def test_a_taken_version_number_moves_the_writer_on(tmp_path: Path) -> None:

@@ -39,11 +39,12 @@ def _not_found(job_id: str) -> JobNotFound:
              response_class=Response, responses=JOB_SUBMIT_RESPONSES)
 async def submit_batch_job(request: Request, state: StateDep, model: str,
                            body: BatchJobRequest) -> Response:
-    """Score every row of a dataset with a model version (the latest when none is given),
-    on the batch pool, in chunks. The model's features must be columns of the dataset; a
-    row whose values do not fit is rejected alone (`GET .../errors` lists it), and the job
-    fails when more than `max_failed_rows` are."""
-    metadata = resolve_model(state, model, body.version)
+    """Score every row of a dataset with a model version (`version`, else the one `alias`
+    points at, else the alias `production`'s, else the latest), on the batch pool, in
+    chunks; the job names the version used. The model's features must be columns of the
+    dataset; a row whose values do not fit is rejected alone (`GET .../errors` lists it),
+    and the job fails when more than `max_failed_rows` are."""
+    metadata = resolve_model(state, model, body.version, body.alias)
     dataset = await state.jobs.dataset(body.dataset_id)
     job = await state.jobs.submit(metadata, dataset, body, request_trace(request.scope))
     return json_response(job, 202, {"Location": f"/v1/batch-jobs/{job['job_id']}"})
