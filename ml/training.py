@@ -67,6 +67,7 @@ from threadpoolctl import threadpool_limits
 
 from services.common.catalog import Feature
 from services.common.datasets import Column, Dataset, read_rows
+from services.common.values import STRING_DTYPE
 
 if TYPE_CHECKING:
     from services.common.storage import Storage
@@ -112,8 +113,9 @@ _DENSE_ONLY = frozenset({"HistGradientBoostingClassifier", "HistGradientBoosting
 #: scikit-learn 1.8); they run on one core under the fit's thread limit all the same.
 _IGNORES_N_JOBS = frozenset({"LogisticRegression"})
 
-#: Dataset dtypes read as numbers: every integer and float type, decimals, booleans (0/1).
-_NUMERIC_PREFIXES = ("int", "uint", "float", "double", "halffloat", "decimal", "bool")
+#: Dataset dtypes read as numbers: every integer and float type, and decimals. Booleans are
+#: no feature: predictions and batch jobs take no booleans for a model's features.
+_NUMERIC_PREFIXES = ("int", "uint", "float", "double", "halffloat", "decimal")
 
 #: Matches no constraint but "no_validation": what a parameter accepts, in sklearn's words.
 _NOT_A_VALUE = object()
@@ -250,13 +252,13 @@ def _check_columns(body: Mapping[str, Any],
             raise SpecError("feature_columns", f"{name!r} is listed twice")
         seen.add(name)
         dtype = dtypes[name]
-        if dtype != "string" and not _is_numeric(dtype):
+        if dtype != STRING_DTYPE and not _is_numeric(dtype):
             raise SpecError("feature_columns", f"column {name!r} is {dtype}; a feature is a "
-                            "number, a boolean or a string"
+                            "number or a string"
                             + ("" if chosen else "; list the feature_columns to use"))
     if not names:
         raise SpecError("feature_columns", "the dataset has no column besides the target")
-    return target, [Feature(name=n, dtype="string" if dtypes[n] == "string" else "float64")
+    return target, [Feature(name=n, dtype=STRING_DTYPE if dtypes[n] == STRING_DTYPE else "float64")
                     for n in names]
 
 
@@ -456,13 +458,13 @@ def load_data(storage: Storage, dataset: Dataset,
     check_target(spec, y)
     if spec.task == CLASSIFICATION and y.dtype.kind == "f":
         y = y.astype(np.int64)  # Integral: checked above; classes read as integers.
-    numeric = all(f.dtype != "string" for f in spec.features)
+    numeric = all(f.dtype != STRING_DTYPE for f in spec.features)
     X = np.empty((table.num_rows, len(names)), dtype=np.float64 if numeric else object)
     for j, feature in enumerate(spec.features):
         column = table[feature.name]
         if column.null_count == len(column) and len(column):
             raise SpecError("feature_columns", f"column {feature.name!r} has no values")
-        if feature.dtype == "string":
+        if feature.dtype == STRING_DTYPE:
             X[:, j] = column.to_pylist()
         else:
             X[:, j] = pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
@@ -505,8 +507,8 @@ def build_pipeline(spec: TrainingSpec, params: Mapping[str, Any]) -> Pipeline:
     if spec.estimator in _IGNORES_N_JOBS:
         del ours["n_jobs"]
     estimator.set_params(**{k: v for k, v in ours.items() if k in known})
-    numeric = [j for j, f in enumerate(spec.features) if f.dtype != "string"]
-    strings = [j for j, f in enumerate(spec.features) if f.dtype == "string"]
+    numeric = [j for j, f in enumerate(spec.features) if f.dtype != STRING_DTYPE]
+    strings = [j for j, f in enumerate(spec.features) if f.dtype == STRING_DTYPE]
     steps: list[tuple[str, Any, list[int]]] = []
     if numeric:
         steps.append(("numeric", SimpleImputer(strategy="median"), numeric))
