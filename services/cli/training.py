@@ -6,14 +6,14 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import Any, TextIO
+from typing import Any
 
 import httpx
 import orjson
 
 from services.cli.client import json_body, report, request
 from services.cli.errors import CliError
-from services.cli.jobs import BAR_WIDTH, FOLLOW_STEP, TERMINAL, _request
+from services.cli.jobs import BAR_WIDTH, TERMINAL, Bar, _request, follow
 
 #: ``--promote-if``: a metric, ``>=`` (at least) or ``<=`` (at most), a number.
 PROMOTE_IF = re.compile(r"^\s*([a-z0-9_]+)\s*(>=|<=)\s*(\S+)\s*$")
@@ -70,14 +70,15 @@ def run_train(args: argparse.Namespace) -> int:
                            json=body)
     if response.status_code >= 400 or not args.wait:
         return report(response)
-    return follow(base, json_body(response)["job_id"])
+    job_id = json_body(response)["job_id"]
+    return follow(f"{base}/v1/training-jobs/{job_id}", PhaseProgress(sys.stderr))
 
 
 def run_training_jobs(args: argparse.Namespace) -> int:
     base = args.url.rstrip("/")
     if args.training_command == "get":
         if args.wait:
-            return follow(base, args.job_id)
+            return follow(f"{base}/v1/training-jobs/{args.job_id}", PhaseProgress(sys.stderr))
         return _request("GET", f"{base}/v1/training-jobs/{args.job_id}")
     if args.training_command == "list":
         params = {k: v for k, v in (("status", args.status), ("model", args.model)) if v}
@@ -139,53 +140,13 @@ def _pair(text: str, flag: str) -> tuple[str, Any]:
     return name, parse_value(value)
 
 
-def follow(base: str, job_id: str) -> int:
-    """Follow the job to its end, its phase and progress on stderr; the ended job on
-    stdout."""
-    progress = PhaseProgress(sys.stderr)
-    with httpx.Client(timeout=FOLLOW_STEP + 30) as client:
-        while True:
-            response = request(client, "GET", f"{base}/v1/training-jobs/{job_id}",
-                               params={"wait": FOLLOW_STEP})
-            if response.status_code >= 400:
-                progress.close()
-                return report(response)
-            job = json_body(response)
-            progress.show(job)
-            if job["status"] in TERMINAL:
-                progress.close()
-                report(response)
-                return 0 if job["status"] == "succeeded" else 1
+class PhaseProgress(Bar):
+    """A training job's phase and progress (0 to 1)."""
 
-
-class PhaseProgress:
-    """A training job's phase and progress: a bar redrawn in place on a terminal, a line
-    per change elsewhere."""
-
-    def __init__(self, out: TextIO, tty: bool | None = None) -> None:
-        self._out = out
-        self._tty = out.isatty() if tty is None else tty
-        self._last_line = ""
-
-    def show(self, job: dict[str, Any]) -> None:
-        line = self.line(job)
-        if self._tty:
-            self._out.write(f"\r{line}\033[K")
-        elif line != self._last_line:
-            self._out.write(line + "\n")
-        self._last_line = line
-        self._out.flush()
-
-    def line(self, job: dict[str, Any]) -> str:
+    def line(self, job: dict[str, Any], now: float) -> str:
         share = float(job.get("progress") or 0.0)
         phase, status = job.get("phase") or "", job["status"]
         if not self._tty:
             return f"job {job['job_id']}: {status}, {phase}, {share:.0%}"
         filled = round(share * BAR_WIDTH)
         return f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {share:4.0%}  {phase}  {status}"
-
-    def close(self) -> None:
-        if self._tty and self._last_line:
-            self._out.write("\n")
-            self._out.flush()
-
