@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import signal
 import subprocess
@@ -13,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import orjson
 import pytest
 import redis
 from job_client import upload
 from processes import INFERQ, ServiceProcess, service_env, start_worker
+from training_client import churn_csv, prices_csv, submit, wait_training
 
 from services.common import keys
 from services.common.storage import Storage
@@ -53,35 +51,6 @@ def rdb(redis_server) -> redis.Redis:  # type: ignore[no-untyped-def]
     return redis_server.client()
 
 
-def churn_csv(rows: int = 300, seed: int = 0) -> bytes:
-    """Customers: numeric and string features, a yes/no target that depends on both."""
-    rng = np.random.default_rng(seed)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["customer", "age", "plan", "usage", "churned", "spend"])
-    for i in range(rows):
-        age = int(rng.integers(18, 80))
-        plan = ["basic", "pro", "max"][int(rng.integers(0, 3))]
-        usage = round(float(rng.uniform(0, 100)), 2)
-        churned = "yes" if (usage < 40) != (plan == "max") else "no"
-        if rng.uniform() < 0.05:
-            churned = "no" if churned == "yes" else "yes"
-        writer.writerow([f"c{i}", age, plan, usage, churned, round(usage * 1.7 + age, 3)])
-    return buffer.getvalue().encode()
-
-
-def prices_csv(rows: int = 240, seed: int = 1) -> bytes:
-    rng = np.random.default_rng(seed)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["x1", "x2", "x3", "price"])
-    for _ in range(rows):
-        x1, x2, x3 = rng.uniform(0, 10, 3)
-        price = 3 * x1 - 2 * x2 + x3 + rng.normal(0, 0.5)
-        writer.writerow([round(x1, 3), round(x2, 3), round(x3, 3), round(price, 3)])
-    return buffer.getvalue().encode()
-
-
 @pytest.fixture(scope="module")
 def churn(client_module: httpx.Client) -> str:
     return upload(client_module, churn_csv(), "csv", name="churn")
@@ -96,25 +65,6 @@ def prices(client_module: httpx.Client) -> str:
 def client_module(api_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=api_url, timeout=40) as http:
         yield http
-
-
-def submit(client: httpx.Client, model: str, **body: Any) -> dict[str, Any]:
-    response = client.post(f"/v1/models/{model}/training-jobs", json=body)
-    assert response.status_code == 202, response.text
-    job: dict[str, Any] = response.json()
-    assert response.headers["location"] == f"/v1/training-jobs/{job['job_id']}"
-    assert job["status"] == "queued" and job["phase"] == "queued"
-    return job
-
-
-def wait_training(client: httpx.Client, job_id: str, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = client.get(f"/v1/training-jobs/{job_id}",
-                                         params={"wait": 10}).json()
-        if job["status"] not in ("queued", "running"):
-            return job
-        assert time.monotonic() < deadline, f"job {job_id} still {job['status']}: {job}"
 
 
 def wait_phase(client: httpx.Client, job_id: str, prefix: str, timeout: float = 60
