@@ -11,10 +11,9 @@ import pytest
 from job_client import upload
 from metrics_text import sample
 from otlp_receiver import OtlpReceiver
-from processes import ServiceProcess, service_env, start_worker
+from processes import metrics_worker, service_env
 from training_client import prices_csv, wait_training
 
-from services.cli.redis_server import free_port
 from services.common.storage import Storage
 
 TRACE_ID = "6df92f3577b34da6a3ce929d0e0e4738"
@@ -34,11 +33,7 @@ def stack_env(redis_server, model_store, storage: Storage,  # type: ignore[no-un
 
 @pytest.fixture(scope="module")
 def metrics_url(stack_env: dict[str, str], logs: Path) -> Iterator[str]:
-    port = free_port()
-    worker: ServiceProcess = start_worker(stack_env, logs, pool="training", concurrency=1,
-                                          metrics_port=port)
-    yield f"http://127.0.0.1:{port}/metrics"
-    worker.stop()
+    yield from metrics_worker(stack_env, logs, "training", 1)
 
 
 def test_a_training_job_is_one_trace_and_is_counted(
