@@ -244,23 +244,22 @@ def test_a_grid_search_spreads_over_two_workers_and_registers_the_best(
     try:
         job = submit(client_module, "churn-grid", dataset_id=churn, target_column="churned",
                      feature_columns=["age", "plan", "usage"],
-                     estimator="DecisionTreeClassifier", validation={"cv": 3},
-                     search={"grid": {"max_depth": [1, 6], "min_samples_leaf": [1, 40]},
-                             "metric": "accuracy"})
+                     estimator="DecisionTreeClassifier", validation={"cv": 2},
+                     search={"grid": {"max_depth": [1, 6]}, "metric": "accuracy"})
         done = wait_training(client_module, job["job_id"])
     finally:
         second.stop()
     assert done["status"] == "succeeded", done
     trials = done["trials"]
-    assert len(trials) == 12
+    assert len(trials) == 4
     assert len({t["worker"] for t in trials}) == 2, trials
     means: dict[int, float] = {}
-    for candidate in range(4):
+    for candidate in range(2):
         folds = [t["metrics"]["accuracy"] for t in trials if t["candidate"] == candidate]
         means[candidate] = sum(folds) / len(folds)
     best = max(means, key=lambda c: means[c])
-    grid = [{"max_depth": d, "min_samples_leaf": m} for d in (1, 6) for m in (1, 40)]
-    assert done["hyperparameters"] == grid[best]
+    assert best == 1 and means[1] > means[0]  # The deeper tree sees plan and usage together.
+    assert done["hyperparameters"] == {"max_depth": 6}
     assert done["metrics"]["accuracy"] == pytest.approx(means[best])
 
 
@@ -364,3 +363,29 @@ def test_sigterm_lets_the_fit_finish_and_hands_back_what_is_held(
         assert wait_training(client, held["job_id"])["status"] == "succeeded"
     finally:
         later.stop()
+
+
+def test_a_fit_past_the_soft_time_limit_is_killed_and_fails_the_job(
+    client_module: httpx.Client, rdb: redis.Redis, trainer: ServiceProcess,
+    stack_env: dict[str, str], logs: Path, churn: str,
+) -> None:
+    trainer.stop()  # This test runs a worker of its own, with a short limit.
+    env = {**stack_env, "INFERQ_SOFT_TIME_LIMIT": "4", "INFERQ_HARD_TIME_LIMIT": "20"}
+    limited = start_worker(env, logs, pool="training", concurrency=1)
+    try:
+        job = submit(client_module, "churn-slow", dataset_id=churn, target_column="churned",
+                     estimator="RandomForestClassifier",
+                     hyperparameters={"n_estimators": 50000, "max_features": None})
+        deadline = time.monotonic() + 10
+        while not rdb.hget(keys.job_key(job["job_id"]), "fit_pid"):
+            assert time.monotonic() < deadline, "the fit never started"
+            time.sleep(0.02)
+        pid = int(rdb.hget(keys.job_key(job["job_id"]), "fit_pid") or 0)
+        done = wait_training(client_module, job["job_id"], timeout=30)
+        assert done["status"] == "failed"
+        assert done["error"]["code"] == "soft_time_limit_exceeded"
+        assert not _alive(pid)
+        assert done["version"] is None and versions(client_module, "churn-slow") == []
+        assert limited.process.poll() is None
+    finally:
+        limited.stop()
