@@ -69,10 +69,14 @@ def folds(k: int) -> StratifiedKFold:
     return StratifiedKFold(n_splits=k, shuffle=True, random_state=SEED)
 
 
-def timed(work: Any) -> tuple[float, Any]:
+def timed(name: str, work: Any) -> tuple[float, Any]:
+    """Seconds ``work`` took, said on stderr as soon as known (a long run shows its
+    progress), and its result."""
     started = time.perf_counter()
     result = work()
-    return round(time.perf_counter() - started, 2), result
+    seconds = round(time.perf_counter() - started, 2)
+    print(json.dumps({name: seconds}), file=sys.stderr, flush=True)
+    return seconds, result
 
 
 def engine(X: np.ndarray, y: np.ndarray, k: int, grid: dict[str, list[Any]]) -> dict[str, Any]:
@@ -106,13 +110,13 @@ def main() -> None:
     X, y = data(args.rows)
     load = os.getloadavg()[0]
 
-    cv_s, cv = timed(lambda: cross_validate(forest(), X, y, cv=folds(args.cv),
-                                            n_jobs=args.jobs, scoring="accuracy"))
-    grid_s, search = timed(lambda: GridSearchCV(forest(), GRID, cv=folds(args.grid_cv),
-                                                n_jobs=args.jobs, scoring="accuracy")
-                           .fit(X, y))
-    engine_cv_s, engine_cv = timed(lambda: engine(X, y, args.cv, {}))
-    engine_grid_s, engine_grid = timed(lambda: engine(X, y, args.grid_cv, GRID))
+    cv_s, cv = timed("sklearn_cross_validate", lambda: cross_validate(
+        forest(), X, y, cv=folds(args.cv), n_jobs=args.jobs, scoring="accuracy"))
+    grid_s, search = timed("sklearn_grid_search", lambda: GridSearchCV(
+        forest(), GRID, cv=folds(args.grid_cv), n_jobs=args.jobs, scoring="accuracy").fit(X, y))
+    engine_cv_s, engine_cv = timed("engine_cv_serial", lambda: engine(X, y, args.cv, {}))
+    engine_grid_s, engine_grid = timed("engine_grid_serial",
+                                       lambda: engine(X, y, args.grid_cv, GRID))
     print(json.dumps({
         "benchmark": "training_direct",
         "rows": args.rows, "features": FEATURES, "trees": TREES, "seed": SEED,
