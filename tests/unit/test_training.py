@@ -138,6 +138,11 @@ def test_a_good_request_becomes_a_spec_that_round_trips() -> None:
     ({"seed": 1.5}, "seed", "must be an integer"),
     ({"target_column": None}, "target_column", "required"),
     ({"target_column": "price"}, "target_column", "the dataset has no column 'price'"),
+    ({"estimator": "Ridge", "target_column": "color", "feature_columns": ["a"]},
+     "target_column", "column 'color' is string, not a number; use a classifier such as"),
+    ({"target_column": "when", "feature_columns": ["a"]}, "target_column",
+     "column 'when' is timestamp[us]; a classifier's target is a number, a boolean or a"),
+    ({"target_column": "zz"}, "target_column", "its columns are a, b, color, flag, when, y"),
     ({"feature_columns": "a"}, "feature_columns", "non-empty list of column names"),
     ({"feature_columns": []}, "feature_columns", "non-empty list"),
     ({"feature_columns": ["a", "z"]}, "feature_columns", "the dataset has no column 'z'"),
@@ -330,8 +335,8 @@ def csv_dataset(storage: Storage, text: str) -> Dataset:
 
 def test_load_data_reads_features_in_order_and_the_target(tmp_path: Path) -> None:
     storage = Storage.from_url(str(tmp_path))
-    lines = ["size,color,label,price"] + [
-        f"{i if i % 7 else ''},{['red', 'blue', ''][i % 3]},{i % 2},{i * 1.5}"
+    lines = ["size,color,label,price,flag"] + [
+        f"{i if i % 7 else ''},{['red', 'blue', ''][i % 3]},{i % 2},{i * 1.5},{i % 2 == 1}"
         for i in range(40)]
     dataset = csv_dataset(storage, "\n".join(lines) + "\n")
     spec = check_spec({"estimator": "RandomForestClassifier", "target_column": "label",
@@ -345,6 +350,9 @@ def test_load_data_reads_features_in_order_and_the_target(tmp_path: Path) -> Non
                           "feature_columns": ["size"]}, dataset.columns)
     X, y = load_data(storage, dataset, numeric)
     assert X.dtype == np.float64 and y.dtype == np.float64 and X[1, 0] == 1.0
+    flags = check_spec({"estimator": "RandomForestClassifier", "target_column": "flag",
+                        "feature_columns": ["size"]}, dataset.columns)
+    assert load_data(storage, dataset, flags)[1][:3].tolist() == [0, 1, 0]
     continuous = check_spec({"estimator": "RandomForestClassifier", "target_column": "price",
                              "feature_columns": ["size"]}, dataset.columns)
     with pytest.raises(SpecError, match="is continuous"):
