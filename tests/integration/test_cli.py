@@ -123,7 +123,7 @@ def test_models_versions_and_alias(tmp_path: Path) -> None:
     assert json.loads(deleted.stdout)["deleted"] is True
     assert json.loads(run("models", "versions", "tree", "--json", env=env).stdout)[
         "default_version"] == 2
-    # Without INFERQ_REDIS_URL nothing is announced, and nothing said of it.
+    # Without INFERQ_REDIS_URL, the default Redis is tried quietly.
     quiet = {k: v for k, v in env.items() if k != "INFERQ_REDIS_URL"}
     assert run("models", "alias", "tree", "staging", "2", env=quiet).stderr == ""
 
