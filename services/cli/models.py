@@ -61,12 +61,13 @@ def _emit(value: object) -> None:
 
 
 def _announce(settings: Settings, names: list[str]) -> None:
-    """Tell running APIs, when a Redis is configured; without one, nobody runs to tell."""
-    if "INFERQ_REDIS_URL" not in os.environ:
-        return
+    """Tell running APIs. Without ``INFERQ_REDIS_URL``, the default Redis is tried (where
+    ``inferq up`` starts one) and, when nothing answers there, nothing is said."""
+    configured = "INFERQ_REDIS_URL" in os.environ
     for name in dict.fromkeys(names):
-        if not announce_to(settings.broker_url, settings.redis_url_redacted, name):
-            return  # One line says so; the others would say the same.
+        if not announce_to(settings.broker_url, settings.redis_url_redacted, name,
+                           quiet=not configured):
+            return  # Unreachable: the others would fail alike.
 
 
 def run_models(args: argparse.Namespace, settings: Settings) -> int:

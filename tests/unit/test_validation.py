@@ -27,7 +27,12 @@ def test_limits_and_shape() -> None:
     with pytest.raises(MalformedBody, match="unknown field 'extra'"):
         parse_predict_body(b'{"instances": [[1, 2]], "extra": 1}', max_rows=5)
     body = parse_predict_body(b'{"instances": [[1, 2]], "version": 2}', max_rows=5)
-    assert body.version == 2 and body.return_probabilities is False
+    assert body.version == 2 and body.alias is None and body.return_probabilities is False
+    assert parse_predict_body(b'{"instances": [[1, 2]], "alias": "staging"}', 5).alias \
+        == "staging"
+    for bad in (b'""', b"3", b'["a"]'):
+        with pytest.raises(MalformedBody, match='"alias" must be an alias name'):
+            parse_predict_body(b'{"instances": [[1, 2]], "alias": ' + bad + b"}", 5)
 
 
 @pytest.mark.parametrize(
