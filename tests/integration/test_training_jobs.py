@@ -222,6 +222,7 @@ def test_a_cancel_stops_the_fit_and_registers_nothing(
     assert versions(client, "churn-cancel") == []
     assert client.delete(f"/v1/training-jobs/{job['job_id']}").status_code == 409
     assert trainer.process.poll() is None
+    assert f"training task skipped job_id={job['job_id']}" in trainer.log()
 
 
 def _alive(pid: int) -> bool:

@@ -78,6 +78,17 @@ def test_folds_count_once_and_the_last_pushes_the_final_task_once(client: redis.
     assert client.hlen(keys.training_folds_key(JOB)) == 4
 
 
+def test_progress_never_goes_back(client: redis.Redis) -> None:
+    [task] = submit(client, 1, 1)
+    start(client, task)
+    for phase, progress in (("loading", "0.3"), ("fitting", "0.1")):
+        assert client.eval(tj.PROGRESS_SCRIPT, 1, keys.job_key(JOB), phase, progress,
+                           "1002.0", "fit_pid", "42") == b"running"
+    job = tj.to_public(JOB, client.hgetall(keys.job_key(JOB)))
+    assert (job["phase"], job["progress"]) == ("fitting", 0.3)
+    assert client.hget(keys.job_key(JOB), "fit_pid") == b"42"
+
+
 def test_a_cancelled_job_counts_no_fold_and_registers_nothing(client: redis.Redis) -> None:
     tasks = submit(client, 1, 2)
     start(client, tasks[0])
@@ -102,6 +113,7 @@ def test_a_registering_job_cannot_be_cancelled_and_succeeds(client: redis.Redis)
     assert client.eval(tj.PROGRESS_SCRIPT, 1, keys.job_key(JOB), "fitting", "0.5",
                        "1003.0") == b"running"
     assert client.hget(keys.job_key(JOB), "phase") == b"registering"
+    assert client.hget(keys.job_key(JOB), "progress") == b"0.95"
     fields = {"version": "3", "metrics": '{"r2": 0.9}', "phase": "done", "progress": "1"}
     assert client.eval(tj.SUCCEED_SCRIPT, 3, *tj.job_keys(JOB), keys.TRAINING_METRICS,
                        "1004.0", 60, JOB, orjson.dumps(fields), "churn",
