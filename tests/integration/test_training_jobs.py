@@ -299,6 +299,11 @@ def test_listing_filters_by_model_and_status(
     assert [j["model"] for j in cancelled] == ["churn-cancel"]
     assert all(j["kind"] == "batch"
                for j in client_module.get("/v1/batch-jobs").json()["jobs"])
+    # A training job is no batch job, even by its id.
+    job_id = jobs[0]["job_id"]
+    assert client_module.get(f"/v1/batch-jobs/{job_id}").status_code == 404
+    assert client_module.get(f"/v1/batch-jobs/{job_id}", params={"wait": 1}).status_code == 404
+    assert client_module.delete(f"/v1/batch-jobs/{job_id}").status_code == 404
 
 
 def test_the_cli_trains_follows_lists_and_cancels(
