@@ -24,7 +24,8 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 @pytest.mark.parametrize(
     "args",
     [[], ["up"], ["api"], ["worker"], ["models"], ["models", "import"], ["models", "alias"],
-     ["models", "versions"], ["predict"]],
+     ["models", "versions"], ["predict"], ["train"], ["training-jobs"],
+     ["training-jobs", "get"]],
 )
 def test_every_command_has_help(args: list[str]) -> None:
     result = run(*args, "--help")
