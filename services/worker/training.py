@@ -348,7 +348,12 @@ def _read_answer(process: subprocess.Popen[bytes], on_line: Callable[[dict[str, 
                 buffered += data
                 *lines, buffered = buffered.split(b"\n")
                 for raw in lines:
-                    line = orjson.loads(raw)
+                    try:
+                        line = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        log.warning("the fit wrote a line that is not its answer",
+                                    extra={"line": raw[:200].decode(errors="replace")})
+                        continue
                     if "event" in line:
                         on_line(line)
                     else:

@@ -195,6 +195,19 @@ def test_an_unknown_dataset_is_a_404_and_a_bad_model_name_a_422(
     assert client_module.delete("/v1/training-jobs/f00d").status_code == 404
 
 
+def test_a_fit_that_fails_fails_the_job_with_its_message(
+    client_module: httpx.Client, trainer: ServiceProcess, churn: str,
+) -> None:
+    # Accepted by the parameter's constraints; refused by the data: 240 rows to fit.
+    job = submit(client_module, "churn-failing", dataset_id=churn, target_column="churned",
+                 estimator="KNeighborsClassifier", hyperparameters={"n_neighbors": 1000})
+    done = wait_training(client_module, job["job_id"])
+    assert done["status"] == "failed", done
+    assert done["error"]["code"] == "training_failed"
+    assert "n_neighbors" in done["error"]["message"]
+    assert done["version"] is None and versions(client_module, "churn-failing") == []
+
+
 def test_a_cancel_stops_the_fit_and_registers_nothing(
     client_module: httpx.Client, rdb: redis.Redis, trainer: ServiceProcess, churn: str,
 ) -> None:
