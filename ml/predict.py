@@ -9,11 +9,18 @@ from typing import Any
 import numpy as np
 
 from services.common.catalog import ModelMetadata
+from services.common.values import STRING_DTYPE
 
 from .errors import NonFiniteValues
 
 #: scikit-learn's refusal of an infinite or NaN input, met when a step's output overflowed.
 _NON_FINITE_INPUT = re.compile(r"contains (?:infinity|NaN)")
+
+
+def row_dtype(metadata: ModelMetadata) -> type:
+    """The array type a model takes its rows in: float64, or object (numbers and strings
+    side by side) when a feature is a string."""
+    return object if any(f.dtype == STRING_DTYPE for f in metadata.features) else np.float64
 
 
 def predict(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata as package_metadata
 from typing import TYPE_CHECKING, Any
@@ -67,6 +67,7 @@ from threadpoolctl import threadpool_limits
 
 from services.common.catalog import Feature
 from services.common.datasets import Column, Dataset, read_rows
+from services.common.values import STRING_DTYPE
 
 if TYPE_CHECKING:
     from services.common.storage import Storage
@@ -112,8 +113,9 @@ _DENSE_ONLY = frozenset({"HistGradientBoostingClassifier", "HistGradientBoosting
 #: scikit-learn 1.8); they run on one core under the fit's thread limit all the same.
 _IGNORES_N_JOBS = frozenset({"LogisticRegression"})
 
-#: Dataset dtypes read as numbers: every integer and float type, decimals, booleans (0/1).
-_NUMERIC_PREFIXES = ("int", "uint", "float", "double", "halffloat", "decimal", "bool")
+#: Dataset dtypes read as numbers: every integer and float type, and decimals. Booleans are
+#: no feature: predictions and batch jobs take no booleans for a model's features.
+_NUMERIC_PREFIXES = ("int", "uint", "float", "double", "halffloat", "decimal")
 
 #: Matches no constraint but "no_validation": what a parameter accepts, in sklearn's words.
 _NOT_A_VALUE = object()
@@ -177,6 +179,7 @@ def check_spec(body: Mapping[str, Any], columns: Sequence[Column]) -> TrainingSp
                         f"use one of {', '.join(sorted(ESTIMATORS))}")
     cls, task = ESTIMATORS[name]
     target, features = _check_columns(body, columns)
+    _check_target_dtype(task, target, next(c.dtype for c in columns if c.name == target))
     hyperparameters = _object(body, "hyperparameters")
     for param, value in hyperparameters.items():
         _check_parameter(cls, f"hyperparameters.{param}", param, value)
@@ -202,6 +205,13 @@ def _shown(value: Any) -> str:
     except TypeError:
         text = repr(value)
     return text if len(text) <= 40 else f"{text[:36]}..."
+
+
+def _listed(names: Iterable[str], most: int = 20) -> str:
+    """Names for a message, the first ``most`` of them."""
+    names = list(names)
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def _plain(value: Any) -> Any:
@@ -230,7 +240,7 @@ def _check_columns(body: Mapping[str, Any],
         raise SpecError("target_column", "required: the name of the column to predict")
     if target not in dtypes:
         raise SpecError("target_column", f"the dataset has no column {target!r}; its columns "
-                        f"are {', '.join(dtypes)}")
+                        f"are {_listed(dtypes)}")
     chosen = body.get("feature_columns")
     if chosen is None:
         names = [c.name for c in columns if c.name != target]
@@ -243,21 +253,31 @@ def _check_columns(body: Mapping[str, Any],
     for name in names:
         if name not in dtypes:
             raise SpecError("feature_columns", f"the dataset has no column {name!r}; its "
-                            f"columns are {', '.join(dtypes)}")
+                            f"columns are {_listed(dtypes)}")
         if name == target:
             raise SpecError("feature_columns", f"{name!r} is the target column")
         if name in seen:
             raise SpecError("feature_columns", f"{name!r} is listed twice")
         seen.add(name)
         dtype = dtypes[name]
-        if dtype != "string" and not _is_numeric(dtype):
+        if dtype != STRING_DTYPE and not _is_numeric(dtype):
             raise SpecError("feature_columns", f"column {name!r} is {dtype}; a feature is a "
-                            "number, a boolean or a string"
+                            "number or a string"
                             + ("" if chosen else "; list the feature_columns to use"))
     if not names:
         raise SpecError("feature_columns", "the dataset has no column besides the target")
-    return target, [Feature(name=n, dtype="string" if dtypes[n] == "string" else "float64")
+    return target, [Feature(name=n, dtype=STRING_DTYPE if dtypes[n] == STRING_DTYPE else "float64")
                     for n in names]
+
+
+def _check_target_dtype(task: str, target: str, dtype: str) -> None:
+    """What the column's dtype alone rules out; ``check_target`` reads the values."""
+    if task == REGRESSION and not _is_numeric(dtype):
+        raise SpecError("target_column", f"column {target!r} is {dtype}, not a number; use a "
+                        "classifier such as RandomForestClassifier")
+    if dtype not in (STRING_DTYPE, "bool") and not _is_numeric(dtype):
+        raise SpecError("target_column", f"column {target!r} is {dtype}; a classifier's "
+                        "target is a number, a boolean or a string")
 
 
 def _check_parameter(cls: type, where: str, param: str, value: Any) -> None:
@@ -454,15 +474,17 @@ def load_data(storage: Storage, dataset: Dataset,
     table = read_rows(storage, dataset, 0, dataset.rows, [*names, spec.target])
     y = _as_array(table[spec.target])
     check_target(spec, y)
-    if spec.task == CLASSIFICATION and y.dtype.kind == "f":
-        y = y.astype(np.int64)  # Integral: checked above; classes read as integers.
-    numeric = all(f.dtype != "string" for f in spec.features)
+    if spec.task == CLASSIFICATION and y.dtype.kind in "fb":
+        # Integral (checked above) and booleans: classes are integers, 0 and 1 for
+        # booleans, as a version's metadata and batch outputs hold them.
+        y = y.astype(np.int64)
+    numeric = all(f.dtype != STRING_DTYPE for f in spec.features)
     X = np.empty((table.num_rows, len(names)), dtype=np.float64 if numeric else object)
     for j, feature in enumerate(spec.features):
         column = table[feature.name]
         if column.null_count == len(column) and len(column):
             raise SpecError("feature_columns", f"column {feature.name!r} has no values")
-        if feature.dtype == "string":
+        if feature.dtype == STRING_DTYPE:
             X[:, j] = column.to_pylist()
         else:
             X[:, j] = pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
@@ -505,8 +527,8 @@ def build_pipeline(spec: TrainingSpec, params: Mapping[str, Any]) -> Pipeline:
     if spec.estimator in _IGNORES_N_JOBS:
         del ours["n_jobs"]
     estimator.set_params(**{k: v for k, v in ours.items() if k in known})
-    numeric = [j for j, f in enumerate(spec.features) if f.dtype != "string"]
-    strings = [j for j, f in enumerate(spec.features) if f.dtype == "string"]
+    numeric = [j for j, f in enumerate(spec.features) if f.dtype != STRING_DTYPE]
+    strings = [j for j, f in enumerate(spec.features) if f.dtype == STRING_DTYPE]
     steps: list[tuple[str, Any, list[int]]] = []
     if numeric:
         steps.append(("numeric", SimpleImputer(strategy="median"), numeric))

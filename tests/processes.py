@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from services.cli.processes import INFERQ, ServiceProcess, start_api, start_worker
 
 SUPPORT = str(Path(__file__).parent / "support")
 
-__all__ = ["INFERQ", "ServiceProcess", "service_env", "start_api", "start_worker"]
+__all__ = ["INFERQ", "ServiceProcess", "metrics_worker", "service_env", "start_api",
+           "start_worker"]
 
 
 def service_env(redis_url: str, model_store: Path | str, **extra: str) -> dict[str, str]:
@@ -26,3 +28,14 @@ def service_env(redis_url: str, model_store: Path | str, **extra: str) -> dict[s
     )
     env.update(extra)
     return env
+
+
+def metrics_worker(env: dict[str, str], logs: Path, pool: str, concurrency: int
+                   ) -> Iterator[str]:
+    """A fixture's body: a worker of ``pool`` serving its metrics; their address."""
+    from services.cli.redis_server import free_port
+
+    port = free_port()
+    worker = start_worker(env, logs, pool=pool, concurrency=concurrency, metrics_port=port)
+    yield f"http://127.0.0.1:{port}/metrics"
+    worker.stop()

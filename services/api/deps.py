@@ -106,7 +106,8 @@ def resolve_model(state: ApiState, name: str, version: int | None,
     if not versions:
         raise model_not_found(name)
     if version is None:  # An alias names a version no longer in the store.
-        version = state.catalog.aliases(name).get(alias or catalog.DEFAULT_ALIAS)
+        version = (state.catalog.default_version(name) if alias is None
+                   else state.catalog.aliases(name).get(alias))
     raise VersionNotFound(
         f"model {name!r} has no version {version}; it has {', '.join(map(str, versions))}",
         {"model": name, "version": version, "versions": versions},

@@ -32,6 +32,7 @@ from services.api.errors import (
     TaskNotCancellable,
     TaskNotFound,
     TooManyRows,
+    TrainingUnavailable,
     UnfitColumns,
     UnsupportedMediaType,
     VersionNotFound,
@@ -116,6 +117,10 @@ PREDICT_ALIAS_PARAMETER: dict[str, Any] = {
     "example": "staging",
 }
 
+#: A feature's value: a number, or for a string feature (a trained model's text column) a
+#: string or null.
+_FEATURE_VALUE = {"type": ["number", "string", "null"]}
+
 PREDICT_BODY: dict[str, Any] = {
     "required": True,
     "content": {"application/json": {"schema": {
@@ -127,11 +132,12 @@ PREDICT_BODY: dict[str, Any] = {
                 "type": "array",
                 "minItems": 1,
                 "description": "rows in the model's feature order, or objects keyed by "
-                "feature name (GET /v1/models/{model} lists them); every value a finite "
-                f"number between {-MAX_MAGNITUDE!r} and {MAX_MAGNITUDE!r}",
-                "items": {"oneOf": [{"type": "array", "items": {"type": "number"}},
+                "feature name (GET /v1/models/{model} lists them with their dtypes); a "
+                f"numeric feature's value a finite number between {-MAX_MAGNITUDE!r} and "
+                f"{MAX_MAGNITUDE!r}, a string feature's a string or null",
+                "items": {"oneOf": [{"type": "array", "items": _FEATURE_VALUE},
                                     {"type": "object",
-                                     "additionalProperties": {"type": "number"}}]},
+                                     "additionalProperties": _FEATURE_VALUE}]},
             },
             "version": {"type": "integer", "minimum": 1,
                         "description": "a version of the model; by default the one the "
@@ -531,6 +537,11 @@ TRAINING_SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
             "target column 'price' holds continuous values: a classifier needs classes",
             {"field": "target_column", "target_column": "price"})),
     "4XX": _OTHER,
+    501: _error("an API installed without scikit-learn, which checks training jobs",
+                TrainingUnavailable(
+                    "this API is installed without scikit-learn, which checks training jobs "
+                    "before they are queued; install inferq[worker] beside it",
+                    {"missing": "sklearn"})),
     503: _STORAGE_OR_REDIS_503,
 }
 

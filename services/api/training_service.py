@@ -16,12 +16,13 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from opentelemetry.trace import SpanKind
 
-from services.api.errors import InvalidTrainingSpec
+from services.api.errors import InvalidTrainingSpec, TrainingUnavailable
 from services.api.job_service import JobService
 from services.api.schemas import TrainingJobRequest
 from services.api.tracing import RequestTrace
@@ -71,8 +72,7 @@ class TrainingService(JobService):
                               spec: TrainingSpec,
                               trace: RequestTrace | None = None) -> dict[str, Any]:
         """Record the job and queue its first tasks in one round trip; the queued job."""
-        from ml import training
-
+        training = _engine()
         job_id = str(uuid.uuid4())
         now = time.time()
         queue = self._settings.training_queue
@@ -118,9 +118,20 @@ class TrainingService(JobService):
         return bool(cancelled), status.decode() if isinstance(status, bytes) else str(status)
 
 
-def _check_spec(fields: dict[str, Any], columns: Sequence[Any]) -> TrainingSpec:
-    from ml import training
+def _engine() -> ModuleType:
+    """``ml.training``, imported on first use; a 501 where scikit-learn is not installed."""
+    try:
+        from ml import training
+    except ImportError as exc:
+        raise TrainingUnavailable(
+            "this API is installed without scikit-learn, which checks training jobs "
+            "before they are queued; install inferq[worker] beside it",
+            {"missing": exc.name or str(exc)}) from None
+    return training
 
+
+def _check_spec(fields: dict[str, Any], columns: Sequence[Any]) -> TrainingSpec:
+    training = _engine()
     try:
         return training.check_spec(fields, columns)
     except training.SpecError as exc:
@@ -128,8 +139,7 @@ def _check_spec(fields: dict[str, Any], columns: Sequence[Any]) -> TrainingSpec:
 
 
 def _check_target(storage: Any, dataset: Dataset, spec: TrainingSpec) -> None:
-    from ml import training
-
+    training = _engine()
     y = training.read_target(storage, dataset, spec.target)
     try:
         training.check_target(spec, y)
@@ -139,8 +149,7 @@ def _check_target(storage: Any, dataset: Dataset, spec: TrainingSpec) -> None:
 
 def _check_promote_if(spec: TrainingSpec, metric: str, high: float | None) -> None:
     """A ``max`` bar is for the metrics where lower is better (the engine checked the rest)."""
-    from ml import training
-
+    training = _engine()
     if high is not None and training.higher_is_better(metric):
         raise invalid("promote_if.max", f"promote_if.max: {metric} is better higher; give "
                       "promote_if.min instead", metric=metric)

@@ -10,7 +10,7 @@ import orjson
 
 from services.api.errors import InvalidRows, MalformedBody, TooManyRows
 from services.common.catalog import NUMERIC_DTYPES, ModelMetadata
-from services.common.values import FINITE_VALUES, MAX_MAGNITUDE
+from services.common.values import FINITE_VALUES, MAX_MAGNITUDE, STRING_DTYPE
 
 _FIELDS = ("instances", "version", "alias", "return_probabilities")
 
@@ -101,9 +101,12 @@ def _kind(value: Any) -> str:
 
 
 def check_rows(instances: list[Any], metadata: ModelMetadata) -> list[list[Any]]:
-    """Rows as lists in feature order; a 422 that names the row and column otherwise."""
+    """Rows as lists in feature order; a 422 that names the row and column otherwise.
+    A numeric feature takes a number; a string feature a string, or null for a missing
+    value (the model fills it in as it was trained to)."""
     names = metadata.feature_names
     numeric = [f.dtype in NUMERIC_DTYPES for f in metadata.features]
+    strings = [j for j, f in enumerate(metadata.features) if f.dtype == STRING_DTYPE]
     all_numeric = all(numeric)
     width = len(names)
     rows: list[list[Any]] = []
@@ -138,6 +141,13 @@ def check_rows(instances: list[Any], metadata: ModelMetadata) -> list[list[Any]]
             if numeric[j] and type(value) not in (int, float):
                 raise InvalidRows(
                     f"row {i}, column {j} ({names[j]!r}) is {_kind(value)}; expected a number",
+                    {"row": i, "column": names[j]},
+                )
+        for j in strings:
+            if row[j] is not None and type(row[j]) is not str:
+                what = f"the number {row[j]}" if type(row[j]) in (int, float) else _kind(row[j])
+                raise InvalidRows(
+                    f"row {i}, column {j} ({names[j]!r}) is {what}; expected a string or null",
                     {"row": i, "column": names[j]},
                 )
         # max and min walk the row in C; the Python loop only runs to name a culprit.

@@ -108,12 +108,15 @@ def _submit(base: str, args: argparse.Namespace) -> int:
 
 
 def _follow(base: str, job_id: str) -> int:
-    """Follow the job to its end, its progress on stderr; the ended job on stdout."""
-    progress = Progress(sys.stderr)
+    return follow(f"{base}/v1/batch-jobs/{job_id}", Progress(sys.stderr))
+
+
+def follow(url: str, progress: Bar) -> int:
+    """Follow the job at ``url`` to its end, its progress on stderr; the ended job on
+    stdout."""
     with httpx.Client(timeout=FOLLOW_STEP + 30) as client:
         while True:
-            response = request(client, "GET", f"{base}/v1/batch-jobs/{job_id}",
-                               params={"wait": FOLLOW_STEP})
+            response = request(client, "GET", url, params={"wait": FOLLOW_STEP})
             if response.status_code >= 400:
                 progress.close()
                 return report(response)
@@ -131,13 +134,12 @@ class Sample:
     rows: int
 
 
-class Progress:
+class Bar:
     """A job's progress: a bar redrawn in place on a terminal, a line per change elsewhere."""
 
     def __init__(self, out: TextIO, tty: bool | None = None) -> None:
         self._out = out
         self._tty = out.isatty() if tty is None else tty
-        self._first: Sample | None = None
         self._last_line = ""
 
     def show(self, job: dict[str, Any], now: float | None = None) -> None:
@@ -149,6 +151,23 @@ class Progress:
             self._out.write(line + "\n")
         self._last_line = line
         self._out.flush()
+
+    def line(self, job: dict[str, Any], now: float) -> str:
+        """The job as one line: a bar on a terminal, plain words elsewhere."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self._tty and self._last_line:
+            self._out.write("\n")
+            self._out.flush()
+
+
+class Progress(Bar):
+    """A batch job's rows: done, rejected, rate and time left."""
+
+    def __init__(self, out: TextIO, tty: bool | None = None) -> None:
+        super().__init__(out, tty)
+        self._first: Sample | None = None
 
     def line(self, job: dict[str, Any], now: float) -> str:
         progress = job["progress"]
@@ -169,11 +188,6 @@ class Progress:
             eta = f"  ETA {_duration((total - done) / rate)}"
         return (f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {share:4.0%}  {done:,}/"
                 f"{total:,} rows{failed}  {rate:,.0f} rows/s{eta}  {status}")
-
-    def close(self) -> None:
-        if self._tty and self._last_line:
-            self._out.write("\n")
-            self._out.flush()
 
 
 def _duration(seconds: float) -> str:

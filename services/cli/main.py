@@ -7,15 +7,15 @@ import os
 import sys
 from pathlib import Path
 
-import orjson
-
 from services.cli.bench import add_bench_parser, run_bench
 from services.cli.errors import CliError
 from services.cli.jobs import add_jobs_parser, run_jobs
+from services.cli.models import add_models_parser, run_models
+from services.cli.training import add_training_parsers, run_train, run_training_jobs
 from services.common.logging import configure_logging
 from services.common.media import DATASET_MEDIA_TYPES
 from services.common.pools import POOLS, pool
-from services.common.settings import Settings, get_settings
+from services.common.settings import get_settings
 from services.common.storage import StorageError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -63,20 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     # For `inferq up`: the file appears once the worker consumes its queue.
     worker.add_argument("--ready-file", type=Path, help=argparse.SUPPRESS)
 
-    models = commands.add_parser("models", help="the model store")
-    model_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    model_commands.add_parser("list", help="models and their versions")
-    show = model_commands.add_parser("show", help="metadata of a model")
-    show.add_argument("name")
-    show.add_argument("--version", type=int)
-    model_commands.add_parser("train-demo", help="train iris, breast-cancer and diabetes")
-    copy = model_commands.add_parser(
-        "copy", help="copy each version of another store that this one lacks (never overwrites)")
-    copy.add_argument("source", help="a directory or s3://bucket/prefix")
-    imp = model_commands.add_parser("import", help="register a joblib-saved estimator")
-    imp.add_argument("path", type=Path)
-    imp.add_argument("--name", required=True)
-    imp.add_argument("--features", help="comma-separated feature names, in column order")
+    add_models_parser(commands)
 
     predict = commands.add_parser("predict", help="submit rows and print the finished task")
     predict.add_argument("model")
@@ -89,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
                                           "anything else exits 1 (a smoke test)")
     _add_datasets_parser(commands)
     add_jobs_parser(commands, DEFAULT_URL)
+    add_training_parsers(commands, DEFAULT_URL)
     add_bench_parser(commands)
     return parser
 
@@ -109,44 +97,6 @@ def _add_datasets_parser(commands: argparse._SubParsersAction) -> None:
     for action, what in (("show", "describe a dataset"), ("delete", "delete a dataset and "
                                                                     "its file")):
         actions.add_parser(action, parents=[api], help=what).add_argument("dataset_id")
-
-
-def _emit(value: object) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
-
-
-def _models(args: argparse.Namespace, settings: Settings) -> int:
-    from services.common.catalog import Catalog
-
-    catalog = Catalog(settings.model_store)
-    if args.models_command == "list":
-        _emit({name: versions for name, versions in catalog.models().items()})
-    elif args.models_command == "show":
-        metadata = catalog.get(args.name, args.version)
-        if metadata is None:
-            sys.stderr.write(f"no model {args.name!r} (version {args.version or 'latest'})\n")
-            return 1
-        _emit(metadata.model_dump(mode="json"))
-    elif args.models_command == "train-demo":
-        from ml.demo import train_demo
-
-        _emit([f"{m.name} v{m.version}" for m in train_demo(settings.model_store)])
-    elif args.models_command == "copy":
-        from ml.store import copy_versions
-
-        _emit([f"{m.name} v{m.version}" for m in copy_versions(args.source, settings.model_store)])
-    else:
-        from ml.errors import ImportModelError
-        from ml.importer import import_model
-
-        features = args.features.split(",") if args.features else None
-        try:
-            metadata = import_model(settings.model_store, args.path, args.name, features)
-        except (ImportModelError, ValueError) as exc:
-            sys.stderr.write(f"import failed: {exc}\n")
-            return 1
-        _emit(metadata.model_dump(mode="json"))
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,11 +158,15 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return run_local_stack(settings, StackOptions(
             args.host, args.port, args.redis_port, args.concurrency, args.state_dir))
     if args.command == "models":
-        return _models(args, settings)
+        return run_models(args, settings)
     if args.command == "datasets":
         return _datasets(args)
     if args.command == "jobs":
         return run_jobs(args)
+    if args.command == "train":
+        return run_train(args)
+    if args.command == "training-jobs":
+        return run_training_jobs(args)
     from services.cli.client import parse_json_rows, predict, read_csv_rows
 
     instances = read_csv_rows(args.csv) if args.csv else parse_json_rows(args.rows_json)

@@ -191,6 +191,12 @@ def list_models(store: ModelStore) -> list[str]:
 
 
 
+def served_by_default(versions: list[int], aliases: dict[str, int]) -> int:
+    """The version a request without a version or an alias uses: the alias
+    ``production``'s when the model has it, else the latest."""
+    return aliases.get(DEFAULT_ALIAS, versions[-1])
+
+
 def invalid_name(kind: str, name: str) -> str:
     """Why ``name`` cannot name a model or an alias."""
     return (f"invalid {kind} name {name!r}: use lowercase letters, digits, '.', '_', '-', "
@@ -304,7 +310,7 @@ class Catalog:
         """Read the metadata of the version served by default, so no request has to."""
         versions = self._versions.get(name)
         if versions:
-            self._metadata_of(name, self._aliases.get(name, {}).get(DEFAULT_ALIAS, versions[-1]))
+            self._metadata_of(name, served_by_default(versions, self._aliases.get(name, {})))
 
     def models(self) -> dict[str, list[int]]:
         if not self._loaded:
@@ -320,12 +326,11 @@ class Catalog:
         return dict(self._aliases.get(name, {}))
 
     def default_version(self, name: str) -> int | None:
-        """The version served without a version or an alias: ``production``'s, else the
-        latest; None when there is no such model."""
+        """``served_by_default``; None when there is no such model."""
         versions = self._known(name)
         if not versions:
             return None
-        return self._aliases.get(name, {}).get(DEFAULT_ALIAS, versions[-1])
+        return served_by_default(versions, self._aliases.get(name, {}))
 
     def _known(self, name: str) -> list[int]:
         found = self._versions.get(name)
@@ -352,7 +357,7 @@ class Catalog:
                     raise AliasNotFound(name, alias, dict(aliases))
                 version = found
             else:
-                version = aliases.get(DEFAULT_ALIAS, versions[-1])
+                version = served_by_default(versions, aliases)
         return self._metadata_of(name, version)
 
     def get(self, name: str, version: int | None = None) -> ModelMetadata | None:

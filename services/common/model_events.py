@@ -33,15 +33,17 @@ async def aannounce(client: aioredis.Redis, name: str) -> None:
     await client.publish(keys.MODELS_CHANNEL, name)
 
 
-def announce_to(url: str, redacted_url: str, name: str) -> bool:
+def announce_to(url: str, redacted_url: str, name: str, *, quiet: bool = False) -> bool:
     """``announce`` on the Redis at ``url``; when it cannot be reached, one log line (naming
-    ``redacted_url``) and False: the change is in the store, and APIs re-read the store
-    whenever they subscribe again."""
+    ``redacted_url``; none when ``quiet``) and False: the change is in the store, and APIs
+    re-read the store whenever they subscribe again."""
     client = redis.Redis.from_url(url, socket_timeout=CONNECT_TIMEOUT_SECONDS,
                                   socket_connect_timeout=CONNECT_TIMEOUT_SECONDS)
     try:
         announce(client, name)
     except (RedisError, OSError) as exc:
+        if quiet:
+            return False
         log.warning("redis unreachable: running APIs were not told of the change",
                     extra={"redis": redacted_url, "model": name, "error": str(exc)})
         return False

@@ -33,12 +33,15 @@ KIND = "training"
 FOLDS_SHARE = 0.8
 
 # KEYS: record; ARGV: phase, progress, now, then field, value pairs. Moves a running job's
-# phase (never back from registering). Returns the job's status.
+# phase (never back from registering) and its progress (never backwards: fold tasks running
+# side by side report what they saw). Returns the job's status.
 PROGRESS_SCRIPT = ALLOW_OOM + """
-local found = redis.call('HMGET', KEYS[1], 'status', 'phase')
+local found = redis.call('HMGET', KEYS[1], 'status', 'phase', 'progress')
 if not found[1] then return 'missing' end
 if found[1] ~= 'running' or found[2] == 'registering' then return found[1] end
-redis.call('HSET', KEYS[1], 'phase', ARGV[1], 'progress', ARGV[2], 'progressed_at', ARGV[3])
+local progress = math.max(tonumber(found[3] or '0'), tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'phase', ARGV[1], 'progress', tostring(progress),
+           'progressed_at', ARGV[3])
 for i = 4, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end

@@ -9,3 +9,7 @@ from __future__ import annotations
 MAX_MAGNITUDE = 3.4028234663852886e38
 FINITE_VALUES = (f"every value must be a finite number between {-MAX_MAGNITUDE:.7g} and "
                  f"{MAX_MAGNITUDE:.7g}")
+
+#: The dtype of a feature that holds text (a trained model's categories): its values are
+#: strings, or null where missing.
+STRING_DTYPE = "string"

@@ -184,7 +184,7 @@ class Executor:
 
 def predict_all(cache: ModelCache, requests: Sequence[PredictRequest]) -> list[Outcome]:
     """One model call per model version for all ``requests``; a bad request fails alone."""
-    from ml.predict import predict
+    from ml.predict import predict, row_dtype
 
     groups: dict[tuple[str, int, bool], list[PredictRequest]] = defaultdict(list)
     for request in requests:
@@ -197,7 +197,8 @@ def predict_all(cache: ModelCache, requests: Sequence[PredictRequest]) -> list[O
             # Timed from here: loading a model on its first call is no part of its cost per
             # row, which the batcher learns from these times to size the next batches.
             started = time.time()
-            rows = np.concatenate([np.asarray(r.rows, dtype=np.float64) for r in group])
+            dtype = row_dtype(metadata)
+            rows = np.concatenate([np.asarray(r.rows, dtype=dtype) for r in group])
             # One model call serves the group; each task's trace gets a span for it.
             spans = [
                 tracer().start_span(

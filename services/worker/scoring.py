@@ -1,8 +1,9 @@
 """Scoring one chunk of a batch job: rows checked one by one, predicted at once, encoded.
 
 Plain functions of a table of rows and a model; no Redis, no storage. A row that cannot be
-scored (a feature missing, not a number, not finite, beyond float32's range, or one the
-model refuses) is rejected with its row number and the reason, and never fails the chunk.
+scored (a numeric feature missing, not a number, not finite, beyond float32's range, a
+string feature that is not text, or one the model refuses) is rejected with its row number
+and the reason, and never fails the chunk.
 """
 
 from __future__ import annotations
@@ -21,16 +22,17 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from ml.predict import predict
-from services.common.catalog import ModelMetadata
+from services.common.catalog import Feature, ModelMetadata
 from services.common.dataset_formats import ROW_COLUMN
 from services.common.job_outputs import PREDICTION_COLUMN, PROBABILITY_PREFIX
-from services.common.values import MAX_MAGNITUDE
+from services.common.values import MAX_MAGNITUDE, STRING_DTYPE
 from services.worker import task_errors
 
 
 class RejectCode:
     MISSING = "missing_value"
     NOT_A_NUMBER = "not_a_number"
+    NOT_A_STRING = "not_a_string"
     NON_FINITE = "non_finite_value"
     OUT_OF_RANGE = "out_of_range"
     PREDICTION_FAILED = "prediction_failed"
@@ -74,7 +76,7 @@ class Options:
 def score(table: pa.Table, metadata: ModelMetadata, estimator: Any,
           options: Options) -> Scored:
     """Check, predict and lay out ``table``'s rows (``read_rows``'s: a leading ``row``)."""
-    values, problems = feature_matrix(table, metadata.feature_names)
+    values, problems = feature_matrix(table, metadata.features)
     rejected = dict(problems)
     valid = np.ones(table.num_rows, dtype=bool)
     valid[np.fromiter(rejected, dtype=np.intp, count=len(rejected))] = False
@@ -102,19 +104,40 @@ def score(table: pa.Table, metadata: ModelMetadata, estimator: Any,
 
 
 def feature_matrix(table: pa.Table,
-                   features: Sequence[str]) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
-    """The feature values as floats, one row a row (rejected rows hold 0), and the first
-    problem of each rejected row, by its index in ``table``: (code, message)."""
-    matrix = np.zeros((table.num_rows, len(features)), dtype=np.float64)
+                   features: Sequence[Feature]) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
+    """The feature values, one row a row, and the first problem of each rejected row, by
+    its index in ``table``: (code, message). Floats, or objects when a feature is a string
+    (its values str, or None where missing); rejected rows hold 0 (None for strings)."""
+    text = [f.dtype == STRING_DTYPE for f in features]
+    matrix = np.zeros((table.num_rows, len(features)),
+                      dtype=object if any(text) else np.float64)
     problems: dict[int, tuple[str, str]] = {}
-    for j, name in enumerate(features):
-        values, column_problems = _column_values(table[name], name)
+    for j, feature in enumerate(features):
+        read = _text_values if text[j] else _column_values
+        values, column_problems = read(table[feature.name], feature.name)
         for i, problem in column_problems.items():
             problems.setdefault(i, problem)
         matrix[:, j] = values
-    for i in problems:
-        matrix[i] = 0.0
+    if problems:
+        rejected = np.fromiter(problems, dtype=np.intp, count=len(problems))
+        matrix[rejected] = [None if t else 0.0 for t in text] if any(text) else 0.0
     return matrix, problems
+
+
+def _text_values(column: pa.ChunkedArray,
+                 name: str) -> tuple[list[Any], dict[int, tuple[str, str]]]:
+    """A string feature's values: text as it is, None where missing (the model fills it
+    in); a column of another type is refused row by row."""
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return column.to_pylist(), {}
+    present = np.flatnonzero(~column.is_null().to_numpy(zero_copy_only=False))
+    numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(
+        kind)
+    what = "a number" if numeric else "a boolean" if pa.types.is_boolean(kind) else (
+        f"of type {kind}")
+    problem = (RejectCode.NOT_A_STRING, f"column {name!r} is {what}; expected a string")
+    return [None] * len(column), {int(i): problem for i in present}
 
 
 def _column_values(column: pa.ChunkedArray,

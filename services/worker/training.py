@@ -236,16 +236,14 @@ class TrainingRunner:
         """Run one fit in a process of its own and return its answer; the job's phase
         follows it. Raises ``Cancelled`` (the process killed) when the job ends meanwhile,
         ``FitFailed`` when the fit fails."""
-        share = float(record.get("progress") or 0)
         fold_task = not task.final
-        self._progress(task, "loading", max(share, 0.02) if fold_task else
-                       (0.02 if record["tasks_total"] == "1" else share))
+        self._progress(task, "loading", 0.02)
         process = subprocess.Popen(
             [sys.executable, "-m", "services.worker.training_fit"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=die_with_parent(),
         )
         try:
-            self._progress(task, "loading", None, fit_pid=str(process.pid),
+            self._progress(task, "loading", 0.0, fit_pid=str(process.pid),
                            fit_host=socket.gethostname())
             assert process.stdin is not None and process.stdout is not None
             process.stdin.write(orjson.dumps(request))
@@ -253,7 +251,7 @@ class TrainingRunner:
 
             def on_line(line: dict[str, Any]) -> None:
                 if line.get("event") == "loaded":
-                    self._progress(task, fitting, None if fold_task else
+                    self._progress(task, fitting, 0.0 if fold_task else
                                    (0.1 if record["tasks_total"] == "1" else 0.85))
 
             answer = _read_answer(process, on_line, lambda: self._ended(task))
@@ -274,12 +272,9 @@ class TrainingRunner:
         status = self._client.hget(keys.job_key(task.job_id), "status")
         return status is None or decoded(status) != "running"
 
-    def _progress(self, task: FitTask, phase: str, progress: float | None,
-                  **fields: str) -> None:
-        """Move a running job's phase (and ``progress``, unless None)."""
+    def _progress(self, task: FitTask, phase: str, progress: float, **fields: str) -> None:
+        """Move a running job's phase, and its progress up to ``progress``."""
         key = keys.job_key(task.job_id)
-        if progress is None:
-            progress = float(self._client.hget(key, "progress") or 0)
         args: list[Any] = [phase, repr(progress), repr(time.time())]
         for name, value in fields.items():
             args += [name, value]
@@ -353,7 +348,12 @@ def _read_answer(process: subprocess.Popen[bytes], on_line: Callable[[dict[str, 
                 buffered += data
                 *lines, buffered = buffered.split(b"\n")
                 for raw in lines:
-                    line = orjson.loads(raw)
+                    try:
+                        line = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        log.warning("the fit wrote a line that is not its answer",
+                                    extra={"line": raw[:200].decode(errors="replace")})
+                        continue
                     if "event" in line:
                         on_line(line)
                     else:

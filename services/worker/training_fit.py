@@ -15,8 +15,9 @@ object a line on stdout: ``{"event": "loaded"}`` once the data is read, then
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Any
+from typing import Any, BinaryIO
 
 import joblib
 import orjson
@@ -28,9 +29,14 @@ from services.common.settings import get_settings
 from services.common.storage import storage_from_settings
 
 
+class _Answers:
+    #: Where the answers go: the stdout the process started with (see ``main``).
+    out: BinaryIO = sys.stdout.buffer
+
+
 def _say(line: dict[str, Any]) -> None:
-    sys.stdout.buffer.write(orjson.dumps(line) + b"\n")
-    sys.stdout.buffer.flush()
+    _Answers.out.write(orjson.dumps(line) + b"\n")
+    _Answers.out.flush()
 
 
 def fit(request: dict[str, Any]) -> dict[str, Any]:
@@ -60,6 +66,10 @@ def fit(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
+    # Anything else written to stdout (a library's print) goes to stderr, so it never
+    # garbles the answers.
+    _Answers.out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
     try:
         _say(fit(orjson.loads(sys.stdin.buffer.read())))
     except Exception as exc:

@@ -17,6 +17,8 @@ OPERATIONS = [
     ("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics"), ("get", "/v1/models"),
     ("get", "/v1/models/{model}"), ("post", "/v1/models/{model}/predict"),
     ("get", "/v1/tasks/{task_id}"), ("delete", "/v1/tasks/{task_id}"), ("get", "/v1/pools"),
+    ("get", "/v1/models/{model}/versions"), ("put", "/v1/models/{model}/aliases/{alias}"),
+    ("delete", "/v1/models/{model}/aliases/{alias}"),
 ]
 
 
@@ -59,8 +61,8 @@ def test_every_operation_has_a_summary_and_description(
 
 
 @pytest.mark.parametrize(("path", "schema"), [
-    ("/v1/models", "ModelList"), ("/v1/models/{model}", "ModelMetadata"),
-    ("/v1/pools", "PoolList"),
+    ("/v1/models", "ModelList"), ("/v1/models/{model}", "ModelDescription"),
+    ("/v1/models/{model}/versions", "ModelVersions"), ("/v1/pools", "PoolList"),
 ])
 def test_plain_routes_have_typed_answers(
     document: dict[str, Any], path: str, schema: str
@@ -77,7 +79,7 @@ def test_each_route_names_its_error_codes(document: dict[str, Any]) -> None:
              for status, answer in predict.items() if status[0] in "45" and status != "4XX"}
     assert codes == {
         "400": {"malformed_body", "invalid_parameter"},
-        "404": {"model_not_found", "version_not_found"},
+        "404": {"model_not_found", "version_not_found", "alias_not_found"},
         "413": {"too_many_rows", "payload_too_large"},
         "422": {"invalid_rows"}, "503": {"redis_unavailable", "redis_full"},
     }
@@ -85,6 +87,13 @@ def test_each_route_names_its_error_codes(document: dict[str, Any]) -> None:
     cancel = document["paths"]["/v1/tasks/{task_id}"]["delete"]["responses"]
     assert set(cancel["409"]["content"]["application/json"]["examples"]) == {
         "task_not_cancellable"}
+    alias = document["paths"]["/v1/models/{model}/aliases/{alias}"]
+    assert {s: set(a["content"]["application/json"]["examples"])
+            for s, a in alias["put"]["responses"].items() if s in ("404", "422")} == {
+        "404": {"model_not_found", "version_not_found"},
+        "422": {"invalid_alias", "invalid_alias_1"}}
+    assert set(alias["delete"]["responses"]["404"]["content"]["application/json"]["examples"]) \
+        == {"model_not_found", "alias_not_found"}
     ready = document["paths"]["/readyz"]["get"]["responses"]
     assert set(ready["503"]["content"]["application/json"]["examples"]) == {
         "redis_unavailable"}
@@ -96,7 +105,7 @@ def test_examples_show_what_each_status_answers(document: dict[str, Any]) -> Non
     assert {e["value"]["status"] for e in finished.values()} == {"succeeded", "failed"}
     queued = predict["responses"]["202"]["content"]["application/json"]["examples"]
     assert [e["value"]["status"] for e in queued.values()] == ["queued"]
-    assert {p["name"] for p in predict["parameters"]} >= {"wait", "version"}
+    assert {p["name"] for p in predict["parameters"]} >= {"wait", "version", "alias"}
 
 
 def test_metrics_are_documented_as_text(document: dict[str, Any], client: httpx.Client) -> None:

@@ -11,9 +11,8 @@ import pytest
 from job_client import iris_csv, iris_rows, submit_job, upload, wait_job
 from metrics_text import sample
 from otlp_receiver import OtlpReceiver
-from processes import ServiceProcess, service_env, start_worker
+from processes import metrics_worker, service_env
 
-from services.cli.redis_server import free_port
 from services.common.storage import Storage
 
 TRACE_ID = "5cf92f3577b34da6a3ce929d0e0e4737"
@@ -32,11 +31,7 @@ def stack_env(redis_server, model_store, storage: Storage,  # type: ignore[no-un
 
 @pytest.fixture(scope="module")
 def metrics_url(stack_env: dict[str, str], logs: Path) -> Iterator[str]:
-    port = free_port()
-    worker: ServiceProcess = start_worker(stack_env, logs, pool="batch", concurrency=2,
-                                          metrics_port=port)
-    yield f"http://127.0.0.1:{port}/metrics"
-    worker.stop()
+    yield from metrics_worker(stack_env, logs, "batch", 2)
 
 
 def test_a_job_is_one_trace_from_the_submit_to_each_chunk(

@@ -12,6 +12,8 @@ import pytest
 from processes import INFERQ, service_env
 from sklearn.tree import DecisionTreeClassifier
 
+from ml.store import save_model
+
 pytestmark = pytest.mark.usefixtures("worker")
 
 
@@ -21,7 +23,9 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["up"], ["api"], ["worker"], ["models"], ["models", "import"], ["predict"]],
+    [[], ["up"], ["api"], ["worker"], ["models"], ["models", "import"], ["models", "alias"],
+     ["models", "versions"], ["predict"], ["train"], ["training-jobs"],
+     ["training-jobs", "get"]],
 )
 def test_every_command_has_help(args: list[str]) -> None:
     result = run(*args, "--help")
@@ -92,3 +96,60 @@ def test_models_commands(tmp_path: Path, model_store: Path) -> None:
     assert run("models", "show", "nope", env=env).returncode == 1
     failed = run("models", "import", str(tmp_path / "missing.joblib"), "--name", "x", env=env)
     assert failed.returncode == 1 and "no file" in failed.stderr
+
+
+def test_models_versions_and_alias(tmp_path: Path) -> None:
+    env = service_env("redis://127.0.0.1:1/0", tmp_path / "store")
+    estimator = DecisionTreeClassifier().fit(np.eye(3), ["a", "b", "c"])
+    joblib.dump(estimator, tmp_path / "tree.joblib")
+    for _ in range(2):
+        imported = run("models", "import", str(tmp_path / "tree.joblib"), "--name", "tree",
+                       env=env)
+        assert imported.returncode == 0, imported.stderr
+        # Redis is configured but unreachable: the import says so in one line, and succeeds.
+        assert imported.stderr.count("\n") == 1 and "redis unreachable" in imported.stderr
+    moved = run("models", "alias", "tree", "production", "1", env=env)
+    assert moved.returncode == 0, moved.stderr
+    assert json.loads(moved.stdout) == {"model": "tree", "alias": "production", "version": 1}
+    table = run("models", "versions", "tree", env=env).stdout.splitlines()
+    assert table[0].split() == ["VERSION", "CREATED", "ESTIMATOR", "METRICS", "ALIASES",
+                                "TRAINED", "BY"]
+    assert table[1].split()[:2] == ["1", "*"] and "production" in table[1]
+    assert table[2].split()[0] == "2" and table[-1].endswith("v1")
+    listed = json.loads(run("models", "versions", "tree", "--json", env=env).stdout)
+    assert listed["default_version"] == 1 and listed["aliases"] == {"production": 1}
+    assert [v["aliases"] for v in listed["versions"]] == [["production"], []]
+    assert [v["lineage"] for v in listed["versions"]] == [None, None]
+    deleted = run("models", "alias", "tree", "production", "--delete", env=env)
+    assert json.loads(deleted.stdout)["deleted"] is True
+    assert json.loads(run("models", "versions", "tree", "--json", env=env).stdout)[
+        "default_version"] == 2
+    # Without INFERQ_REDIS_URL, the default Redis is tried quietly.
+    quiet = {k: v for k, v in env.items() if k != "INFERQ_REDIS_URL"}
+    assert run("models", "alias", "tree", "staging", "2", env=quiet).stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["versions", "nope"], "inferq: no model 'nope' in the store"),
+        (["alias", "tree", "production", "9"], "inferq: model 'tree' has no version 9; it has 1"),
+        (["alias", "nope", "production", "1"], "inferq: no model named 'nope' in the store"),
+        (["alias", "tree", "Prod", "1"], "inferq: invalid alias name 'Prod'"),
+        (["alias", "tree", "production"], "inferq: give the version"),
+        (["alias", "tree", "production", "1", "--delete"], "inferq: --delete takes no version"),
+        (["alias", "tree", "canary", "--delete"], "inferq: model 'tree' has no alias 'canary'"),
+    ],
+    ids=["versions-of-nothing", "unknown-version", "unknown-model", "bad-alias",
+         "no-version", "delete-with-version", "delete-absent"],
+)
+def test_models_alias_says_in_one_line_what_is_wrong(args: list[str], message: str,
+                                                     tmp_path: Path) -> None:
+    env = {k: v for k, v in service_env("redis://127.0.0.1:1/0", tmp_path / "store").items()
+           if k != "INFERQ_REDIS_URL"}
+    save_model(tmp_path / "store", "tree", DecisionTreeClassifier().fit(np.eye(3), ["a", "b", "c"]),
+               features=["p", "q", "r"])
+    result = run("models", *args, env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith(message), result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,14 @@ from sklearn.tree import DecisionTreeClassifier
 from task_client import IRIS_ROW, submit, wait_all
 
 from services.cli.redis_server import free_port
-from services.common.catalog import list_models, list_versions
+from services.common.catalog import (
+    Catalog,
+    aliases_of,
+    delete_alias,
+    list_models,
+    list_versions,
+    set_alias,
+)
 from services.common.storage import Storage
 
 pytestmark = pytest.mark.integration
@@ -140,3 +148,33 @@ def test_copy_seeds_a_bucket_once(s3_server: S3Server, model_store: Path) -> Non
     assert json.loads(again.stdout) == []
     listed = inferq("models", "list", env=env)
     assert json.loads(listed.stdout) == source
+
+
+def test_aliases_live_in_the_bucket(s3_server: S3Server, s3_store: str, s3_env: dict[str, str],
+                                    s3_client: httpx.Client,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    storage = Storage.from_url(s3_store)
+    moved = s3_client.put("/v1/models/tree/aliases/production", json={"version": 1})
+    assert moved.status_code == 200, moved.text
+    record = json.loads(storage.get("tree/aliases/production.json"))
+    assert record["version"] == 1 and record["updated_at"]
+    assert aliases_of(storage, "tree") == {"production": 1}
+    with pytest.raises(ValueError, match="has no version 5"):
+        set_alias(storage, "tree", "staging", 5)
+    cli = inferq("models", "alias", "iris", "staging", "1", env=s3_env)
+    assert cli.returncode == 0, cli.stderr
+    listed = json.loads(inferq("models", "versions", "iris", "--json", env=s3_env).stdout)
+    assert listed["aliases"] == {"staging": 1}
+    assert listed["versions"][0]["aliases"] == ["staging"]
+    catalog = Catalog(storage)
+    assert catalog.aliases("iris") == {"staging": 1} and catalog.default_version("iris") == 1
+    assert catalog.models()["tree"] == [1] and catalog.aliases("tree") == {"production": 1}
+    deadline = time.monotonic() + 1  # The API hears of the CLI's change on Redis.
+    while s3_client.get("/v1/models/iris/versions").json()["aliases"] != {"staging": 1}:
+        assert time.monotonic() < deadline, "the API never served the alias"
+        time.sleep(0.02)
+    assert s3_client.delete("/v1/models/tree/aliases/production").status_code == 204
+    assert not storage.exists("tree/aliases/production.json")
+    assert delete_alias(storage, "iris", "staging") and aliases_of(storage, "iris") == {}

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
+import orjson
 import pytest
 import redis
 from job_client import upload
-from processes import ServiceProcess, service_env, start_worker
+from processes import INFERQ, ServiceProcess, service_env, start_worker
+from training_client import churn_csv, prices_csv, submit, wait_training
 
 from services.common import keys
 from services.common.storage import Storage
@@ -51,35 +51,6 @@ def rdb(redis_server) -> redis.Redis:  # type: ignore[no-untyped-def]
     return redis_server.client()
 
 
-def churn_csv(rows: int = 300, seed: int = 0) -> bytes:
-    """Customers: numeric and string features, a yes/no target that depends on both."""
-    rng = np.random.default_rng(seed)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["customer", "age", "plan", "usage", "churned", "spend"])
-    for i in range(rows):
-        age = int(rng.integers(18, 80))
-        plan = ["basic", "pro", "max"][int(rng.integers(0, 3))]
-        usage = round(float(rng.uniform(0, 100)), 2)
-        churned = "yes" if (usage < 40) != (plan == "max") else "no"
-        if rng.uniform() < 0.05:
-            churned = "no" if churned == "yes" else "yes"
-        writer.writerow([f"c{i}", age, plan, usage, churned, round(usage * 1.7 + age, 3)])
-    return buffer.getvalue().encode()
-
-
-def prices_csv(rows: int = 240, seed: int = 1) -> bytes:
-    rng = np.random.default_rng(seed)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["x1", "x2", "x3", "price"])
-    for _ in range(rows):
-        x1, x2, x3 = rng.uniform(0, 10, 3)
-        price = 3 * x1 - 2 * x2 + x3 + rng.normal(0, 0.5)
-        writer.writerow([round(x1, 3), round(x2, 3), round(x3, 3), round(price, 3)])
-    return buffer.getvalue().encode()
-
-
 @pytest.fixture(scope="module")
 def churn(client_module: httpx.Client) -> str:
     return upload(client_module, churn_csv(), "csv", name="churn")
@@ -94,25 +65,6 @@ def prices(client_module: httpx.Client) -> str:
 def client_module(api_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=api_url, timeout=40) as http:
         yield http
-
-
-def submit(client: httpx.Client, model: str, **body: Any) -> dict[str, Any]:
-    response = client.post(f"/v1/models/{model}/training-jobs", json=body)
-    assert response.status_code == 202, response.text
-    job: dict[str, Any] = response.json()
-    assert response.headers["location"] == f"/v1/training-jobs/{job['job_id']}"
-    assert job["status"] == "queued" and job["phase"] == "queued"
-    return job
-
-
-def wait_training(client: httpx.Client, job_id: str, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = client.get(f"/v1/training-jobs/{job_id}",
-                                         params={"wait": 10}).json()
-        if job["status"] not in ("queued", "running"):
-            return job
-        assert time.monotonic() < deadline, f"job {job_id} still {job['status']}: {job}"
 
 
 def wait_phase(client: httpx.Client, job_id: str, prefix: str, timeout: float = 60
@@ -243,6 +195,19 @@ def test_an_unknown_dataset_is_a_404_and_a_bad_model_name_a_422(
     assert client_module.delete("/v1/training-jobs/f00d").status_code == 404
 
 
+def test_a_fit_that_fails_fails_the_job_with_its_message(
+    client_module: httpx.Client, trainer: ServiceProcess, churn: str,
+) -> None:
+    # Accepted by the parameter's constraints; refused by the data: 240 rows to fit.
+    job = submit(client_module, "churn-failing", dataset_id=churn, target_column="churned",
+                 estimator="KNeighborsClassifier", hyperparameters={"n_neighbors": 1000})
+    done = wait_training(client_module, job["job_id"])
+    assert done["status"] == "failed", done
+    assert done["error"]["code"] == "training_failed"
+    assert "n_neighbors" in done["error"]["message"]
+    assert done["version"] is None and versions(client_module, "churn-failing") == []
+
+
 def test_a_cancel_stops_the_fit_and_registers_nothing(
     client_module: httpx.Client, rdb: redis.Redis, trainer: ServiceProcess, churn: str,
 ) -> None:
@@ -270,6 +235,7 @@ def test_a_cancel_stops_the_fit_and_registers_nothing(
     assert versions(client, "churn-cancel") == []
     assert client.delete(f"/v1/training-jobs/{job['job_id']}").status_code == 409
     assert trainer.process.poll() is None
+    assert f"training task skipped job_id={job['job_id']}" in trainer.log()
 
 
 def _alive(pid: int) -> bool:
@@ -292,23 +258,22 @@ def test_a_grid_search_spreads_over_two_workers_and_registers_the_best(
     try:
         job = submit(client_module, "churn-grid", dataset_id=churn, target_column="churned",
                      feature_columns=["age", "plan", "usage"],
-                     estimator="DecisionTreeClassifier", validation={"cv": 3},
-                     search={"grid": {"max_depth": [1, 6], "min_samples_leaf": [1, 40]},
-                             "metric": "accuracy"})
+                     estimator="DecisionTreeClassifier", validation={"cv": 2},
+                     search={"grid": {"max_depth": [1, 6]}, "metric": "accuracy"})
         done = wait_training(client_module, job["job_id"])
     finally:
         second.stop()
     assert done["status"] == "succeeded", done
     trials = done["trials"]
-    assert len(trials) == 12
+    assert len(trials) == 4
     assert len({t["worker"] for t in trials}) == 2, trials
     means: dict[int, float] = {}
-    for candidate in range(4):
+    for candidate in range(2):
         folds = [t["metrics"]["accuracy"] for t in trials if t["candidate"] == candidate]
         means[candidate] = sum(folds) / len(folds)
     best = max(means, key=lambda c: means[c])
-    grid = [{"max_depth": d, "min_samples_leaf": m} for d in (1, 6) for m in (1, 40)]
-    assert done["hyperparameters"] == grid[best]
+    assert best == 1 and means[1] > means[0]  # The deeper tree sees plan and usage together.
+    assert done["hyperparameters"] == {"max_depth": 6}
     assert done["metrics"]["accuracy"] == pytest.approx(means[best])
 
 
@@ -347,6 +312,44 @@ def test_listing_filters_by_model_and_status(
     assert [j["model"] for j in cancelled] == ["churn-cancel"]
     assert all(j["kind"] == "batch"
                for j in client_module.get("/v1/batch-jobs").json()["jobs"])
+    # A training job is no batch job, even by its id.
+    job_id = jobs[0]["job_id"]
+    assert client_module.get(f"/v1/batch-jobs/{job_id}").status_code == 404
+    assert client_module.get(f"/v1/batch-jobs/{job_id}", params={"wait": 1}).status_code == 404
+    assert client_module.delete(f"/v1/batch-jobs/{job_id}").status_code == 404
+
+
+def test_the_cli_trains_follows_lists_and_cancels(
+    api_url: str, stack_env: dict[str, str], trainer: ServiceProcess, prices: str,
+) -> None:
+    def inferq(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([INFERQ, *args, "--url", api_url], env=stack_env,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    trained = inferq("train", "prices-cli", "--dataset", prices, "--target", "price",
+                     "--estimator", "Ridge", "--param", "alpha=0.5", "--grid",
+                     "fit_intercept=true,false", "--metric", "rmse", "--cv", "2", "--seed",
+                     "4", "--alias", "production", "--promote-if", "rmse<=5", "--wait")
+    assert trained.returncode == 0, trained.stderr
+    job = orjson.loads(trained.stdout)
+    assert job["status"] == "succeeded" and job["version"] == 1 and job["promoted"] is True
+    rmse = {c: sum(t["metrics"]["rmse"] for t in job["trials"] if t["candidate"] == c)
+            for c in (0, 1)}
+    best = min(rmse, key=lambda c: rmse[c])  # Lower is better.
+    assert rmse[0] != rmse[1]
+    assert job["hyperparameters"] == {"alpha": 0.5, "fit_intercept": [True, False][best]}
+    assert "done, 100%" in trained.stderr.splitlines()[-1]
+    listed = orjson.loads(inferq("training-jobs", "list", "--model", "prices-cli").stdout)
+    assert [j["job_id"] for j in listed["jobs"]] == [job["job_id"]]
+    got = orjson.loads(inferq("training-jobs", "get", job["job_id"]).stdout)
+    assert got["metrics"] == job["metrics"]
+    refused = inferq("training-jobs", "cancel", job["job_id"])
+    assert refused.returncode == 1
+    assert orjson.loads(refused.stderr)["error"]["code"] == "job_not_cancellable"
+    bad = inferq("train", "prices-cli", "--dataset", prices, "--target", "price",
+                 "--estimator", "Ridge", "--param", "alpha=-1")
+    assert bad.returncode == 1
+    assert orjson.loads(bad.stderr)["error"]["details"]["field"] == "hyperparameters.alpha"
 
 
 def test_sigterm_lets_the_fit_finish_and_hands_back_what_is_held(
@@ -379,3 +382,29 @@ def test_sigterm_lets_the_fit_finish_and_hands_back_what_is_held(
         assert wait_training(client, held["job_id"])["status"] == "succeeded"
     finally:
         later.stop()
+
+
+def test_a_fit_past_the_soft_time_limit_is_killed_and_fails_the_job(
+    client_module: httpx.Client, rdb: redis.Redis, trainer: ServiceProcess,
+    stack_env: dict[str, str], logs: Path, churn: str,
+) -> None:
+    trainer.stop()  # This test runs a worker of its own, with a short limit.
+    env = {**stack_env, "INFERQ_SOFT_TIME_LIMIT": "4", "INFERQ_HARD_TIME_LIMIT": "20"}
+    limited = start_worker(env, logs, pool="training", concurrency=1)
+    try:
+        job = submit(client_module, "churn-slow", dataset_id=churn, target_column="churned",
+                     estimator="RandomForestClassifier",
+                     hyperparameters={"n_estimators": 50000, "max_features": None})
+        deadline = time.monotonic() + 10
+        while not rdb.hget(keys.job_key(job["job_id"]), "fit_pid"):
+            assert time.monotonic() < deadline, "the fit never started"
+            time.sleep(0.02)
+        pid = int(rdb.hget(keys.job_key(job["job_id"]), "fit_pid") or 0)
+        done = wait_training(client_module, job["job_id"], timeout=30)
+        assert done["status"] == "failed"
+        assert done["error"]["code"] == "soft_time_limit_exceeded"
+        assert not _alive(pid)
+        assert done["version"] is None and versions(client_module, "churn-slow") == []
+        assert limited.process.poll() is None
+    finally:
+        limited.stop()

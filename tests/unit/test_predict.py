@@ -61,3 +61,30 @@ def test_a_forest_answers_as_when_called_directly(probabilities: bool) -> None:
     if probabilities:
         expected = np.round(forest.predict_proba(x[:5]), 6).tolist()
         assert result["probabilities"] == expected
+
+
+def test_rows_of_a_model_with_a_string_feature_are_stacked_as_objects(tmp_path: Any) -> None:
+    from ml.predict import row_dtype
+    from ml.store import ModelCache, save_model
+    from ml.training import check_spec, fit_all
+    from services.common.dataset_formats import Column
+    from services.common.records import Status
+    from services.worker.execution import PredictRequest, predict_all
+
+    spec = check_spec({"estimator": "LogisticRegression", "target_column": "y"},
+                      [Column("x", "float64"), Column("city", "string"), Column("y", "string")])
+    X = np.array([[float(i % 5), ["oslo", "lima"][i % 2]] for i in range(40)], dtype=object)
+    y = np.array(["north" if i % 2 == 0 else "south" for i in range(40)], dtype=object)
+    save_model(tmp_path, "cities", fit_all(spec, {}, X, y), features=spec.features)
+    cache = ModelCache(tmp_path)
+    assert row_dtype(cache.get("cities", 1)[0]) is object
+    assert row_dtype(_metadata(3)) is np.float64
+    requests = [PredictRequest(task_id="a", model="cities", version=1,
+                               rows=[[1.0, "oslo"], [2, "lima"]]),
+                PredictRequest(task_id="b", model="cities", version=1, rows=[[0.0, None]],
+                               return_probabilities=False)]
+    outcomes = {o.request.task_id: o for o in predict_all(cache, requests)}
+    assert outcomes["a"].status == Status.SUCCEEDED
+    assert outcomes["a"].payload["predictions"] == ["north", "south"]
+    assert outcomes["b"].status == Status.SUCCEEDED
+    assert outcomes["b"].payload["predictions"][0] in ("north", "south")

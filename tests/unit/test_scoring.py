@@ -13,7 +13,7 @@ import pytest
 from sleepy import SleepyRegressor
 
 from ml.store import load_estimator
-from services.common.catalog import ModelMetadata
+from services.common.catalog import Feature, ModelMetadata
 from services.worker.scoring import (
     Options,
     encode,
@@ -30,7 +30,7 @@ def test_every_kind_of_bad_value_is_named_with_its_column() -> None:
         "b": pa.array(["1.5", "2", "x", " ", "inf", "-1e39"]),
         "c": pa.array([True, True, True, True, True, True]),
     })
-    values, problems = feature_matrix(table, ["a", "b"])
+    values, problems = feature_matrix(table, [Feature(name="a"), Feature(name="b")])
     assert values[0].tolist() == [1.0, 1.5]
     assert {i: code for i, (code, _) in problems.items()} == {
         1: "missing_value", 2: "not_a_number", 3: "missing_value", 4: "non_finite_value",
@@ -38,9 +38,9 @@ def test_every_kind_of_bad_value_is_named_with_its_column() -> None:
     assert problems[2][1] == "column 'b' is the string 'x'; expected a number"
     assert "out of the allowed range" in problems[5][1] and "'b'" in problems[5][1]
     assert (values[1:] == 0).all()  # Rejected rows never reach the model.
-    _, booleans = feature_matrix(table, ["c"])
+    _, booleans = feature_matrix(table, [Feature(name="c")])
     assert booleans[0] == ("not_a_number", "column 'c' is a boolean; expected a number")
-    _, empty = feature_matrix(pa.table({"n": pa.nulls(2)}), ["n"])
+    _, empty = feature_matrix(pa.table({"n": pa.nulls(2)}), [Feature(name="n")])
     assert sorted(empty) == [0, 1]
 
 
@@ -93,3 +93,45 @@ def test_a_chunk_keeps_input_order_and_writes_each_format(
     assert [line["row"] for line in lines] == [10, 11] and lines[0]["note"] == "x, y"
     parquet = pq.read_table(io.BytesIO(encode(scored.output, "parquet")))
     assert parquet.equals(scored.output)
+
+
+def test_a_string_feature_reads_text_and_refuses_other_columns() -> None:
+    table = pa.table({
+        "a": pa.array([1.0, 2.0, None, 4.0]),
+        "color": pa.array(["red", None, "blue", "green"]),
+        "code": pa.array([None, 7, None, 9], pa.int64()),
+    })
+    features = [Feature(name="a"), Feature(name="color", dtype="string")]
+    values, problems = feature_matrix(table, features)
+    assert values.dtype == object
+    assert values.tolist() == [[1.0, "red"], [2.0, None], [0.0, None], [4.0, "green"]]
+    assert problems == {2: ("missing_value", "column 'a' has no value")}
+    _, refused = feature_matrix(table, [Feature(name="code", dtype="string")])
+    assert refused == {1: ("not_a_string", "column 'code' is a number; expected a string"),
+                       3: ("not_a_string", "column 'code' is a number; expected a string")}
+    numbers, _ = feature_matrix(table, [Feature(name="a")])
+    assert numbers.dtype == np.float64  # Numeric models keep the float path.
+
+
+def test_a_trained_pipeline_with_a_string_feature_scores_a_chunk() -> None:
+    from ml.training import check_spec, fit_all
+    from services.common.dataset_formats import Column
+
+    rng = np.random.default_rng(0)
+    size = rng.normal(size=200)
+    color = rng.choice(["red", "blue"], size=200)
+    y = np.where(color == "red", size + 10, size)
+    spec = check_spec({"estimator": "DecisionTreeRegressor", "target_column": "y"},
+                      [Column("size", "float64"), Column("color", "string"),
+                       Column("y", "float64")])
+    X = np.array(list(zip(size, color, strict=True)), dtype=object)
+    model = fit_all(spec, {"max_depth": 4}, X, y)
+    metadata = sleepy_metadata().model_copy(update={"features": spec.features})
+    table = pa.table({"row": pa.array([0, 1, 2, 3], pa.int64()),
+                      "size": [0.0, 0.0, 0.0, None],
+                      "color": ["red", "blue", None, "red"]})
+    scored = score(table, metadata, model, Options())
+    assert scored.output["row"].to_pylist() == [0, 1, 2]
+    red, blue, missing = scored.output["prediction"].to_pylist()
+    assert red > blue + 5 and missing in (red, blue)  # A missing string: the most frequent.
+    assert [(r.row, r.code) for r in scored.rejected] == [(3, "missing_value")]

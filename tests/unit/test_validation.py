@@ -27,7 +27,12 @@ def test_limits_and_shape() -> None:
     with pytest.raises(MalformedBody, match="unknown field 'extra'"):
         parse_predict_body(b'{"instances": [[1, 2]], "extra": 1}', max_rows=5)
     body = parse_predict_body(b'{"instances": [[1, 2]], "version": 2}', max_rows=5)
-    assert body.version == 2 and body.return_probabilities is False
+    assert body.version == 2 and body.alias is None and body.return_probabilities is False
+    assert parse_predict_body(b'{"instances": [[1, 2]], "alias": "staging"}', 5).alias \
+        == "staging"
+    for bad in (b'""', b"3", b'["a"]'):
+        with pytest.raises(MalformedBody, match='"alias" must be an alias name'):
+            parse_predict_body(b'{"instances": [[1, 2]], "alias": ' + bad + b"}", 5)
 
 
 @pytest.mark.parametrize(
@@ -89,3 +94,31 @@ def test_nan_and_infinity_literals_are_named(raw: bytes, fragment: str) -> None:
         parse_predict_body(raw, max_rows=5)
     assert fragment in caught.value.message
     assert "must be a finite number" in caught.value.message
+
+
+TEXT_META = META.model_copy(update={
+    "features": [Feature(name="a"), Feature(name="color", dtype="string")]})
+
+
+def test_a_string_feature_takes_a_string_or_null() -> None:
+    rows = [[1, "red"], {"color": None, "a": 2.5}, [3, ""]]
+    assert check_rows(rows, TEXT_META) == [[1, "red"], [2.5, None], [3, ""]]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([[1, "red"], [1, 3]], "row 1, column 1 ('color') is the number 3; expected a string "
+                               "or null"),
+        ([{"a": 1, "color": 2.5}], "row 0, column 1 ('color') is the number 2.5"),
+        ([[1, True]], "row 0, column 1 ('color') is a boolean; expected a string or null"),
+        ([[1, ["red"]]], "row 0, column 1 ('color') is a list"),
+        ([[None, "red"]], "row 0, column 0 ('a') is null; expected a number"),
+        ([["1", "red"]], "row 0, column 0 ('a') is a string; expected a number"),
+    ],
+)
+def test_a_string_feature_refuses_other_values(rows: list, message: str) -> None:
+    with pytest.raises(InvalidRows) as caught:
+        check_rows(rows, TEXT_META)
+    assert message in caught.value.message
+    assert caught.value.details["column"] in ("a", "color")

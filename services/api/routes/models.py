@@ -1,4 +1,4 @@
-"""Models: listing, metadata, and submitting predictions."""
+"""Models: listing, metadata, versions and aliases, and submitting predictions."""
 
 from __future__ import annotations
 

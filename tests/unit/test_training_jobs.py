@@ -1,0 +1,164 @@
+"""Training job records: the scripts that count fold fits once, push the final task once,
+and keep a registering job from being cancelled, on a real Redis; choosing the best
+candidate; the promotion bar."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from ml.training import TrainingSpec
+from services.api.errors import TrainingUnavailable
+from services.api.training_service import _engine
+from services.common import jobs, keys
+from services.common import training_jobs as tj
+from services.common.catalog import Feature
+from services.worker.training import pick_best
+
+JOB = "job-1"
+
+
+@pytest.fixture
+def client(clean_redis: redis.Redis) -> redis.Redis:
+    return clean_redis
+
+
+def submit(client: redis.Redis, candidates: int, folds: int) -> list[tj.FitTask]:
+    record = tj.new_record(
+        model="churn", dataset_id="d1", dataset_sha256="0" * 64, queue="training",
+        spec={"estimator": "Ridge"}, candidates=candidates, folds=folds, alias=None,
+        promote_if=None, trace_id=None, now=1000.0)
+    tasks = tj.fold_tasks(JOB, "churn", candidates, folds, 1000.0)
+    client.eval(jobs.SUBMIT_SCRIPT, 3, keys.job_key(JOB), keys.JOBS_INDEX, "training", 60,
+                orjson.dumps(record), "1000.0", JOB, *(t.task_id for t in tasks))
+    return tasks
+
+
+def start(client: redis.Redis, task: tj.FitTask) -> list[Any]:
+    return list(client.eval(jobs.START_SCRIPT, 3, keys.job_key(JOB), keys.job_done_key(JOB),
+                            keys.job_attempts_key(JOB), "1001.0", task.name))
+
+
+def fold_done(client: redis.Redis, task: tj.FitTask) -> list[int]:
+    status, added, completed = client.eval(
+        tj.FOLD_DONE_SCRIPT, 4, keys.job_key(JOB), keys.job_done_key(JOB),
+        keys.training_folds_key(JOB), "training", task.name,
+        orjson.dumps({"candidate": task.candidate, "fold": task.fold}), "1002.0", "final")
+    assert status == b"running"
+    return [int(added), int(completed)]
+
+
+def test_a_single_holdout_fit_is_the_final_task_alone(client: redis.Redis) -> None:
+    [task] = submit(client, 1, 1)
+    assert task.final and task.task_id == f"{JOB}-final"
+    assert client.lrange("training", 0, -1) == [task.task_id.encode()]
+    assert client.sismember(keys.JOBS_ACTIVE, JOB)
+
+
+def test_folds_count_once_and_the_last_pushes_the_final_task_once(client: redis.Redis) -> None:
+    tasks = submit(client, 2, 2)
+    assert [t.name for t in tasks] == ["0:0", "0:1", "1:0", "1:1"]
+    client.delete("training")
+    assert start(client, tasks[0])[:2] == [b"running", 1]
+    assert client.hget(keys.job_key(JOB), "status") == b"running"
+    assert fold_done(client, tasks[0]) == [1, 0]
+    assert fold_done(client, tasks[0]) == [0, 0]  # Redelivered after its worker died.
+    assert fold_done(client, tasks[1]) == [1, 0]
+    assert fold_done(client, tasks[2]) == [1, 0]
+    assert client.llen("training") == 0
+    assert fold_done(client, tasks[3]) == [1, 1]
+    assert fold_done(client, tasks[3]) == [0, 0]
+    assert client.lrange("training", 0, -1) == [b"final"]
+    record = tj.strings(client.hgetall(keys.job_key(JOB)))
+    assert record["tasks_done"] == "4" and float(record["progress"]) == pytest.approx(0.85)
+    assert client.hlen(keys.training_folds_key(JOB)) == 4
+
+
+def test_progress_never_goes_back(client: redis.Redis) -> None:
+    [task] = submit(client, 1, 1)
+    start(client, task)
+    for phase, progress in (("loading", "0.3"), ("fitting", "0.1")):
+        assert client.eval(tj.PROGRESS_SCRIPT, 1, keys.job_key(JOB), phase, progress,
+                           "1002.0", "fit_pid", "42") == b"running"
+    job = tj.to_public(JOB, client.hgetall(keys.job_key(JOB)))
+    assert (job["phase"], job["progress"]) == ("fitting", 0.3)
+    assert client.hget(keys.job_key(JOB), "fit_pid") == b"42"
+
+
+def test_a_cancelled_job_counts_no_fold_and_registers_nothing(client: redis.Redis) -> None:
+    tasks = submit(client, 1, 2)
+    start(client, tasks[0])
+    cancelled = client.eval(tj.CANCEL_SCRIPT, 2, *tj.job_keys(JOB), "1003.0", 60, JOB)
+    assert cancelled == [1, b"cancelled"]
+    assert not client.sismember(keys.JOBS_ACTIVE, JOB)
+    assert start(client, tasks[1])[0] == b"cancelled"  # A later task skips.
+    status, added, _ = client.eval(
+        tj.FOLD_DONE_SCRIPT, 4, keys.job_key(JOB), keys.job_done_key(JOB),
+        keys.training_folds_key(JOB), "training", "0:0", "{}", "1004.0", "final")
+    assert (status, added) == (b"cancelled", 0)
+    assert client.eval(tj.REGISTER_SCRIPT, 1, keys.job_key(JOB), "1005.0") == b"cancelled"
+
+
+def test_a_registering_job_cannot_be_cancelled_and_succeeds(client: redis.Redis) -> None:
+    [task] = submit(client, 1, 1)
+    start(client, task)
+    assert client.eval(tj.REGISTER_SCRIPT, 1, keys.job_key(JOB), "1002.0") == b"running"
+    assert client.eval(tj.CANCEL_SCRIPT, 2, *tj.job_keys(JOB), "1003.0", 60, JOB) == \
+        [0, b"registering"]
+    # The phase no longer moves back.
+    assert client.eval(tj.PROGRESS_SCRIPT, 1, keys.job_key(JOB), "fitting", "0.5",
+                       "1003.0") == b"running"
+    assert client.hget(keys.job_key(JOB), "phase") == b"registering"
+    assert client.hget(keys.job_key(JOB), "progress") == b"0.95"
+    fields = {"version": "3", "metrics": '{"r2": 0.9}', "phase": "done", "progress": "1"}
+    assert client.eval(tj.SUCCEED_SCRIPT, 3, *tj.job_keys(JOB), keys.TRAINING_METRICS,
+                       "1004.0", 60, JOB, orjson.dumps(fields), "churn",
+                       fields["metrics"]) == [b"succeeded", 1]
+    job = tj.to_public(JOB, client.hgetall(keys.job_key(JOB)))
+    assert (job["status"], job["version"], job["metrics"]) == ("succeeded", 3, {"r2": 0.9})
+    assert client.hget(keys.TRAINING_METRICS, "churn") == b'{"r2": 0.9}'
+
+
+def spec(metric: str) -> TrainingSpec:
+    return TrainingSpec(estimator="Ridge", task="regression", hyperparameters={},
+                        features=[Feature(name="x")], target="y", validation={"cv": 2},
+                        grid={"alpha": [1, 2]}, metric=metric, seed=0)
+
+
+@pytest.mark.parametrize(("metric", "best"), [("r2", 1), ("rmse", 0)])
+def test_the_best_candidate_is_the_best_mean_by_the_metrics_direction(
+    metric: str, best: int,
+) -> None:
+    results = [{"candidate": c, "fold": f, "metrics": {"r2": r2, "rmse": rmse}}
+               for c, f, r2, rmse in ((0, 1, 0.5, 1.0), (0, 0, 0.7, 2.0),
+                                      (1, 0, 0.9, 3.0), (1, 1, 0.8, 2.0))]
+    chosen, folds = pick_best(spec(metric), [{"alpha": 1}, {"alpha": 2}], results)
+    assert chosen == best
+    assert [f[metric] for f in folds] == [r["metrics"][metric] for r in sorted(
+        (r for r in results if r["candidate"] == best), key=lambda r: r["fold"])]
+    assert pick_best(spec(metric), [{}], []) == (0, [])
+
+
+def test_the_promotion_bar() -> None:
+    assert tj.promotes(None, {"r2": 0.1})
+    assert tj.promotes({"metric": "r2", "min": 0.5}, {"r2": 0.5})
+    assert not tj.promotes({"metric": "r2", "min": 0.5}, {"r2": 0.49})
+    assert tj.promotes({"metric": "rmse", "max": 2}, {"rmse": 1.5})
+    assert not tj.promotes({"metric": "rmse", "max": 2}, {"rmse": 2.5})
+    assert not tj.promotes({"metric": "f1", "min": 0}, {"r2": 1.0})
+
+
+def test_an_api_without_scikit_learn_refuses_training_with_a_501(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ml
+
+    monkeypatch.setitem(sys.modules, "ml.training", None)
+    monkeypatch.delattr(ml, "training")
+    with pytest.raises(TrainingUnavailable) as refused:
+        _engine()
+    assert refused.value.status == 501
