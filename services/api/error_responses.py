@@ -42,6 +42,12 @@ def error_response(exc: Exception) -> JSONResponse:
     if isinstance(exc, RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path"))
+        if where == "body" and isinstance(exc.body, bytes | str):
+            # FastAPI parses a body as JSON only when it is declared so: `curl -d` says
+            # it sends a form, and the body reaches validation unparsed.
+            return _api_error(InvalidParameter(
+                "the request body must be a JSON object sent with "
+                "Content-Type: application/json", {"parameter": "body"}))
         return _api_error(InvalidParameter(
             f"{where or 'request'}: {first.get('msg', 'invalid value')}", {"parameter": where}
         ))

@@ -225,6 +225,11 @@ def test_a_job_that_does_not_fit_is_refused_naming_what(
                  {"dataset_id": full, "colour": "red"}):
         response = client.post("/v1/models/iris/batch-jobs", json=body)
         assert response.status_code == 400, (body, response.text)
+    # What `curl -d` sends: JSON declared as a form. The answer says how to send it.
+    form = client.post("/v1/models/iris/batch-jobs", content=orjson.dumps({"dataset_id": full}),
+                       headers={"content-type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 400, form.text
+    assert "Content-Type: application/json" in form.json()["error"]["message"]
     assert client.get("/v1/batch-jobs/nope").status_code == 404
     assert client.get("/v1/batch-jobs/nope/results").status_code == 404
     assert client.get("/v1/batch-jobs/nope/errors").status_code == 404
