@@ -28,6 +28,7 @@ from services.common import job_outputs, jobs, keys
 from services.common.catalog import ModelMetadata
 from services.common.datasets import Dataset, get_dataset
 from services.common.messages import BATCH_CHUNK_TASK, build_message
+from services.common.metrics import JOB_SECONDS, JOBS_FINISHED, series
 from services.common.records import TERMINAL, WATCH_SCRIPT, decoded, pairs
 from services.common.settings import Settings
 from services.common.storage import Storage, StorageError
@@ -290,3 +291,10 @@ class JobSweeper(Periodic):
             return
         if swept:
             log.info("expired jobs' outputs deleted", extra={"jobs": swept})
+
+
+def observe_cancelled(kind: str, model: str, record: dict[str, str]) -> None:
+    """Count a job the API just cancelled (its workers count the jobs that end otherwise)."""
+    series(JOBS_FINISHED, kind, model, "cancelled").inc()
+    series(JOB_SECONDS, kind, model).observe(
+        max(0.0, float(record["finished_at"]) - float(record["submitted_at"])))

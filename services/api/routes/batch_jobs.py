@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from services.api.deps import StateDep, resolve_model, wait_seconds
 from services.api.errors import JobNotCancellable, JobNotFound, JobNotSucceeded
+from services.api.job_service import observe_cancelled
 from services.api.openapi import (
     JOB_CANCEL_RESPONSES,
     JOB_ERRORS_RESPONSES,
@@ -22,7 +23,6 @@ from services.api.responses import json_response
 from services.api.schemas import BatchJobRequest
 from services.api.tracing import request_trace
 from services.common import job_outputs, jobs
-from services.common.metrics import JOB_SECONDS, JOBS_FINISHED, series
 
 router = APIRouter(tags=["batch jobs"])
 
@@ -92,9 +92,7 @@ async def cancel_batch_job(state: StateDep, job_id: str) -> dict[str, Any]:
     if record is None:
         raise _not_found(job_id)
     job = jobs.to_public(job_id, record)
-    series(JOBS_FINISHED, jobs.KIND, job["model"], "cancelled").inc()
-    series(JOB_SECONDS, jobs.KIND, job["model"]).observe(
-        max(0.0, float(record["finished_at"]) - float(record["submitted_at"])))
+    observe_cancelled(jobs.KIND, job["model"], record)
     return job
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from services.api.deps import StateDep, wait_seconds
 from services.api.errors import JobNotCancellable, JobNotFound
+from services.api.job_service import observe_cancelled
 from services.api.openapi import (
     TRAINING_CANCEL_RESPONSES,
     TRAINING_LIST_RESPONSES,
@@ -20,7 +21,6 @@ from services.api.responses import json_response
 from services.api.schemas import TrainingJobRequest
 from services.api.tracing import request_trace
 from services.common import training_jobs
-from services.common.metrics import JOB_SECONDS, JOBS_FINISHED, series
 
 router = APIRouter(tags=["training jobs"])
 
@@ -95,7 +95,5 @@ async def cancel_training_job(state: StateDep, job_id: str) -> dict[str, Any]:
     if record is None:
         raise _not_found(job_id)
     job = training_jobs.to_public(job_id, record)
-    series(JOBS_FINISHED, training_jobs.KIND, job["model"], "cancelled").inc()
-    series(JOB_SECONDS, training_jobs.KIND, job["model"]).observe(
-        max(0.0, float(record["finished_at"]) - float(record["submitted_at"])))
+    observe_cancelled(training_jobs.KIND, job["model"], record)
     return job
