@@ -134,6 +134,7 @@ class JobService:
         if wait <= 0:
             record = await self.record(job_id)
             return self.public(job_id, record) if record else None
+        deadline = time.monotonic() + wait
         with self._waiter.watch(job_id) as ended:
             # Read the record and, unless it ended, have its end told to this process.
             raw = jobs.strings(pairs(await self._watch(keys=[keys.job_key(job_id)],
@@ -143,12 +144,11 @@ class JobService:
             if raw["status"] in TERMINAL:
                 return self.public(job_id, raw)
             done, _ = await asyncio.wait({ended}, timeout=wait)
-            if not done:
-                return await self.get(job_id)
-            carried = ended.result()
-            if carried is not None:
-                return self.public(job_id, jobs.strings(carried))
-        return await self.get(job_id)
+            carried = ended.result() if done else None
+        if carried is not None:
+            return self.public(job_id, jobs.strings(carried))
+        # As a task's wait (``TaskService.get``): woken without the record, wait out the rest.
+        return await self.get(job_id, deadline - time.monotonic() if done else 0)
 
     async def list(self, status: str | None, model: str | None,
                    limit: int) -> list[dict[str, Any]]:

@@ -100,17 +100,21 @@ class TaskService:
         if wait <= 0:
             raw = await self._client.hgetall(key)
             return to_public(task_id, raw) if raw else None
+        deadline = time.monotonic() + wait
         with self._waiter.watch(task_id) as finished:
             # Read the record and, unless it is terminal, have its end told to this process.
             raw = pairs(await self._watch(keys=[key], args=[self._waiter.channel]))
             if not raw:
                 return None
-            if _status(raw) in TERMINAL or not await _woken(finished, wait):
+            if _status(raw) in TERMINAL:
                 return to_public(task_id, raw)
-            done = finished.result()
-            if done is not None:
-                return to_public(task_id, done)
-        return await self.get(task_id)
+            woken = await _woken(finished, wait)
+            done = finished.result() if woken else None
+        if done is not None:
+            return to_public(task_id, done)
+        # Woken without the record (the subscription came back): look again, and wait out
+        # the rest; or the wait ran out: the record as it is now.
+        return await self.get(task_id, deadline - time.monotonic() if woken else 0)
 
     async def cancel(self, task_id: str) -> tuple[bool, str, str | None]:
         """Whether this call cancelled the task, its status (``missing`` when unknown) and

@@ -31,7 +31,8 @@ from services.common.records import event_record, parse_event
 
 log = logging.getLogger(__name__)
 
-#: Resolved with the finished task's record, or None when the event did not carry it.
+#: Resolved with the finished task's record, or None when the event did not carry it or
+#: the subscription was (re)made and the end may have been missed: then read it again.
 Waiter = asyncio.Future[dict[str, str] | None]
 
 
@@ -40,6 +41,7 @@ class TaskWaiter:
         self._client = client
         #: This process's channel: the one a task's record names to have its end told here.
         self.channel = keys.events_channel(process_id or uuid.uuid4().hex)
+        self._channel_bytes = self.channel.encode()
         self._waiting: defaultdict[str, set[Waiter]] = defaultdict(set)
         self._listener: asyncio.Task[None] | None = None
         self._followed: dict[bytes, tuple[Callable[[bytes], None], Callable[[], None]]] = {}
@@ -92,8 +94,20 @@ class TaskWaiter:
                 followed[0](data)
             else:
                 self._wake(data)
-        elif kind == "subscribe" and followed is not None:
-            followed[1]()
+        elif kind == "subscribe":
+            if followed is not None:
+                followed[1]()
+            elif channel == self._channel_bytes:
+                self._wake_everyone()
+
+    def _wake_everyone(self) -> None:
+        """After a (re)subscription: an end announced while it was down was missed, so every
+        waiter reads its record again."""
+        waiting, self._waiting = self._waiting, defaultdict(set)
+        for futures in waiting.values():
+            for future in futures:
+                if not future.done():
+                    future.set_result(None)
 
     async def _listen(self) -> None:
         while True:

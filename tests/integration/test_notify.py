@@ -317,3 +317,28 @@ def test_the_cancel_script_publishes_on_every_channel_named(store: redis.Redis) 
         assert store.hget(named, "notify") is None and store.hget(named, "status") == b"cancelled"
     finally:
         told.close()
+
+
+def test_an_end_missed_while_the_subscription_was_down_is_found_when_it_comes_back(
+    client: httpx.Client, client_b: httpx.Client, store: redis.Redis,
+) -> None:
+    """B's subscription is cut, and the task is cancelled before B subscribes again: B
+    hears nothing, but reads the record once it is back, well before its wait runs out."""
+    task = submit(client, "diabetes", PARKED_ROW)
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        waiting = pool.submit(client_b.get, f"/v1/tasks/{task['task_id']}",
+                              params={"wait": 20})
+        deadline = time.monotonic() + 5
+        while notify_of(store, task["task_id"]) is None:
+            assert time.monotonic() < deadline, "B's GET did not register"
+            time.sleep(0.02)
+        store.client_kill_filter(_type="pubsub")
+        # Ended in the record alone, as if its event went out while nobody listened.
+        store.hset(keys.task_key(task["task_id"]), "status", Status.CANCELLED.value)
+        answered = waiting.result(timeout=15)
+        took = time.monotonic() - started
+
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["status"] == "cancelled"
+    assert took < 10, f"answered after {took:.1f} s: the wait ran out instead"

@@ -95,6 +95,7 @@ async def get_model(
     created, how it was trained (`lineage`, null for an imported model) and its aliases."""
     if version is not None and alias is not None:
         raise _version_and_alias(version, alias)
+    await asyncio.to_thread(state.catalog.refresh, model)
     metadata = resolve_model(state, model, version, alias)
     aliases = state.catalog.aliases(model)
     return ModelDescription(
@@ -106,8 +107,11 @@ async def get_model(
             response_model=ModelVersions, responses=VERSIONS_RESPONSES)
 async def list_versions(state: StateDep, model: str) -> ModelVersions:
     """Every version, oldest first, with its metadata (metrics, lineage) and the aliases
-    that point at it; and the version a prediction uses by default."""
+    that point at it; and the version a prediction uses by default. Read from the store,
+    so a version registered a moment ago (a training job that just succeeded) is listed
+    even before this process hears its announcement."""
     catalog = state.catalog
+    await asyncio.to_thread(catalog.refresh, model)
     versions = catalog.versions(model)
     if not versions:
         raise model_not_found(model)
