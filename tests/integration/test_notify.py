@@ -114,6 +114,14 @@ def notify_of(store: redis.Redis, task_id: str) -> str | None:
     return value.decode() if value is not None else None
 
 
+def until_registered(store: redis.Redis, task_id: str) -> None:
+    """Wait until a waiting GET has named its process's channel in the task's record."""
+    deadline = time.monotonic() + 5
+    while notify_of(store, task_id) is None:
+        assert time.monotonic() < deadline, "the waiting GET did not register"
+        time.sleep(0.02)
+
+
 def assert_told(store: redis.Redis, events: Events, task_id: str,
                 *waiting: ServiceProcess) -> None:
     """The task's event came on the channel of each of the ``waiting`` processes, once, and
@@ -186,10 +194,7 @@ def test_a_cancel_on_one_api_wakes_the_request_waiting_on_another(
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(client_b.get, f"/v1/tasks/{task['task_id']}",
                               params={"wait": 10})
-        deadline = time.monotonic() + 5
-        while notify_of(store, task["task_id"]) is None:
-            assert time.monotonic() < deadline, "B's GET did not register"
-            time.sleep(0.02)
+        until_registered(store, task["task_id"])
 
         cancelled = client.delete(f"/v1/tasks/{task['task_id']}")
         answered = waiting.result(timeout=3).json()
@@ -329,10 +334,7 @@ def test_an_end_missed_while_the_subscription_was_down_is_found_when_it_comes_ba
         started = time.monotonic()
         waiting = pool.submit(client_b.get, f"/v1/tasks/{task['task_id']}",
                               params={"wait": 20})
-        deadline = time.monotonic() + 5
-        while notify_of(store, task["task_id"]) is None:
-            assert time.monotonic() < deadline, "B's GET did not register"
-            time.sleep(0.02)
+        until_registered(store, task["task_id"])
         store.client_kill_filter(_type="pubsub")
         # Ended in the record alone, as if its event went out while nobody listened.
         store.hset(keys.task_key(task["task_id"]), "status", Status.CANCELLED.value)
