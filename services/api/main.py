@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 from redis.exceptions import RedisError
 
+from services.api.auth import AuthMiddleware
 from services.api.catalog_follower import CatalogFollower
 from services.api.cluster import ClusterView
 from services.api.dataset_upload import dataset_store
@@ -154,8 +155,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    # Innermost: the hot routes are still counted, timed and traced.
+    # Innermost: the hot routes are still authenticated, counted, timed and traced.
     app.add_middleware(HotRoutesMiddleware)
+    # Refusals are counted and traced like any answer.
+    app.add_middleware(AuthMiddleware)
     app.add_middleware(ObservedRequestsMiddleware, tracing=exporter_configured())
     routers = [module.router
                for module in (health, models, tasks, datasets, batch_jobs, training_jobs, pools,

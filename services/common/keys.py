@@ -95,3 +95,22 @@ def dataset_record_key(dataset_id: str) -> str:
 
 #: Every dataset's id, scored by its ``created_at``: the listing, newest first.
 DATASETS_INDEX = f"{PREFIX}datasets"
+
+
+def api_key_key(key_id: str) -> str:
+    """The hash of one API key's record: its tenant, scopes, keyed hash, limits, expiry,
+    revocation and last use (``services.common.api_keys``)."""
+    return f"{PREFIX}apikey:{key_id}"
+
+
+#: Every API key's id, scored by its ``created_at``: the listing.
+API_KEYS_INDEX = f"{PREFIX}apikeys"
+
+#: The channel on which a change to a key (revoked, limits changed) is announced, the
+#: key's id the message: every API process drops what it cached of that key.
+API_KEYS_CHANNEL = f"{PREFIX}apikeys:changed"
+
+
+def rate_limit_key(key_id: str, kind: str, window: int) -> str:
+    """The counter of one key's ``kind`` (requests, rows) in one time window."""
+    return f"{PREFIX}ratelimit:{key_id}:{kind}:{window}"
