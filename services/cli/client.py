@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from services.cli.errors import CliError
 from services.common.media import DATASET_MEDIA_TYPES
 
 SUCCESS = "succeeded"
+#: The environment variable holding the API key every request of the client carries.
+API_KEY_VARIABLE = "INFERQ_API_KEY"
 
 #: A dataset file's format, from its extension.
 DATASET_EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -88,9 +91,17 @@ def predict(url: str, model: str, instances: list[Any], wait: float, timeout: fl
     return 0
 
 
+def with_api_key(headers: dict[str, str] | None = None) -> dict[str, str]:
+    """``headers`` plus ``Authorization: Bearer $INFERQ_API_KEY`` when that is set."""
+    key = os.environ.get(API_KEY_VARIABLE)
+    return {**(headers or {}), **({"Authorization": f"Bearer {key}"} if key else {})}
+
+
 def request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    """The request; an API that cannot be reached is a one-line error that says what to do."""
+    """The request, with the API key of ``INFERQ_API_KEY``; an API that cannot be reached
+    is a one-line error that says what to do."""
     base = url.split("/v1/", 1)[0]
+    kwargs["headers"] = with_api_key(kwargs.get("headers"))
     try:
         return client.request(method, url, **kwargs)
     except httpx.ConnectError:

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from services.cli.client import json_body, report, request, send_dataset
+from services.cli.client import json_body, report, request, send_dataset, with_api_key
 from services.cli.errors import CliError
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -211,7 +211,7 @@ def _download(url: str, target: Path) -> int:
     partial = target.with_name(f".{target.name}.part")
     with httpx.Client(timeout=httpx.Timeout(300)) as client:
         try:
-            with client.stream("GET", url) as response:
+            with client.stream("GET", url, headers=with_api_key()) as response:
                 if response.status_code >= 400:
                     response.read()
                     return report(response)

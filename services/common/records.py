@@ -51,6 +51,19 @@ def unsupported_redis(server_info: Mapping[str, Any]) -> str | None:
     return None
 
 
+def unreachable_redis(error: BaseException) -> str:
+    """What to log when Redis does not answer at start: its TLS certificate or its user's
+    password refused get a line that says what to check, anything else the error."""
+    text = str(error)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return ("Redis's TLS certificate is not signed by a trusted CA: set "
+                f"INFERQ_REDIS_CA_FILE to the CA bundle that signed it ({text})")
+    if "WRONGPASS" in text or "invalid username-password" in text or "NOPERM" in text:
+        return ("Redis refused the user or password of INFERQ_REDIS_URL and "
+                f"INFERQ_REDIS_PASSWORD ({text})")
+    return f"Redis does not answer yet ({text})"
+
+
 class Status(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
