@@ -25,7 +25,8 @@ def test_api_serves_on_8000_with_health_probes(scenario: str) -> None:
     deployment = named(scenario_objects(scenario), "Deployment", API)
     (api,) = deployment["spec"]["template"]["spec"]["containers"]
     assert argv(api) == ["inferq", "api", "--host", "0.0.0.0", "--port", "8000"]
-    assert api["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert api["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"},
+                            {"name": "metrics", "containerPort": 9809, "protocol": "TCP"}]
     assert api["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert api["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     service = named(scenario_objects(scenario), "Service", API)
