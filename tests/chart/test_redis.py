@@ -1,10 +1,12 @@
-"""Redis: a durable StatefulSet with a password from a Secret, or an external URL."""
+"""Redis: a durable StatefulSet with ACL users whose passwords come from a Secret, or an
+external URL."""
 
 from __future__ import annotations
 
 import base64
 from urllib.parse import urlsplit
 
+import helm_python
 import pytest
 from chart.manifests import (
     NAMESPACE,
@@ -132,8 +134,6 @@ def test_each_component_reads_its_own_users_password_only() -> None:
 def test_an_upgrade_keeps_the_generated_passwords(live: bytes | None) -> None:
     """``lookup`` against a stub API server: an upgrade reads the live Secret's passwords
     back; with no Secret yet (a first install) new ones are generated."""
-    import helm_python
-
     path = f"/api/v1/namespaces/{NAMESPACE}/secrets/{USERS}"
     data = {f"{u}-password": base64.b64encode((live or b"") + u.encode()).decode()
             for u in ("api", "worker", "keda")}
@@ -171,7 +171,7 @@ def test_password_from_values_lands_in_the_secret() -> None:
 
 
 def test_a_single_password_with_acl_users_is_refused() -> None:
-    with pytest.raises(Exception, match=r"redis\.acl\.existingSecret"):
+    with pytest.raises(helm_python.HelmError, match=r"redis\.acl\.existingSecret"):
         render({"redis": {"auth": {"password": "s3cret"}}})
 
 
