@@ -64,6 +64,19 @@ def test_neither_the_ingress_nor_the_route_reaches_the_metrics_port() -> None:
     assert env(api)["INFERQ_METRICS_PORT"]["value"] == str(ports["metrics"])
 
 
+@pytest.mark.parametrize("scenario", ["default", "production", "gateway-api"])
+def test_no_service_routes_to_the_workers_metrics(scenario: str) -> None:
+    """Workers serve /metrics (port 9808) for the PodMonitor only: no Service selects them."""
+    manifests = scenario_objects(scenario)
+    for deployment in of_kind(manifests, "Deployment"):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        if labels.get("app.kubernetes.io/component") != "worker":
+            continue
+        for service in of_kind(manifests, "Service"):
+            assert not service["spec"]["selector"].items() <= labels.items(), \
+                service["metadata"]["name"]
+
+
 # -- TLS.
 
 def test_the_charts_redis_serves_tls_only_and_every_client_checks_it() -> None:
