@@ -96,8 +96,10 @@ def test_the_acl_users_and_default_off_are_in_the_servers_arguments() -> None:
     keda = users["keda"][: users["keda"].index("--user")] if "--user" in users["keda"] \
         else users["keda"]
     assert [r for r in keda if r.startswith(("+", "-"))] == [
-        "-@all", "+ping", "+type", "+llen", "+hlen"]
-    assert all(r.startswith("%R~") for r in keda if "~" in r)
+        "-@all", "+ping", "+eval", "+type", "+llen", "+hlen"]
+    assert sorted(r for r in keda if "~" in r) == sorted(
+        f"~{key}" for queue in ("inference", "batch", "training")
+        for key in (queue, f"inferq:unacked:{queue}"))
 
 
 def test_passwords_are_generated_once_into_the_charts_secret() -> None:

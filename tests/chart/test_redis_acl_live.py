@@ -19,6 +19,14 @@ from training_client import churn_csv, submit, wait_training
 
 from services.cli.redis_server import free_port
 
+#: The script KEDA's redis scaler runs for each trigger: the key's length by its type.
+KEDA_SCRIPT = """
+local listName = KEYS[1]
+local listType = redis.call('type', listName).ok
+local cmd = {zset = 'zcard', set = 'scard', list = 'llen', hash = 'hlen', none = 'llen'}
+return redis.call(cmd[listType], listName)
+"""
+
 
 @pytest.fixture(scope="module")
 def chart_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRedis]:
@@ -112,14 +120,18 @@ def test_keda_reads_the_backlog_and_nothing_else(idle_redis: ChartRedis) -> None
     admin.hset("inferq:task:abc", "status", "queued")
     keda = chart_redis.client("keda", _password(chart_redis, "keda"))
     try:
-        # What KEDA's redis scaler sends: PING, then TYPE and LLEN or HLEN per trigger.
+        # What KEDA's redis scaler sends: PING, then its script per trigger (older
+        # releases: TYPE, then LLEN or HLEN).
         assert keda.ping()
+        assert keda.eval(KEDA_SCRIPT, 1, "inference") == 2
+        assert keda.eval(KEDA_SCRIPT, 1, "inferq:unacked:batch") == 1
+        assert keda.eval(KEDA_SCRIPT, 1, "training") == 0
         assert keda.type("inference") == b"list" and keda.llen("inference") == 2
         assert keda.type("inferq:unacked:batch") == b"hash"
         assert keda.hlen("inferq:unacked:batch") == 1
-        assert keda.llen("training") == 0
         for refused in (lambda: keda.hgetall("inferq:task:abc"),
                         lambda: keda.type("inferq:task:abc"),
+                        lambda: keda.eval(KEDA_SCRIPT, 1, "inferq:task:abc"),
                         lambda: keda.lrange("inference", 0, -1),
                         lambda: keda.hgetall("inferq:unacked:batch"),
                         lambda: keda.rpush("inference", "forged"),
@@ -130,6 +142,13 @@ def test_keda_reads_the_backlog_and_nothing_else(idle_redis: ChartRedis) -> None
                         lambda: keda.info()):
             with pytest.raises(redis.exceptions.NoPermissionError):
                 refused()
+        # Nor through a script: Redis checks what a script calls against its user.
+        for script in ("return redis.call('rpush', KEYS[1], 'forged')",
+                       "return redis.call('lrange', KEYS[1], 0, -1)",
+                       "return redis.call('del', KEYS[1])",
+                       "return redis.call('hgetall', 'inferq:task:abc')"):
+            with pytest.raises(redis.exceptions.ResponseError, match=r"(?i)permission|can't run"):
+                keda.eval(script, 1, "inference")
         assert admin.llen("inference") == 2
     finally:
         keda.close()

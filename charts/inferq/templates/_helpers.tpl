@@ -264,8 +264,11 @@ the list of rules after its password. api and worker may use inferq's keys (keys
 queue bindings ("_kombu.binding*") and inferq's channels, with every command but the
 dangerous and administrative ones (INFO excepted: the API reads Redis's version and
 memory). keda reads each pool's backlog, the queue and its unacked hash, with exactly the
-commands of KEDA's redis scaler: PING when it connects, then TYPE and LLEN or HLEN (its
-client also sends CLIENT SETINFO on connecting, and carries on when it is refused).
+commands of KEDA's redis scaler: PING when it connects, then an EVAL of a script calling
+TYPE and LLEN or HLEN (older releases call these directly). Redis checks the commands a
+script calls against the user too, so keda writes nothing; its key patterns are not
+read-only (%R~) only because Redis counts every key given to EVAL as written. Its client
+also sends CLIENT SETINFO on connecting, and carries on when that is refused.
 */}}
 {{- define "inferq.redis.aclUsers" -}}
 {{- $queues := list }}
@@ -281,9 +284,9 @@ client also sends CLIENT SETINFO on connecting, and carries on when it is refuse
 {{- $app = concat $app (list "+@all" "-@dangerous" "-@admin" "+info") }}
 {{- $keda := list "resetchannels" "resetkeys" }}
 {{- range $queues }}
-{{- $keda = concat $keda (list (printf "%%R~%s" (include "inferq.keys.queue" .)) (printf "%%R~%s" (include "inferq.keys.unacked" .))) }}
+{{- $keda = concat $keda (list (printf "~%s" (include "inferq.keys.queue" .)) (printf "~%s" (include "inferq.keys.unacked" .))) }}
 {{- end }}
-{{- $keda = concat $keda (list "-@all" "+ping" "+type" "+llen" "+hlen") }}
+{{- $keda = concat $keda (list "-@all" "+ping" "+eval" "+type" "+llen" "+hlen") }}
 {{- toJson (dict "api" $app "worker" $app "keda" $keda) }}
 {{- end }}
 
