@@ -82,16 +82,14 @@ class ChartRedis:
         variables = resolved_env(manifests, container)
         args = [_EXPANDED.sub(lambda m: variables[m.group(1)], str(a))
                 for a in container["args"][1:]]
-        self.args = args
         admin = ["--user", ADMIN[0], "on", f">{ADMIN[1]}", "~*", "&*", "+@all"]
         self.process = subprocess.Popen(
             [shutil.which("redis-server") or "redis-server", str(workdir / "redis.conf"),
              *args, *admin],
             stdout=(workdir / "redis.log").open("wb"), stderr=subprocess.STDOUT)
-        for _ in range(100):
-            if port_open(self.port):
-                break
-            if self.process.poll() is not None:
+        deadline = time.monotonic() + 10
+        while not port_open(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError((workdir / "redis.log").read_text())
             time.sleep(0.05)
 
