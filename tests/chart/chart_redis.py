@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import redis
 from chart.manifests import Manifest, component_name, env, named
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from services.cli.redis_server import free_port, port_open
 
@@ -93,10 +95,11 @@ class ChartRedis:
                 raise RuntimeError((workdir / "redis.log").read_text())
             time.sleep(0.05)
 
-    def client(self, user: str, password: str, **kwargs: Any) -> redis.Redis:
-        options: dict[str, Any] = {}
+    def client(self, user: str | None, password: str | None, **kwargs: Any) -> redis.Redis:
+        """A client that gives up at the first refusal (redis-py retries one by default)."""
+        options: dict[str, Any] = {"retry": Retry(NoBackoff(), 0)}
         if self.tls_dir is not None:
-            options = {"ssl": True, "ssl_ca_certs": str(self.tls_dir / "ca.crt")}
+            options.update(ssl=True, ssl_ca_certs=str(self.tls_dir / "ca.crt"))
         return redis.Redis(port=self.port, username=user, password=password,
                            **options, **kwargs)
 

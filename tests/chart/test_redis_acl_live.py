@@ -91,9 +91,8 @@ def test_api_and_workers_run_a_prediction_a_batch_job_and_a_training_job(
 
 
 def test_the_default_user_is_refused(chart_redis: ChartRedis) -> None:
-    anonymous = redis.Redis(port=chart_redis.port)
     with pytest.raises(redis.AuthenticationError):
-        anonymous.ping()
+        chart_redis.client(None, None).ping()
     with pytest.raises(redis.AuthenticationError):
         chart_redis.client("default", "").ping()
 

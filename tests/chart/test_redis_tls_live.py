@@ -14,6 +14,8 @@ import redis
 from chart.chart_redis import ChartRedis, openssl_certificates
 from chart.manifests import component_name, named, scenario_objects, worker_deployments
 from processes import ServiceProcess, service_env, start_api, start_worker
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from services.cli.redis_server import free_port
 
@@ -64,7 +66,7 @@ def test_api_and_worker_predict_over_tls_with_the_ca(
         api.stop()
     # The plain port is closed: the server speaks TLS only.
     with pytest.raises(redis.ConnectionError):
-        redis.Redis(port=tls_redis.port, socket_timeout=2).ping()
+        redis.Redis(port=tls_redis.port, socket_timeout=2, retry=Retry(NoBackoff(), 0)).ping()
 
 
 def test_a_wrong_ca_is_one_clear_log_line_not_a_hang(
