@@ -53,7 +53,8 @@ async def refuse_unsupported_redis(client: aioredis.Redis) -> None:
     try:
         info = await client.info("server")
     except (RedisError, OSError) as exc:
-        log.error("redis unreachable at start", extra={"problem": unreachable_redis(exc)})
+        level, line = unreachable_redis(exc)
+        log.log(level, "redis unreachable at start", extra={"problem": line})
         return
     problem = unsupported_redis(info)
     if problem:

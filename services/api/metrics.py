@@ -29,6 +29,7 @@ def serve_metrics(host: str, port: int) -> None:
     start_http_server(port, addr=host, registry=REGISTRY)
     log.info("metrics served", extra={"host": host, "port": port})
 
+
 # Only the API checks Redis; a worker exporting it would report a permanent 0.
 REDIS_UP = Gauge("inferq_redis_up", "1 when the API's last Redis check succeeded.")
 # Redis refuses new tasks once its data reaches maxmemory (noeviction): these say how near.

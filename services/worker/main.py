@@ -33,7 +33,8 @@ def refuse_unsupported_redis(settings: Settings) -> None:
     try:
         info = client.info("server")
     except (RedisError, OSError) as exc:
-        log.error("redis unreachable at start", extra={"problem": unreachable_redis(exc)})
+        level, line = unreachable_redis(exc)
+        log.log(level, "redis unreachable at start", extra={"problem": line})
         return
     finally:
         client.close()

@@ -3,6 +3,8 @@ not answer at start is said to lack."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from services.common.records import (
@@ -44,17 +46,18 @@ def test_only_the_submit_is_refused_by_a_full_redis() -> None:
         assert script.startswith(ALLOW_OOM + "\n")
 
 
-@pytest.mark.parametrize(("error", "says"), [
+@pytest.mark.parametrize(("error", "level", "says"), [
     (ConnectionError("Error 1 connecting to r:6380. [SSL: CERTIFICATE_VERIFY_FAILED] "
                      "certificate verify failed: unable to get local issuer certificate"),
-     "set INFERQ_REDIS_CA_FILE"),
+     logging.ERROR, "set INFERQ_REDIS_CA_FILE"),
     (ConnectionError("WRONGPASS invalid username-password pair or user is disabled."),
-     "refused the user or password"),
+     logging.ERROR, "refused the user or password"),
     (ConnectionError("Error 111 connecting to r:6379. Connection refused."),
-     "does not answer yet"),
+     logging.WARNING, "does not answer yet"),
 ])
 def test_a_redis_that_does_not_answer_at_start_is_named_for_what_to_check(
-    error: Exception, says: str
+    error: Exception, level: int, says: str
 ) -> None:
-    problem = unreachable_redis(error)
+    found, problem = unreachable_redis(error)
+    assert found == level
     assert says in problem and str(error) in problem
