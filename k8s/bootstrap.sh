@@ -101,16 +101,22 @@ inferq() {
 }
 
 check() {
-  need helm curl
+  need helm curl kubectl
   # The test pod stays after it passes (Helm 3 reads its logs only then): --logs works
   # on Helm 3 and 4.
   log "helm test"
   helm test "$RELEASE" --namespace "$NAMESPACE" --logs
+  # An API key, made in an API pod (which reaches Redis and needs no key for it).
+  log "an API key (tenant kind, scope predict)"
+  key=$(kubectl --namespace "$NAMESPACE" exec "deploy/$RELEASE-api" -- \
+    inferq keys create --tenant kind --scopes predict --name bootstrap |
+    sed -n 's/.*"key": *"\([^"]*\)".*/\1/p')
   log "a prediction through Traefik (http://$HOST)"
   curl --fail --silent --show-error --retry 10 --retry-delay 3 --retry-all-errors \
-    --resolve "$HOST:80:127.0.0.1" "http://$HOST/v1/models"
+    --resolve "$HOST:80:127.0.0.1" -H "Authorization: Bearer $key" "http://$HOST/v1/models"
   echo
   curl --fail --silent --show-error --resolve "$HOST:80:127.0.0.1" \
+    -H "Authorization: Bearer $key" \
     -H 'content-type: application/json' -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}' \
     "http://$HOST/v1/models/iris/predict?wait=10"
   echo

@@ -39,7 +39,7 @@ from services.api.waiter import TaskWaiter
 from services.common import keys
 from services.common.catalog import Catalog
 from services.common.heap import settle_heap
-from services.common.records import unsupported_redis
+from services.common.records import unreachable_redis, unsupported_redis
 from services.common.settings import Settings, get_settings
 from services.common.storage import Storage, StorageError, storage_from_settings
 from services.common.telemetry import exporter_configured, init_tracing, shutdown_tracing
@@ -52,7 +52,9 @@ async def refuse_unsupported_redis(client: aioredis.Redis) -> None:
     the readiness check's matter, not the start's."""
     try:
         info = await client.info("server")
-    except (RedisError, OSError):
+    except (RedisError, OSError) as exc:
+        level, line = unreachable_redis(exc)
+        log.log(level, "redis unreachable at start", extra={"problem": line})
         return
     problem = unsupported_redis(info)
     if problem:
@@ -85,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             socket_timeout=settings.redis_socket_timeout,
             socket_connect_timeout=settings.redis_socket_timeout,
             health_check_interval=10,
+            **settings.redis_tls,
         )
         client = aioredis.Redis.from_pool(pool)
         await refuse_unsupported_redis(client)

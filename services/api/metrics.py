@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from prometheus_client import Gauge
+from prometheus_client import REGISTRY, Gauge, start_http_server
 from redis.exceptions import RedisError
 
 from services.api.periodic import Periodic
@@ -20,6 +20,15 @@ from services.common.pullers import sweep_queues
 from services.common.records import ALLOW_OOM
 
 log = logging.getLogger(__name__)
+
+
+def serve_metrics(host: str, port: int) -> None:
+    """Serve the API's metrics (the process's registry, every one of them) on ``port`` from
+    a thread of their own, beside the API's port: whatever can reach the API cannot reach
+    them. Raises OSError when the port cannot be bound."""
+    start_http_server(port, addr=host, registry=REGISTRY)
+    log.info("metrics served", extra={"host": host, "port": port})
+
 
 # Only the API checks Redis; a worker exporting it would report a permanent 0.
 REDIS_UP = Gauge("inferq_redis_up", "1 when the API's last Redis check succeeded.")

@@ -15,6 +15,8 @@ from services.cli.errors import CliError
 from services.common.media import DATASET_MEDIA_TYPES
 
 SUCCESS = "succeeded"
+#: The environment variable holding the API key every request of the client carries.
+API_KEY_VARIABLE = "INFERQ_API_KEY"
 
 #: A dataset file's format, from its extension.
 DATASET_EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -89,13 +91,9 @@ def predict(url: str, model: str, instances: list[Any], wait: float, timeout: fl
     return 0
 
 
-#: The environment variable holding the API key the commands send (never an argument:
-#: arguments show in the process list and the shell's history).
-API_KEY_VARIABLE = "INFERQ_API_KEY"
-
-
 def api_client(timeout: float | httpx.Timeout) -> httpx.Client:
-    """A client of the REST API that sends ``$INFERQ_API_KEY`` as its bearer token."""
+    """A client of the REST API that sends ``$INFERQ_API_KEY`` as its bearer token (from
+    the environment, never an argument: arguments show in the process list)."""
     key = os.environ.get(API_KEY_VARIABLE, "").strip()
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return httpx.Client(timeout=timeout, headers=headers)

@@ -123,6 +123,14 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
         from services.api.main import create_app
 
+        if settings.metrics_port:
+            from services.api.metrics import serve_metrics
+
+            try:
+                serve_metrics(args.host, settings.metrics_port)
+            except OSError as exc:
+                raise CliError(f"cannot serve /metrics on {args.host}:{settings.metrics_port} "
+                               f"(INFERQ_METRICS_PORT): {exc.strerror or exc}") from None
         uvicorn.run(
             create_app(settings),
             host=args.host,

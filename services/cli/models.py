@@ -68,7 +68,7 @@ def _announce(settings: Settings, names: list[str]) -> None:
     configured = "INFERQ_REDIS_URL" in os.environ
     for name in dict.fromkeys(names):
         if not announce_to(settings.broker_url, settings.redis_url_redacted, name,
-                           quiet=not configured):
+                           quiet=not configured, tls=settings.redis_tls):
             return  # Unreachable: the others would fail alike.
 
 

@@ -10,6 +10,8 @@ store.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -33,12 +35,13 @@ async def aannounce(client: aioredis.Redis, name: str) -> None:
     await client.publish(keys.MODELS_CHANNEL, name)
 
 
-def announce_to(url: str, redacted_url: str, name: str, *, quiet: bool = False) -> bool:
+def announce_to(url: str, redacted_url: str, name: str, *, quiet: bool = False,
+                tls: Mapping[str, Any] | None = None) -> bool:
     """``announce`` on the Redis at ``url``; when it cannot be reached, one log line (naming
     ``redacted_url``; none when ``quiet``) and False: the change is in the store, and APIs
-    re-read the store whenever they subscribe again."""
+    re-read the store whenever they subscribe again. ``tls``: ``Settings.redis_tls``."""
     client = redis.Redis.from_url(url, socket_timeout=CONNECT_TIMEOUT_SECONDS,
-                                  socket_connect_timeout=CONNECT_TIMEOUT_SECONDS)
+                                  socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, **(tls or {}))
     try:
         announce(client, name)
     except (RedisError, OSError) as exc:

@@ -20,6 +20,7 @@ message) and clients can still read and wait for their tasks.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -49,6 +50,20 @@ def unsupported_redis(server_info: Mapping[str, Any]) -> str | None:
         return (f"Redis {version} is too old: inferq needs Redis 7.0 or later "
                 "(its Lua scripts declare flags)")
     return None
+
+
+def unreachable_redis(error: BaseException) -> tuple[int, str]:
+    """The log level and the line to log when Redis does not answer at start: a TLS
+    certificate or a user's password refused is an error that says what to check (it will
+    not pass by itself), anything else a warning with the error (Redis may be starting)."""
+    text = str(error)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return logging.ERROR, ("Redis's TLS certificate is not signed by a trusted CA: set "
+                               f"INFERQ_REDIS_CA_FILE to the CA bundle that signed it ({text})")
+    if "WRONGPASS" in text or "invalid username-password" in text or "NOPERM" in text:
+        return logging.ERROR, ("Redis refused the user or password of INFERQ_REDIS_URL and "
+                               f"INFERQ_REDIS_PASSWORD ({text})")
+    return logging.WARNING, f"Redis does not answer yet ({text})"
 
 
 class Status(StrEnum):

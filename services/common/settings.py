@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +33,9 @@ class Settings(BaseSettings):
     redis_socket_timeout: float = Field(5.0, gt=0)
     # Connections one API process keeps to Redis; requests beyond them wait their turn.
     redis_max_connections: int = Field(64, ge=4)
+    # The CA bundle that signs the certificate of a Redis reached over TLS (``rediss://``);
+    # unset: the system's CAs. The user name, if any, is the URL's (``rediss://user@host``).
+    redis_ca_file: Path | None = None
 
     # -- Model store: a directory or s3://bucket/prefix (the AWS variables as for storage_url).
     model_store: str = Field(default_factory=_default_model_store, min_length=1)
@@ -78,6 +83,10 @@ class Settings(BaseSettings):
     job_sweep_seconds: float = Field(3600.0, gt=0)
     # -- Training jobs: the queue their tasks go to (their records share the jobs' retention).
     training_queue: str = "training"
+
+    # -- The API's /metrics on a port of its own (then the main port answers 404 for it),
+    # so that whatever reaches the API's port does not reach its metrics.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
 
     # -- Logging.
     log_level: str = "INFO"
@@ -137,6 +146,34 @@ class Settings(BaseSettings):
         return urlunsplit(parts._replace(netloc=netloc))
 
     @property
+    def redis_uses_tls(self) -> bool:
+        return urlsplit(self.redis_url.get_secret_value()).scheme == "rediss"
+
+    @property
+    def redis_tls(self) -> dict[str, Any]:
+        """Keyword arguments of a redis-py client: the CA bundle ``redis_ca_file`` for a
+        ``rediss://`` URL (redis-py checks the certificate unless the URL's
+        ``ssl_cert_reqs`` says otherwise). Empty for ``redis://``, whose connections take
+        no TLS arguments, or without a CA file (the system's CAs)."""
+        if not self.redis_uses_tls or self.redis_ca_file is None:
+            return {}
+        return {"ssl_ca_certs": str(self.redis_ca_file)}
+
+    @property
+    def broker_tls(self) -> dict[str, Any] | None:
+        """Celery's ``broker_use_ssl`` for a ``rediss://`` URL, None for ``redis://``: the
+        same checks as redis-py's (kombu on its own would not check the certificate)."""
+        if not self.redis_uses_tls:
+            return None
+        query = dict(parse_qsl(urlsplit(self.redis_url.get_secret_value()).query))
+        requirement = query.get("ssl_cert_reqs", "required").lower().removeprefix("cert_")
+        options: dict[str, Any] = {
+            "ssl_cert_reqs": _CERT_REQUIREMENTS.get(requirement, ssl.CERT_REQUIRED)}
+        if self.redis_ca_file is not None:
+            options["ssl_ca_certs"] = str(self.redis_ca_file)
+        return options
+
+    @property
     def redis_url_redacted(self) -> str:
         """The Redis URL safe for logs: any password replaced by ``***``."""
         parts = urlsplit(self.broker_url)
@@ -144,6 +181,10 @@ class Settings(BaseSettings):
             return self.broker_url
         host = parts.netloc.rsplit("@", 1)[-1]
         return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+_CERT_REQUIREMENTS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL,
+                      "required": ssl.CERT_REQUIRED}
 
 
 def _check_queue(name: str) -> None:

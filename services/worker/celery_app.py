@@ -53,6 +53,8 @@ def create_celery_app(settings: Settings, pool: PoolSpec) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         worker_enable_remote_control=False,
+        # rediss://: the certificate checked against INFERQ_REDIS_CA_FILE.
+        broker_use_ssl=settings.broker_tls,
         broker_transport_options={
             "visibility_timeout": visibility,
             # One list per queue: priority steps would split it into keys no one counts.

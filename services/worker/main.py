@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from services.common.heap import settle_heap
 from services.common.metrics import WORKER_PROCESSES
 from services.common.pools import PoolSpec
-from services.common.records import unsupported_redis
+from services.common.records import unreachable_redis, unsupported_redis
 from services.common.settings import Settings
 from services.common.telemetry import init_tracing, shutdown_tracing
 from services.worker.celery_app import create_celery_app
@@ -28,10 +28,13 @@ def refuse_unsupported_redis(settings: Settings) -> None:
     is Celery's to wait for."""
     client = redis.Redis.from_url(settings.broker_url,
                                   socket_timeout=settings.redis_socket_timeout,
-                                  socket_connect_timeout=settings.redis_socket_timeout)
+                                  socket_connect_timeout=settings.redis_socket_timeout,
+                                  **settings.redis_tls)
     try:
         info = client.info("server")
-    except (RedisError, OSError):
+    except (RedisError, OSError) as exc:
+        level, line = unreachable_redis(exc)
+        log.log(level, "redis unreachable at start", extra={"problem": line})
         return
     finally:
         client.close()

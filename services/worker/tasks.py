@@ -108,7 +108,7 @@ class PredictTask(BatchedTask):
 def _redis(settings: Settings) -> redis.Redis:
     """A task's own client of the broker's Redis, made in the process that runs it."""
     return redis.Redis.from_url(settings.broker_url, socket_timeout=settings.redis_socket_timeout,
-                                health_check_interval=10)
+                                health_check_interval=10, **settings.redis_tls)
 
 
 def _cost_key(model: Any, version: Any) -> str:

@@ -43,7 +43,8 @@ def fit(request: dict[str, Any]) -> dict[str, Any]:
     """Run the fit ``request`` asks for; what to answer."""
     settings = get_settings()
     spec = training.TrainingSpec.from_json(request["spec"])
-    client = redis.Redis.from_url(settings.broker_url, socket_timeout=settings.redis_socket_timeout)
+    client = redis.Redis.from_url(settings.broker_url, socket_timeout=settings.redis_socket_timeout,
+                                  **settings.redis_tls)
     dataset = load_dataset(client, request["dataset_id"])
     client.close()
     if dataset is None:

@@ -25,7 +25,8 @@ def test_api_serves_on_8000_with_health_probes(scenario: str) -> None:
     deployment = named(scenario_objects(scenario), "Deployment", API)
     (api,) = deployment["spec"]["template"]["spec"]["containers"]
     assert argv(api) == ["inferq", "api", "--host", "0.0.0.0", "--port", "8000"]
-    assert api["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert api["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"},
+                            {"name": "metrics", "containerPort": 9809, "protocol": "TCP"}]
     assert api["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert api["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     service = named(scenario_objects(scenario), "Service", API)
@@ -146,7 +147,11 @@ def test_notes_warn_about_risky_settings() -> None:
     assert "without a password" in scenario_notes("minimal")
     assert "https://inferq.example.com" in scenario_notes("production")
     assert "WARNING" not in scenario_notes("production")
-    assert "curl http://inferq.example.com/v1/models" in scenario_notes("gateway-api")
+    assert ('curl -H "Authorization: Bearer $INFERQ_API_KEY" http://inferq.example.com/v1/models'
+            in scenario_notes("gateway-api"))
+    assert "inferq keys create --tenant ops" in scenario_notes("default")
+    off = _notes({"auth": {"enabled": False}})
+    assert "curl http://127.0.0.1:8000/v1/models" in off and "keys create" not in off
 
 
 def test_notes_say_what_a_cold_start_costs() -> None:

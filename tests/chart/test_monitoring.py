@@ -11,6 +11,7 @@ from chart.manifests import (
     SCENARIOS,
     chart,
     component_name,
+    env,
     named,
     objects,
     of_kind,
@@ -46,7 +47,7 @@ def test_monitoring_objects_are_off_by_default() -> None:
 def test_scrape_annotations_point_at_each_metrics_port(scenario: str) -> None:
     enabled = chart().merge_values(scenario_values(scenario))["monitoring"]["scrapeAnnotations"]
     manifests = scenario_objects(scenario)
-    expected = {"api": "8000", "worker": "9808"}
+    expected = {"api": "9809", "worker": "9808"}
     for deployment in of_kind(manifests, "Deployment"):
         component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
         annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
@@ -62,13 +63,21 @@ def test_service_and_pod_monitors_select_the_api_and_the_workers() -> None:
     manifests = objects(render(ALL_ON))
     api = named(manifests, "Deployment", component_name("api"))
     service_monitor = named(manifests, "ServiceMonitor", component_name("api"))
-    assert service_monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert service_monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert service_monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     selected = service_monitor["spec"]["selector"]["matchLabels"].items()
-    assert (
-        selected <= named(manifests, "Service", component_name("api"))["metadata"]["labels"].items()
-    )
-    assert selected <= api["spec"]["template"]["metadata"]["labels"].items()
+    # The API's metrics Service only, never the one the ingress routes.
+    metrics = named(manifests, "Service", component_name("api-metrics"))
+    assert selected <= metrics["metadata"]["labels"].items()
+    assert not selected <= named(manifests, "Service", component_name("api"))["metadata"][
+        "labels"].items()
+    assert metrics["spec"]["ports"] == [
+        {"name": "metrics", "port": 9809, "targetPort": "metrics", "protocol": "TCP"}]
+    assert metrics["spec"]["selector"].items() <= api["spec"]["template"]["metadata"][
+        "labels"].items()
+    (container,) = api["spec"]["template"]["spec"]["containers"]
+    assert {"name": "metrics", "containerPort": 9809, "protocol": "TCP"} in container["ports"]
+    assert env(container)["INFERQ_METRICS_PORT"]["value"] == "9809"
     pod_monitor = named(manifests, "PodMonitor", component_name("worker"))
     assert pod_monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
     selector = pod_monitor["spec"]["selector"]["matchLabels"].items()

@@ -1,10 +1,12 @@
-"""Redis: a durable StatefulSet with a password from a Secret, or an external URL."""
+"""Redis: a durable StatefulSet with ACL users whose passwords come from a Secret, or an
+external URL."""
 
 from __future__ import annotations
 
 import base64
 from urllib.parse import urlsplit
 
+import helm_python
 import pytest
 from chart.manifests import (
     NAMESPACE,
@@ -13,6 +15,7 @@ from chart.manifests import (
     SCENARIOS,
     chart,
     component_name,
+    containers,
     env,
     named,
     objects,
@@ -57,32 +60,87 @@ def test_redis_has_a_headless_and_a_client_service() -> None:
     assert named(manifests, "Service", REDIS)["spec"]["ports"][0]["port"] == 6379
 
 
-def test_probes_ping_with_the_password_from_the_environment() -> None:
+USERS = component_name("redis-users")
+#: One password for everyone, as before ACL users.
+SHARED = {"redis": {"acl": {"enabled": False}}}
+
+
+def test_probes_ping_as_keda_with_the_password_from_the_environment() -> None:
     statefulset = named(scenario_objects("default"), "StatefulSet", REDIS)
     (redis,) = statefulset["spec"]["template"]["spec"]["containers"]
     for probe in ("livenessProbe", "readinessProbe"):
         command = " ".join(redis[probe]["exec"]["command"])
-        assert "redis-cli" in command and "ping" in command
+        assert "redis-cli" in command and "--user keda" in command and "ping" in command
+    assert env(redis)["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"] == {
+        "name": USERS, "key": "keda-password"}
+    assert "--requirepass" not in redis["args"]
+
+
+def test_without_acl_users_the_probes_ping_with_the_one_password() -> None:
+    statefulset = named(objects(render(SHARED)), "StatefulSet", REDIS)
+    (redis,) = statefulset["spec"]["template"]["spec"]["containers"]
     assert env(redis)["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"]["name"] == REDIS
     assert "$(REDIS_PASSWORD)" in redis["args"]
 
 
-def test_password_is_generated_once_into_the_charts_secret() -> None:
-    secret = named(scenario_objects("default"), "Secret", REDIS)
-    password = base64.b64decode(secret["data"]["redis-password"]).decode()
-    assert len(password) == 32 and password.isalnum()
+def test_the_acl_users_and_default_off_are_in_the_servers_arguments() -> None:
+    statefulset = named(scenario_objects("default"), "StatefulSet", REDIS)
+    (redis,) = statefulset["spec"]["template"]["spec"]["containers"]
+    args = redis["args"]
+    users = {args[i + 1]: args[i + 2:] for i, a in enumerate(args) if a == "--user"}
+    assert users["default"][0] == "off"
+    for user in ("api", "worker", "keda"):
+        assert users[user][:2] == ["on", f">$(REDIS_{user.upper()}_PASSWORD)"]
+        ref = env(redis)[f"REDIS_{user.upper()}_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": USERS, "key": f"{user}-password"}
+    keda = users["keda"][: users["keda"].index("--user")] if "--user" in users["keda"] \
+        else users["keda"]
+    assert [r for r in keda if r.startswith(("+", "-"))] == [
+        "-@all", "+ping", "+eval", "+type", "+llen", "+hlen"]
+    assert sorted(r for r in keda if "~" in r) == sorted(
+        f"~{key}" for queue in ("inference", "batch", "training")
+        for key in (queue, f"inferq:unacked:{queue}"))
+
+
+def test_passwords_are_generated_once_into_the_charts_secret() -> None:
+    secret = named(scenario_objects("default"), "Secret", USERS)
+    assert set(secret["data"]) == {"api-password", "worker-password", "keda-password"}
+    passwords = {base64.b64decode(v).decode() for v in secret["data"].values()}
+    assert len(passwords) == 3
+    assert all(len(p) == 32 and p.isalnum() for p in passwords)
+
+
+def test_each_component_reads_its_own_users_password_only() -> None:
+    manifests = scenario_objects("default")
+    for workload, pod in pod_specs(manifests):
+        component = workload["metadata"]["labels"].get("app.kubernetes.io/component")
+        for container in containers(pod):
+            refs = [e["valueFrom"]["secretKeyRef"] for e in container.get("env", [])
+                    if "secretKeyRef" in e.get("valueFrom", {})
+                    and e["valueFrom"]["secretKeyRef"]["name"] == USERS]
+            if component == "api":
+                assert refs == [{"name": USERS, "key": "api-password"}]
+                assert env(container)["INFERQ_REDIS_URL"]["value"].startswith("redis://api@")
+            elif component == "worker":
+                assert refs == [{"name": USERS, "key": "worker-password"}]
+                assert env(container)["INFERQ_REDIS_URL"]["value"].startswith(
+                    "redis://worker@")
+            elif component == "test":
+                assert refs == []
+    (auth,) = of_kind(manifests, "TriggerAuthentication")
+    assert {"parameter": "password", "name": USERS, "key": "keda-password"} in \
+        auth["spec"]["secretTargetRef"]
 
 
 @pytest.mark.parametrize("live", [None, b"kept-across-upgrades"])
-def test_an_upgrade_keeps_the_generated_password(live: bytes | None) -> None:
-    """``lookup`` against a stub API server: an upgrade reads the live Secret's password
-    back; with no Secret yet (a first install) a new one is generated."""
-    import helm_python
-
-    path = f"/api/v1/namespaces/{NAMESPACE}/secrets/{REDIS}"
+def test_an_upgrade_keeps_the_generated_passwords(live: bytes | None) -> None:
+    """``lookup`` against a stub API server: an upgrade reads the live Secret's passwords
+    back; with no Secret yet (a first install) new ones are generated."""
+    path = f"/api/v1/namespaces/{NAMESPACE}/secrets/{USERS}"
+    data = {f"{u}-password": base64.b64encode((live or b"") + u.encode()).decode()
+            for u in ("api", "worker", "keda")}
     secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-              "metadata": {"name": REDIS, "namespace": NAMESPACE},
-              "data": {"redis-password": base64.b64encode(live or b"").decode()}}
+              "metadata": {"name": USERS, "namespace": NAMESPACE}, "data": data}
     stub = StubKubernetes(lambda p: CORE_V1 if p == "/api/v1" else
                           secret if p == path and live else None)
     try:
@@ -93,25 +151,40 @@ def test_an_upgrade_keeps_the_generated_password(live: bytes | None) -> None:
     finally:
         stub.close()
     assert path in [p.split("?")[0] for p in stub.requests]
-    kept = named(objects(rendered), "Secret", REDIS)["data"]["redis-password"]
-    password = base64.b64decode(kept)
-    if live:
-        assert password == live
-    else:
-        assert len(password) == 32 and password.isalnum()
+    kept = named(objects(rendered), "Secret", USERS)["data"]
+    for user in ("api", "worker", "keda"):
+        password = base64.b64decode(kept[f"{user}-password"])
+        if live:
+            assert password == live + user.encode()
+        else:
+            assert len(password) == 32 and password.isalnum()
+
+
+def test_one_password_is_generated_without_acl_users() -> None:
+    secret = named(objects(render(SHARED)), "Secret", REDIS)
+    password = base64.b64decode(secret["data"]["redis-password"]).decode()
+    assert len(password) == 32 and password.isalnum()
 
 
 def test_password_from_values_lands_in_the_secret() -> None:
-    secret = named(objects(render({"redis": {"auth": {"password": "s3cret"}}})), "Secret", REDIS)
+    values = {"redis": {"acl": {"enabled": False}, "auth": {"password": "s3cret"}}}
+    secret = named(objects(render(values)), "Secret", REDIS)
     assert base64.b64decode(secret["data"]["redis-password"]) == b"s3cret"
 
 
-def test_existing_secret_is_used_and_not_created() -> None:
+def test_a_single_password_with_acl_users_is_refused() -> None:
+    with pytest.raises(helm_python.HelmError, match=r"redis\.acl\.existingSecret"):
+        render({"redis": {"auth": {"password": "s3cret"}}})
+
+
+def test_existing_users_secret_is_used_and_not_created() -> None:
     manifests = scenario_objects("production")
-    assert of_kind(manifests, "Secret") == []
+    assert [s["metadata"]["name"] for s in of_kind(manifests, "Secret")
+            if "redis" in s["metadata"]["name"]] == [component_name("redis-keda")]
     for container in _inferq_containers("production"):
         ref = env(container)["INFERQ_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
-        assert ref == {"name": "inferq-redis", "key": "password"}
+        assert ref["name"] == "inferq-redis-users"
+        assert ref["key"] in ("api-password", "worker-password")
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -121,9 +194,9 @@ def test_every_inferq_pod_gets_redis_without_a_password_in_the_url(scenario: str
     for container in _inferq_containers(scenario):
         variables = env(container)
         url = urlsplit(variables["INFERQ_REDIS_URL"]["value"])
-        assert url.scheme in ("redis", "rediss") and url.password is None and not url.username
+        assert url.scheme in ("redis", "rediss") and url.password is None
         if internal:
-            assert url.netloc == f"{REDIS}:6379" and url.path == "/0"
+            assert url.netloc == f"{container['name']}@{REDIS}:6379" and url.path == "/0"
             assert variables["INFERQ_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
         assert variables["INFERQ_MODEL_STORE"]["value"].startswith(("/", "s3://"))
         assert variables["INFERQ_LOG_FORMAT"]["value"] == "json"
@@ -131,8 +204,10 @@ def test_every_inferq_pod_gets_redis_without_a_password_in_the_url(scenario: str
 
 def test_external_redis_replaces_the_statefulset() -> None:
     manifests = scenario_objects("minimal")
-    for kind in ("StatefulSet", "Secret", "NetworkPolicy", "ConfigMap"):
+    for kind in ("StatefulSet", "NetworkPolicy", "ConfigMap"):
         assert of_kind(manifests, kind) == []
+    assert not [s for s in of_kind(manifests, "Secret")
+                if s["metadata"]["labels"]["app.kubernetes.io/component"] == "redis"]
     for container in _inferq_containers("minimal"):
         variables = env(container)
         assert variables["INFERQ_REDIS_URL"]["value"] == "redis://redis.example.internal:6379/2"
@@ -163,13 +238,15 @@ def test_redis_priority_class_and_disruption_budget() -> None:
 
 
 def test_the_generated_secret_is_named_as_the_docs_say() -> None:
-    """Release `inferq` gets Secret `inferq-redis`; another release `<release>-inferq-redis`."""
-    for release, expected in (("inferq", "inferq-redis"), ("shop", "shop-inferq-redis")):
+    """Release `inferq` gets Secret `inferq-redis-users`; another release
+    `<release>-inferq-redis-users`."""
+    for release, expected in (("inferq", "inferq-redis-users"),
+                              ("shop", "shop-inferq-redis-users")):
         rendered = chart().render({}, name=release, namespace=NAMESPACE, is_install=True)
-        (secret,) = of_kind(objects(rendered), "Secret")
-        assert secret["metadata"]["name"] == expected
+        names = [s["metadata"]["name"] for s in of_kind(objects(rendered), "Secret")]
+        assert expected in names
         notes = next(text for name, text in rendered.items() if name.endswith("NOTES.txt"))
-        assert f"Secret\n      {expected} (key redis-password)" in notes
+        assert f"Secret\n      {expected} (keys api-password, worker-password" in notes
     docs = (REPO_ROOT / "docs" / "kubernetes.md").read_text()
-    assert "`inferq-redis` for release `inferq`" in docs
-    assert "`<release>-inferq-redis` for another release" in docs
+    assert "`inferq-redis-users` for release `inferq`" in docs
+    assert "`<release>-inferq-redis-users` for another release" in docs

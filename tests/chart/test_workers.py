@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from urllib.parse import urlsplit
 
 import pytest
 from chart.manifests import (
@@ -160,16 +162,28 @@ def test_each_scaled_object_counts_its_pools_backlog(scenario: str) -> None:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_keda_reads_the_password_from_the_secret(scenario: str) -> None:
+def test_keda_reads_its_credentials_from_secrets(scenario: str) -> None:
+    """With the chart's ACL users: user keda and its password; otherwise the workers'
+    password (and the external URL's user); the CA wherever there is one."""
     manifests = scenario_objects(scenario)
+    internal = bool(of_kind(manifests, "StatefulSet"))
     for pool, scaled_object in scaled_objects(manifests).items():
         worker = worker_deployments(manifests)[pool]["spec"]["template"]["spec"]["containers"][0]
         secret = env(worker)["INFERQ_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        url = urlsplit(env(worker)["INFERQ_REDIS_URL"]["value"])
         for trigger in scaled_object["spec"]["triggers"]:
             auth = named(manifests, "TriggerAuthentication", trigger["authenticationRef"]["name"])
-            assert auth["spec"]["secretTargetRef"] == [
-                {"parameter": "password", "name": secret["name"], "key": secret["key"]}
-            ]
+            refs = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
+            user = (named(manifests, "Secret", refs["username"]["name"])["data"]["username"]
+                    if "username" in refs else "")
+            if internal:
+                assert refs["password"] == {"parameter": "password",
+                                            "name": secret["name"], "key": "keda-password"}
+                assert base64.b64decode(user) == b"keda"
+            else:
+                assert refs["password"] == {"parameter": "password", **secret}
+                assert base64.b64decode(user).decode() == (url.username or "")
+            assert ("ca" in refs) == ("INFERQ_REDIS_CA_FILE" in env(worker))
 
 
 def test_scale_to_zero_is_allowed_for_batch_and_training() -> None:

@@ -1,6 +1,9 @@
-"""Task records: which Redis servers can run inferq's scripts."""
+"""Task records: which Redis servers can run inferq's scripts, and what a Redis that does
+not answer at start is said to lack."""
 
 from __future__ import annotations
+
+import logging
 
 import pytest
 
@@ -11,6 +14,7 @@ from services.common.records import (
     START_SCRIPT,
     SUBMIT_SCRIPT,
     WATCH_SCRIPT,
+    unreachable_redis,
     unsupported_redis,
 )
 
@@ -40,3 +44,20 @@ def test_only_the_submit_is_refused_by_a_full_redis() -> None:
     assert SUBMIT_SCRIPT.startswith("#!lua\n")
     for script in (START_SCRIPT, FINISH_SCRIPT, CANCEL_SCRIPT, WATCH_SCRIPT):
         assert script.startswith(ALLOW_OOM + "\n")
+
+
+@pytest.mark.parametrize(("error", "level", "says"), [
+    (ConnectionError("Error 1 connecting to r:6380. [SSL: CERTIFICATE_VERIFY_FAILED] "
+                     "certificate verify failed: unable to get local issuer certificate"),
+     logging.ERROR, "set INFERQ_REDIS_CA_FILE"),
+    (ConnectionError("WRONGPASS invalid username-password pair or user is disabled."),
+     logging.ERROR, "refused the user or password"),
+    (ConnectionError("Error 111 connecting to r:6379. Connection refused."),
+     logging.WARNING, "does not answer yet"),
+])
+def test_a_redis_that_does_not_answer_at_start_is_named_for_what_to_check(
+    error: Exception, level: int, says: str
+) -> None:
+    found, problem = unreachable_redis(error)
+    assert found == level
+    assert says in problem and str(error) in problem

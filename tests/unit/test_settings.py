@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -89,3 +91,29 @@ def test_an_unknown_pool_kind_is_refused(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("INFERQ_POOL_KINDS", '{"gpu": "gpu"}')
     with pytest.raises(ValidationError, match="pool_kinds"):
         Settings()
+
+
+def test_a_user_in_the_url_keeps_its_name_with_the_password() -> None:
+    settings = Settings(redis_url="rediss://api@redis:6379/0", redis_password="pw")
+    assert settings.broker_url == "rediss://api:pw@redis:6379/0"
+    assert settings.redis_url_redacted == "rediss://api:***@redis:6379/0"
+
+
+def test_tls_options_follow_the_scheme_and_the_ca_file() -> None:
+    plain = Settings(redis_url="redis://redis:6379/0", redis_ca_file="/ca.crt")
+    assert plain.redis_tls == {} and plain.broker_tls is None
+    system = Settings(redis_url="rediss://redis:6380/0")
+    assert system.redis_tls == {}
+    assert system.broker_tls == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    private = Settings(redis_url="rediss://redis:6380/0", redis_ca_file="/etc/ca.crt")
+    assert private.redis_tls == {"ssl_ca_certs": "/etc/ca.crt"}
+    assert private.broker_tls == {"ssl_cert_reqs": ssl.CERT_REQUIRED,
+                                  "ssl_ca_certs": "/etc/ca.crt"}
+    unchecked = Settings(redis_url="rediss://redis:6380/0?ssl_cert_reqs=none")
+    assert unchecked.broker_tls == {"ssl_cert_reqs": ssl.CERT_NONE}
+
+
+@pytest.mark.parametrize("port", [0, 70000])
+def test_a_metrics_port_out_of_range_is_refused(port: int) -> None:
+    with pytest.raises(ValidationError, match="metrics_port"):
+        Settings(metrics_port=port)

@@ -232,14 +232,113 @@ True when the chart runs its own Redis rather than using redis.external.url.
 {{- end }}
 
 {{/*
-INFERQ_REDIS_URL: never holds the password, which comes from INFERQ_REDIS_PASSWORD.
+INFERQ_REDIS_URL of a component: never holds the password, which comes from
+INFERQ_REDIS_PASSWORD. With the chart's Redis and its ACL users, the URL names the
+component's user. Call with (dict "context" $ "user" "api").
 */}}
 {{- define "inferq.redis.url" -}}
-{{- if .Values.redis.external.url }}
-{{- .Values.redis.external.url }}
+{{- $ := .context }}
+{{- if $.Values.redis.external.url }}
+{{- $.Values.redis.external.url }}
 {{- else }}
-{{- printf "redis://%s:6379/0" (include "inferq.redis.fullname" .) }}
+{{- $user := "" }}
+{{- if and (include "inferq.redis.acl" $) .user }}
+{{- $user = printf "%s@" .user }}
 {{- end }}
+{{- printf "%s://%s%s:6379/0" (ternary "rediss" "redis" (not (empty (include "inferq.redis.tls" $)))) $user (include "inferq.redis.fullname" $) }}
+{{- end }}
+{{- end }}
+
+{{/*
+True when the chart's Redis runs with ACL users (api, worker, keda) and its default user
+off, rather than one password for everyone.
+*/}}
+{{- define "inferq.redis.acl" -}}
+{{- if and (include "inferq.redis.internal" .) .Values.redis.acl.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+The ACL users of the chart's Redis and their rules, as JSON (read with fromJson): user to
+the list of rules after its password. api and worker may use inferq's keys (keys.py's
+"inferq:" prefix), the pools' queues (one list each, named after the queue), kombu's
+queue bindings ("_kombu.binding*") and inferq's channels, with every command but the
+dangerous and administrative ones (INFO excepted: the API reads Redis's version and
+memory). keda reads each pool's backlog, the queue and its unacked hash, with exactly the
+commands of KEDA's redis scaler: PING when it connects, then an EVAL of a script calling
+TYPE and LLEN or HLEN (older releases call these directly). Redis checks the commands a
+script calls against the user too, so keda writes nothing; its key patterns are not
+read-only (%R~) only because Redis counts every key given to EVAL as written. Its client
+also sends CLIENT SETINFO on connecting, and carries on when that is refused.
+*/}}
+{{- define "inferq.redis.aclUsers" -}}
+{{- $queues := list }}
+{{- range $pool, $spec := include "inferq.workerPools" . | fromJson }}
+{{- if $spec.enabled }}
+{{- $queues = append $queues $spec.queue }}
+{{- end }}
+{{- end }}
+{{- $app := list "resetchannels" "&inferq:*" "resetkeys" "~inferq:*" "~_kombu.binding*" }}
+{{- range $queues }}
+{{- $app = append $app (printf "~%s" (include "inferq.keys.queue" .)) }}
+{{- end }}
+{{- $app = concat $app (list "+@all" "-@dangerous" "-@admin" "+info") }}
+{{- $keda := list "resetchannels" "resetkeys" }}
+{{- range $queues }}
+{{- $keda = concat $keda (list (printf "~%s" (include "inferq.keys.queue" .)) (printf "~%s" (include "inferq.keys.unacked" .))) }}
+{{- end }}
+{{- $keda = concat $keda (list "-@all" "+ping" "+eval" "+type" "+llen" "+hlen") }}
+{{- toJson (dict "api" $app "worker" $app "keda" $keda) }}
+{{- end }}
+
+{{/*
+The Secret holding the ACL users' passwords (keys api-password, worker-password,
+keda-password): redis.acl.existingSecret, else the chart's generated one.
+*/}}
+{{- define "inferq.redis.usersSecretName" -}}
+{{- .Values.redis.acl.existingSecret | default (printf "%s-users" (include "inferq.redis.fullname" .)) }}
+{{- end }}
+
+{{/*
+The user KEDA reads the backlog as: keda with the chart's ACL users, else the external
+URL's user (rediss://user@host), else none.
+*/}}
+{{- define "inferq.redis.kedaUser" -}}
+{{- if include "inferq.redis.acl" . }}
+{{- print "keda" }}
+{{- else if .Values.redis.external.url }}
+{{- (urlParse .Values.redis.external.url).userinfo }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret and key holding the CA bundle clients check Redis's certificate against:
+redis.tls.existingSecret (ca.crt) for the chart's Redis, redis.external.caSecret for
+an external one; empty when there is none (plain Redis, or the system's CAs).
+*/}}
+{{- define "inferq.redis.caSecret" -}}
+{{- if include "inferq.redis.internal" . }}
+{{- if .Values.redis.tls.enabled }}{{ .Values.redis.tls.existingSecret }}{{ end }}
+{{- else }}
+{{- .Values.redis.external.caSecret }}
+{{- end }}
+{{- end }}
+
+{{/*
+The entry of that Secret holding the CA bundle.
+*/}}
+{{- define "inferq.redis.caKey" -}}
+{{- if include "inferq.redis.internal" . }}
+{{- print "ca.crt" }}
+{{- else }}
+{{- .Values.redis.external.caSecretKey }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where the CA bundle is mounted in the API and worker containers (INFERQ_REDIS_CA_FILE).
+*/}}
+{{- define "inferq.redis.caDir" -}}
+/etc/inferq/redis-ca
 {{- end }}
 
 {{/*
@@ -270,10 +369,13 @@ Redis database index, from the external URL's path (default 0).
 {{- end }}
 
 {{/*
-True when clients talk TLS to Redis (a rediss:// external URL).
+True when clients talk TLS to Redis: the chart's Redis with redis.tls.enabled, or a
+rediss:// external URL.
 */}}
 {{- define "inferq.redis.tls" -}}
-{{- if hasPrefix "rediss://" .Values.redis.external.url }}true{{ end }}
+{{- if include "inferq.redis.internal" . }}
+{{- if .Values.redis.tls.enabled }}true{{ end }}
+{{- else if hasPrefix "rediss://" .Values.redis.external.url }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -282,6 +384,27 @@ redis.auth gives one.
 */}}
 {{- define "inferq.redis.hasPassword" -}}
 {{- if or (include "inferq.redis.internal" .) .Values.redis.auth.existingSecret .Values.redis.auth.password }}true{{ end }}
+{{- end }}
+
+{{/*
+INFERQ_REDIS_PASSWORD of a component: with the chart's ACL users, the password of its own
+user only. Call with (dict "context" $ "user" "api").
+*/}}
+{{- define "inferq.redis.passwordEnv" -}}
+{{- $ := .context }}
+{{- if include "inferq.redis.acl" $ }}
+- name: INFERQ_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "inferq.redis.usersSecretName" $ }}
+      key: {{ printf "%s-password" .user }}
+{{- else if include "inferq.redis.hasPassword" $ }}
+- name: INFERQ_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "inferq.redis.secretName" $ }}
+      key: {{ include "inferq.redis.secretKey" $ }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -307,19 +430,17 @@ The key of the Redis password in that Secret.
 {{- end }}
 
 {{/*
-Environment every inferq container shares: Redis, model store, logging, tracing.
-Call with (dict "context" $ "service" "inferq-api").
+Environment every inferq container shares: Redis (as the component's own user), model
+store, logging, tracing. Call with (dict "context" $ "service" "inferq-api" "user" "api").
 */}}
 {{- define "inferq.commonEnv" -}}
 {{- $ := .context -}}
 - name: INFERQ_REDIS_URL
-  value: {{ include "inferq.redis.url" $ | quote }}
-{{- if include "inferq.redis.hasPassword" $ }}
-- name: INFERQ_REDIS_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "inferq.redis.secretName" $ }}
-      key: {{ include "inferq.redis.secretKey" $ }}
+  value: {{ include "inferq.redis.url" (dict "context" $ "user" .user) | quote }}
+{{- include "inferq.redis.passwordEnv" (dict "context" $ "user" .user) }}
+{{- if include "inferq.redis.caSecret" $ }}
+- name: INFERQ_REDIS_CA_FILE
+  value: {{ printf "%s/ca.crt" (include "inferq.redis.caDir" $) }}
 {{- end }}
 - name: INFERQ_MODEL_STORE
   value: {{ include "inferq.models.store" $ | quote }}
@@ -435,6 +556,15 @@ Volumes of an API or worker pod: a writable /tmp and, when configured, the model
 {{- define "inferq.volumes" -}}
 - name: tmp
   emptyDir: {}
+{{- with include "inferq.redis.caSecret" . }}
+# The CA bundle alone, not the rest of the Secret (the chart's Redis keeps its key there).
+- name: redis-ca
+  secret:
+    secretName: {{ . }}
+    items:
+      - key: {{ include "inferq.redis.caKey" $ }}
+        path: ca.crt
+{{- end }}
 {{- if .Values.models.persistence.existingClaim }}
 - name: models
   persistentVolumeClaim:
@@ -448,6 +578,11 @@ Mounts matching inferq.volumes. Call with (dict "context" $ "readOnlyModels" tru
 {{- define "inferq.volumeMounts" -}}
 - name: tmp
   mountPath: /tmp
+{{- if include "inferq.redis.caSecret" .context }}
+- name: redis-ca
+  mountPath: {{ include "inferq.redis.caDir" .context }}
+  readOnly: true
+{{- end }}
 {{- if .context.Values.models.persistence.existingClaim }}
 - name: models
   mountPath: {{ .context.Values.models.persistence.mountPath }}
@@ -545,10 +680,85 @@ message naming the key to fix.
 {{- if and .Values.redis.auth.existingSecret .Values.redis.auth.password }}
 {{- fail "redis.auth: set either password or existingSecret, not both" }}
 {{- end }}
+{{- if and (include "inferq.redis.acl" .) (or .Values.redis.auth.existingSecret .Values.redis.auth.password) }}
+{{- fail "redis.auth: the chart's Redis has ACL users (redis.acl.enabled), whose passwords come from redis.acl.existingSecret (api-password, worker-password, keda-password) or a generated Secret; move them there, or set redis.acl.enabled to false to keep one password" }}
+{{- end }}
+{{- if and (include "inferq.redis.internal" .) .Values.redis.tls.enabled (not .Values.redis.tls.existingSecret) }}
+{{- fail "redis.tls.existingSecret: name the Secret with the Redis certificate (tls.crt, tls.key and ca.crt, as cert-manager writes them)" }}
+{{- end }}
+{{- if and .Values.redis.external.caSecret (not (hasPrefix "rediss://" .Values.redis.external.url)) }}
+{{- fail "redis.external.caSecret: a CA is for a Redis reached over TLS; give redis.external.url as rediss://" }}
+{{- end }}
+{{- if and .Values.auth.enabled .Values.tests.enabled .Values.auth.seedKeysSecret (not .Values.tests.apiKey.existingSecret) }}
+{{- fail "tests.apiKey.existingSecret: with auth.seedKeysSecret the API seeds your keys only; name a Secret holding one of them (scope predict) for the helm test, or set tests.enabled to false" }}
+{{- end }}
 {{- if and .Values.storage.models.enabled (not .Values.storage.url) }}
 {{- fail "storage.models.enabled: the model store goes under storage.url; set storage.url to s3://bucket/prefix" }}
 {{- end }}
 {{- if and .Values.storage.models.enabled .Values.models.persistence.existingClaim }}
 {{- fail "storage.models.enabled and models.persistence.existingClaim: the model store is either the bucket or the claim; unset one" }}
 {{- end }}
+{{- end }}
+
+{{/*
+Where the chart's Redis finds its certificate, key and CA (redis.tls.existingSecret).
+*/}}
+{{- define "inferq.redis.tlsDir" -}}
+/etc/redis/tls
+{{- end }}
+
+{{/*
+The Secret holding INFERQ_AUTH_SECRET and its entry.
+*/}}
+{{- define "inferq.auth.secretName" -}}
+{{- .Values.auth.existingSecret | default (include "inferq.componentName" (dict "context" . "suffix" "auth")) }}
+{{- end }}
+
+{{/*
+The entry of that Secret holding it.
+*/}}
+{{- define "inferq.auth.secretKey" -}}
+{{- if .Values.auth.existingSecret }}{{ .Values.auth.existingSecretKey }}{{ else }}auth-secret{{ end }}
+{{- end }}
+
+{{/*
+True when the chart makes the helm test's API key itself (and the API seeds it).
+*/}}
+{{- define "inferq.tests.generatedKey" -}}
+{{- if and .Values.auth.enabled .Values.tests.enabled (not .Values.tests.apiKey.existingSecret) (not .Values.auth.seedKeysSecret) }}true{{ end }}
+{{- end }}
+
+{{/*
+The Secret holding the helm test's API key.
+*/}}
+{{- define "inferq.tests.keySecretName" -}}
+{{- .Values.tests.apiKey.existingSecret | default (include "inferq.componentName" (dict "context" . "suffix" "test-key")) }}
+{{- end }}
+
+{{/*
+The Secret (and its entry) of the seed file the API reads (INFERQ_AUTH_SEED_FILE), as
+"<secret>/<entry>"; empty when there is none.
+*/}}
+{{- define "inferq.auth.seed" -}}
+{{- if .Values.auth.enabled }}
+{{- if .Values.auth.seedKeysSecret }}
+{{- printf "%s/%s" .Values.auth.seedKeysSecret .Values.auth.seedKeysSecretKey }}
+{{- else if include "inferq.tests.generatedKey" . }}
+{{- printf "%s/keys.json" (include "inferq.tests.keySecretName" .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where the seed file is mounted in the API container.
+*/}}
+{{- define "inferq.auth.seedDir" -}}
+/etc/inferq/auth-seed
+{{- end }}
+
+{{/*
+Port of the API's /metrics (INFERQ_METRICS_PORT): apart from the port the Service routes.
+*/}}
+{{- define "inferq.api.metricsPort" -}}
+9809
 {{- end }}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
@@ -35,7 +35,11 @@ async def readyz(state: StateDep) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse,
             responses=METRICS_RESPONSES)
-async def metrics(request: Request) -> Response:
-    """The Prometheus text format, or OpenMetrics (which carries exemplars) when asked."""
+async def metrics(request: Request, state: StateDep) -> Response:
+    """The Prometheus text format, or OpenMetrics (which carries exemplars) when asked.
+    With a metrics port (``INFERQ_METRICS_PORT``) they are served there only, and this path
+    is as unknown as any other."""
+    if state.settings.metrics_port:
+        raise HTTPException(404)
     encode, content_type = choose_encoder(request.headers.get("accept", ""))
     return Response(encode(REGISTRY), media_type=content_type)
