@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
         port = free_port()
         redis = start_redis(port, root / "redis", appendonly=False)
         os.environ.update(INFERQ_REDIS_URL=f"redis://127.0.0.1:{port}/0",
-                          INFERQ_MODEL_STORE=str(root / "models"), INFERQ_LOG_LEVEL="WARNING")
+                          INFERQ_MODEL_STORE=str(root / "models"), INFERQ_LOG_LEVEL="WARNING",
+                          INFERQ_AUTH="off")
         if args.tracing == "unsampled":
             os.environ.update(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
                               OTEL_TRACES_SAMPLER="parentbased_traceidratio",

@@ -24,6 +24,8 @@ def service_env(redis_url: str, model_store: Path | str, **extra: str) -> dict[s
         INFERQ_STORAGE_URL=str(model_store.parent / "storage") if isinstance(model_store, Path)
         else str(Path(tempfile.gettempdir()) / "inferq-test-storage"),
         INFERQ_LOG_FORMAT="text",
+        # Tests of authentication turn it on; the others act as the default tenant.
+        INFERQ_AUTH="off",
         PYTHONPATH=SUPPORT,
     )
     env.update(extra)
