@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -33,8 +34,9 @@ from services.api.errors import (
     InvalidApiKey,
     Unauthenticated,
 )
+from services.api.periodic import Background
 from services.api.principal import ANONYMOUS, PRINCIPAL, SCOPES, Principal
-from services.common.api_keys import ApiKey, ApiKeyStore, key_id_of, matches
+from services.common.api_keys import ApiKey, ApiKeyStore, key_id_of, matches, read_seed_file
 from services.common.metrics import AUTH_REFUSED, series
 from services.common.settings import Settings
 
@@ -212,6 +214,40 @@ class Authenticator:
         except (RedisError, OSError) as exc:
             log.debug("last use of an API key not recorded",
                       extra={"key_id": key_id, "error": repr(exc)})
+
+
+class KeySeeder(Background):
+    """Stores the keys of the seed file (``settings.auth_seed_file``), trying again every
+    ``RETRY_SECONDS`` while Redis is unreachable: a Redis that comes up after the API is
+    the readiness check's matter, not the start's. The file is read and checked at once
+    (``SeedFileError``: the API does not start)."""
+
+    name = "inferq-key-seeder"
+    RETRY_SECONDS = 1.0
+
+    def __init__(self, store: ApiKeyStore, path: Path) -> None:
+        self._store = store
+        self._path = path
+        self._entries = read_seed_file(path)
+        self.done = asyncio.Event()
+
+    async def seed_once(self) -> bool:
+        """Store every seed; False, and a warning, when Redis is unreachable."""
+        try:
+            seeded = [await self._store.put(**entry) for entry in self._entries]
+        except (RedisError, OSError) as exc:
+            log.warning("api keys of the seed file not stored yet: redis unreachable; "
+                        "trying again", extra={"file": str(self._path), "error": repr(exc)})
+            return False
+        log.info("api keys seeded", extra={"file": str(self._path),
+                                           "key_ids": [k.key_id for k in seeded]})
+        self.done.set()
+        return True
+
+    async def run(self) -> None:
+        while not self.done.is_set():
+            await asyncio.sleep(self.RETRY_SECONDS)
+            await self.seed_once()
 
 
 def _entry(record: ApiKey) -> _Cached:

@@ -13,7 +13,13 @@ from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 from redis.exceptions import RedisError
 
-from services.api.auth import ROUTE_SCOPES, Authenticator, AuthMiddleware, auth_problem
+from services.api.auth import (
+    ROUTE_SCOPES,
+    Authenticator,
+    AuthMiddleware,
+    KeySeeder,
+    auth_problem,
+)
 from services.api.catalog_follower import CatalogFollower
 from services.api.cluster import ClusterView
 from services.api.dataset_upload import dataset_store
@@ -75,8 +81,9 @@ def _storage_or_none(settings: Settings) -> Storage | None:
 
 
 async def start_authentication(authenticator: Authenticator, settings: Settings,
-                               client: aioredis.Redis) -> None:
-    """Refuse to start without what authentication needs; store the seed file's keys."""
+                               client: aioredis.Redis) -> KeySeeder | None:
+    """Refuse to start without what authentication needs; store the seed file's keys (in
+    the background while Redis is unreachable: the seeder returned, to start)."""
     problem = auth_problem(settings)
     if problem:
         log.error(problem)
@@ -86,15 +93,15 @@ async def start_authentication(authenticator: Authenticator, settings: Settings,
         log.warning("authentication is off (INFERQ_AUTH=off): every request is served as "
                     "the default tenant with every scope; set INFERQ_AUTH=on and "
                     "INFERQ_AUTH_SECRET to require API keys")
-        return
-    if settings.auth_seed_file is not None:
-        try:
-            seeded = await authenticator.store.seed(settings.auth_seed_file)
-        except SeedFileError as exc:
-            log.error(str(exc))
-            raise RuntimeError(str(exc)) from None
-        log.info("api keys seeded", extra={"file": str(settings.auth_seed_file),
-                                           "key_ids": [k.key_id for k in seeded]})
+        return None
+    if settings.auth_seed_file is None:
+        return None
+    try:
+        seeder = KeySeeder(authenticator.store, settings.auth_seed_file)
+    except SeedFileError as exc:
+        log.error(str(exc))
+        raise RuntimeError(str(exc)) from None
+    return None if await seeder.seed_once() else seeder
 
 
 def _secure_openapi(app: FastAPI) -> None:
@@ -127,7 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         client = aioredis.Redis.from_pool(pool)
         await refuse_unsupported_redis(client)
-        await start_authentication(authenticator, settings, client)
+        seeder = await start_authentication(authenticator, settings, client)
         waiter = TaskWaiter(client)
         waiter.follow(keys.API_KEYS_CHANNEL, authenticator.changed, authenticator.subscribed)
         catalog = Catalog(settings.model_store)
@@ -153,6 +160,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             storage=_storage_or_none(settings),
         )
         follower.start()
+        if seeder is not None:
+            seeder.start()
         waiter.start()
         backlog.start()
         sweeper.start()
@@ -170,6 +179,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await backlog.stop()
             await waiter.stop()
             await follower.stop()
+            if seeder is not None:
+                await seeder.stop()
             await client.aclose()
             if tracing:
                 shutdown_tracing()

@@ -131,6 +131,13 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         problem = auth_problem(settings)
         if problem:
             raise CliError(problem)
+        if settings.auth == "on" and settings.auth_seed_file is not None:
+            from services.common.api_keys import SeedFileError, read_seed_file
+
+            try:
+                read_seed_file(settings.auth_seed_file)
+            except SeedFileError as exc:
+                raise CliError(str(exc)) from None
 
         uvicorn.run(
             create_app(settings),

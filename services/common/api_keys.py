@@ -319,13 +319,6 @@ class ApiKeyStore:
     async def announce(self, key_id: str) -> None:
         await self._client.publish(API_KEYS_CHANNEL, key_id)
 
-    async def seed(self, path: Path) -> list[ApiKey]:
-        """Store the keys of a seed file (``settings.auth_seed_file``): a JSON list of
-        ``{"key", "tenant", "scopes", "name"}`` objects, optionally with ``expires_at``
-        (RFC 3339), ``requests_per_second`` and ``rows_per_minute``."""
-        entries = read_seed_file(path)
-        return [await self.put(**entry) for entry in entries]
-
 
 class SeedFileError(ValueError):
     """A seed file that cannot be used; the message names the file and the entry, never

@@ -21,7 +21,7 @@ from processes import INFERQ, ServiceProcess, service_env, start_api
 
 from services.api.auth import ROUTE_SCOPES
 from services.api.principal import SCOPES
-from services.cli.redis_server import free_port
+from services.cli.redis_server import free_port, start_redis
 from services.common.api_keys import ApiKeyStore, generate
 
 SECRET = "auth-test-secret-" + secrets.token_hex(16)
@@ -224,6 +224,33 @@ def test_an_api_with_a_bad_seed_file_or_no_secret_does_not_start(
     assert result.returncode == 1 and "INFERQ_AUTH_SECRET" in result.stderr
 
 
+def test_seeds_are_stored_once_redis_comes_up(model_store: Path, tmp_path: Path) -> None:
+    _, key = generate()
+    seed = tmp_path / "seed.json"
+    seed.write_text(json.dumps([{"key": key, "tenant": "late", "scopes": ["predict"]}]))
+    redis_port, api_port = free_port(), free_port()
+    env = service_env(f"redis://127.0.0.1:{redis_port}/0", model_store, INFERQ_AUTH="on",
+                      INFERQ_AUTH_SECRET=SECRET, INFERQ_AUTH_SEED_FILE=str(seed),
+                      INFERQ_REDIS_SOCKET_TIMEOUT="0.5")
+    api = ServiceProcess(["api", "--port", str(api_port)], env, tmp_path / "api.log")
+    redis = None
+    try:
+        api.wait_for_log("not stored yet")
+        redis = start_redis(redis_port, tmp_path / "redis", appendonly=False)
+        api.wait_http(f"http://127.0.0.1:{api_port}/readyz")
+        deadline = time.monotonic() + 10
+        while httpx.get(f"http://127.0.0.1:{api_port}/v1/models",
+                        headers=bearer(key)).status_code != 200:
+            assert time.monotonic() < deadline, api.log()[-2000:]
+            time.sleep(0.2)
+        assert key not in api.log()
+    finally:
+        api.stop()
+        if redis is not None:
+            redis.terminate()
+            redis.wait()
+
+
 def test_keys_cli_create_list_revoke(auth_env: dict[str, str], urls: list[str]) -> None:
     created = make_key(auth_env, "predict,jobs", "--name", "svc", "--requests-per-second",
                        "5", "--rows-per-minute", "1000", tenant="beta")
@@ -237,9 +264,13 @@ def test_keys_cli_create_list_revoke(auth_env: dict[str, str], urls: list[str]) 
     assert listed[created["id"]]["name"] == "svc"
     assert all(key not in listing.stdout for key in KEYS_SEEN)
     assert "hash" not in listing.stdout
-    time.sleep(0.2)  # The last use is written in the background.
-    assert listed[created["id"]]["last_used_at"] is not None or json.loads(
-        keys_cli(auth_env, "list").stdout)["api_keys"][-1]["last_used_at"] is not None
+    # The last use is written in the background, once a minute at most per process.
+    used_at = listed[created["id"]]["last_used_at"]
+    assert used_at is not None
+    assert httpx.get(urls[0] + "/v1/datasets", headers=bearer(created["key"])).status_code == 200
+    time.sleep(0.2)
+    again = {k["id"]: k for k in json.loads(keys_cli(auth_env, "list").stdout)["api_keys"]}
+    assert again[created["id"]]["last_used_at"] == used_at
     assert keys_cli(auth_env, "revoke", "0123456789abcdef").returncode == 1
     bad = keys_cli(auth_env, "create", "--tenant", "acme", "--scopes", "predict,read")
     assert bad.returncode == 1 and "--scopes" in bad.stderr and "'read'" in bad.stderr
