@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,14 +16,13 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from processes import INFERQ, ServiceProcess, service_env, start_api
+from processes import INFERQ, ServiceProcess, auth_on, create_key, service_env, start_api
 
 from services.api.auth import ROUTE_SCOPES
 from services.api.principal import SCOPES
 from services.cli.redis_server import free_port, start_redis
 from services.common.api_keys import ApiKeyStore, generate
 
-SECRET = "auth-test-secret-" + secrets.token_hex(16)
 SEED_ID, SEED_KEY = generate()
 #: Every key this module makes, to look for in logs and answers at its end.
 KEYS_SEEN: list[str] = [SEED_KEY]
@@ -36,8 +34,7 @@ def auth_env(redis_server, model_store, tmp_path_factory) -> dict[str, str]:  # 
     seed.write_text(json.dumps([{"key": SEED_KEY, "tenant": "ops", "scopes": ["admin"],
                                  "name": "first admin"}]))
     url = redis_server.url.rsplit("/", 1)[0] + "/6"
-    env = service_env(url, model_store, INFERQ_AUTH="on", INFERQ_AUTH_SECRET=SECRET,
-                      INFERQ_AUTH_SEED_FILE=str(seed))
+    env = auth_on(service_env(url, model_store), INFERQ_AUTH_SEED_FILE=str(seed))
     asyncio.run(_flush(url))
     return env
 
@@ -76,9 +73,7 @@ def keys_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 def make_key(env: dict[str, str], scopes: str, *extra: str,
              tenant: str = "acme") -> dict[str, Any]:
-    result = keys_cli(env, "create", "--tenant", tenant, "--scopes", scopes, *extra)
-    assert result.returncode == 0, result.stderr
-    created: dict[str, Any] = json.loads(result.stdout)
+    created: dict[str, Any] = create_key(env, tenant, scopes, *extra)
     KEYS_SEEN.append(created["key"])
     return created
 
@@ -196,7 +191,8 @@ def test_seed_file_keys_and_their_changes(auth_env: dict[str, str], urls: list[s
 
     async def change(scopes: list[str]) -> None:
         client = aioredis.Redis.from_url(auth_env["INFERQ_REDIS_URL"])
-        await ApiKeyStore(client, SECRET.encode()).put(SEED_KEY, "ops", scopes, "first admin")
+        secret = auth_env["INFERQ_AUTH_SECRET"].encode()
+        await ApiKeyStore(client, secret).put(SEED_KEY, "ops", scopes, "first admin")
         await client.aclose()
 
     # A seed whose scopes change: every process drops what it cached at once.
@@ -229,9 +225,8 @@ def test_seeds_are_stored_once_redis_comes_up(model_store: Path, tmp_path: Path)
     seed = tmp_path / "seed.json"
     seed.write_text(json.dumps([{"key": key, "tenant": "late", "scopes": ["predict"]}]))
     redis_port, api_port = free_port(), free_port()
-    env = service_env(f"redis://127.0.0.1:{redis_port}/0", model_store, INFERQ_AUTH="on",
-                      INFERQ_AUTH_SECRET=SECRET, INFERQ_AUTH_SEED_FILE=str(seed),
-                      INFERQ_REDIS_SOCKET_TIMEOUT="0.5")
+    env = auth_on(service_env(f"redis://127.0.0.1:{redis_port}/0", model_store),
+                  INFERQ_AUTH_SEED_FILE=str(seed), INFERQ_REDIS_SOCKET_TIMEOUT="0.5")
     api = ServiceProcess(["api", "--port", str(api_port)], env, tmp_path / "api.log")
     redis = None
     try:
@@ -328,12 +323,13 @@ def test_refusals_are_counted(urls: list[str]) -> None:
         assert found and float(found.group(1)) > 0, reason
 
 
-def test_zz_keys_never_appear_in_logs_or_metrics(apis: list[ServiceProcess],
+def test_zz_keys_never_appear_in_logs_or_metrics(auth_env: dict[str, str],
+                                                 apis: list[ServiceProcess],
                                                  urls: list[str]) -> None:
     assert len(KEYS_SEEN) > 5
     texts = [api.log() for api in apis] + [httpx.get(url + "/metrics").text for url in urls]
     assert "api keys seeded" in texts[0]
     for text in texts:
-        assert SECRET not in text
+        assert auth_env["INFERQ_AUTH_SECRET"] not in text
         for key in KEYS_SEEN:
             assert key not in text and key.rsplit("_", 1)[1] not in text
