@@ -213,6 +213,10 @@ def parse_duration(text: str) -> float:
     return int(found.group(1)) * _UNIT_SECONDS[found.group(2)]
 
 
+class NoAuthSecret(RuntimeError):
+    """A key to store without ``settings.auth_secret``, the key of its hash."""
+
+
 class ApiKeyStore:
     """The keys' records in Redis."""
 
@@ -223,7 +227,7 @@ class ApiKeyStore:
 
     def _hash(self, key: str) -> str:
         if not self._secret:
-            raise RuntimeError("INFERQ_AUTH_SECRET is not set: keys cannot be hashed")
+            raise NoAuthSecret("INFERQ_AUTH_SECRET is not set: keys cannot be stored")
         return key_hash(self._secret, key)
 
     async def create(self, tenant: str, scopes: list[str] | tuple[str, ...], name: str = "",

@@ -333,3 +333,13 @@ def test_zz_keys_never_appear_in_logs_or_metrics(auth_env: dict[str, str],
         assert auth_env["INFERQ_AUTH_SECRET"] not in text
         for key in KEYS_SEEN:
             assert key not in text and key.rsplit("_", 1)[1] not in text
+
+
+def test_with_auth_off_every_caller_is_the_default_tenant(api: ServiceProcess,
+                                                          client: httpx.Client) -> None:
+    assert "authentication is off" in api.log()
+    assert client.get("/v1/models").status_code == 200
+    assert client.get("/v1/pools", headers=bearer("inferq_not-a-key")).status_code == 200
+    answer = client.post("/v1/api-keys", json={"tenant": "acme", "scopes": ["predict"]})
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "api_keys_unavailable"
+    assert "INFERQ_AUTH_SECRET" in answer.json()["error"]["message"]
