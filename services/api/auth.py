@@ -88,25 +88,36 @@ def in_v1(path: str) -> bool:
     return path == "/v1" or path.startswith("/v1/")
 
 
+@dataclass(frozen=True, slots=True)
+class RouteTemplate:
+    """What the metrics and the trace read of a route (its ``path`` template), for a request
+    refused before any route ran."""
+
+    path: str
+
+
 class ScopeTable:
-    """Finds the scopes a request needs from its method and raw path."""
+    """Finds the route template and the scopes of a request from its method and raw path."""
 
     def __init__(self, table: dict[tuple[str, str], frozenset[str]]) -> None:
-        self._by_shape: dict[tuple[str, int], list[tuple[list[str], frozenset[str]]]] = {}
+        self._by_shape: dict[tuple[str, int],
+                             list[tuple[list[str], RouteTemplate, frozenset[str]]]] = {}
         for (method, template), scopes in table.items():
             segments = template.split("/")[1:]
-            self._by_shape.setdefault((method, len(segments)), []).append((segments, scopes))
+            self._by_shape.setdefault((method, len(segments)), []).append(
+                (segments, RouteTemplate(template), scopes))
         for candidates in self._by_shape.values():
             # A literal segment wins over a parameter, as the routers are declared.
             candidates.sort(key=lambda c: -sum(not s.startswith("{") for s in c[0]))
 
-    def required(self, method: str, path: str) -> frozenset[str] | None:
-        """The scopes any of which the request needs; None when no route takes it."""
+    def match(self, method: str, path: str) -> tuple[RouteTemplate, frozenset[str]] | None:
+        """The route and the scopes any of which the request needs; None when no route
+        takes it."""
         parts = path.split("/")[1:]
-        for segments, scopes in self._by_shape.get((method, len(parts)), ()):
+        for segments, route, scopes in self._by_shape.get((method, len(parts)), ()):
             if all(part if segment.startswith("{") else part == segment
                    for part, segment in zip(parts, segments, strict=True)):
-                return scopes
+                return route, scopes
         return None
 
 
@@ -282,19 +293,19 @@ class AuthMiddleware:
             scope[PRINCIPAL] = ANONYMOUS
             await self.app(scope, receive, send)
             return
+        matched = self.scopes.match(scope["method"], scope["path"])
         try:
             principal = await self.authenticator.principal(_header(scope, b"authorization"))
-            required = self.scopes.required(scope["method"], scope["path"])
-            if required is not None and not required & principal.scopes:
+            if matched is not None and not matched[1] & principal.scopes:
+                required = sorted(matched[1])
                 raise InsufficientScope(
-                    f"this API key lacks the scope this request needs: "
-                    f"{' or '.join(sorted(required))}",
-                    {"required": sorted(required), "scopes": sorted(principal.scopes)})
-        except ApiError as exc:
-            series(AUTH_REFUSED, _reason(exc)).inc()
-            await error_response(exc)(scope, receive, send)
-            return
-        except (RedisError, OSError) as exc:
+                    f"this API key lacks the scope this request needs: {' or '.join(required)}",
+                    {"required": required, "scopes": sorted(principal.scopes)})
+        except (ApiError, RedisError, OSError) as exc:
+            if matched is not None:
+                scope["route"] = matched[0]
+            if isinstance(exc, ApiError):
+                series(AUTH_REFUSED, _reason(exc)).inc()
             await error_response(exc)(scope, receive, send)
             return
         scope[PRINCIPAL] = principal
