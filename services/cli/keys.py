@@ -34,7 +34,8 @@ def add_keys_parser(commands: argparse._SubParsersAction) -> None:
     keys = commands.add_parser("keys", help="API keys: create, list, revoke (in Redis)")
     actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="make a key; prints it once, as JSON")
-    create.add_argument("--tenant", required=True)
+    create.add_argument("--tenant", required=True,
+                        help="the tenant the key acts for (lowercase letters, digits, dashes)")
     create.add_argument("--scopes", required=True,
                         help="comma-separated: predict, jobs, train, admin")
     create.add_argument("--name", default="", help="for people to know the key by")
