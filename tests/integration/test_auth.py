@@ -277,6 +277,12 @@ def test_keys_cli_create_list_revoke(auth_env: dict[str, str], urls: list[str]) 
     time.sleep(0.2)
     again = {k["id"]: k for k in json.loads(keys_cli(auth_env, "list").stdout)["api_keys"]}
     assert again[created["id"]]["last_used_at"] == used_at
+    limits = keys_cli(auth_env, "set-limits", created["id"], "--rows-per-minute", "50")
+    assert limits.returncode == 0, limits.stderr
+    assert json.loads(limits.stdout)["rows_per_minute"] == 50
+    assert json.loads(limits.stdout)["requests_per_second"] is None  # Back to the default.
+    negative = keys_cli(auth_env, "set-limits", created["id"], "--requests-per-second", "-1")
+    assert negative.returncode == 1 and "--requests-per-second" in negative.stderr
     assert keys_cli(auth_env, "revoke", "0123456789abcdef").returncode == 1
     bad = keys_cli(auth_env, "create", "--tenant", "acme", "--scopes", "predict,read")
     assert bad.returncode == 1 and "--scopes" in bad.stderr and "'read'" in bad.stderr
