@@ -123,11 +123,12 @@ class ScopeTable:
 
 @dataclass(slots=True)
 class _Cached:
-    hash: str
+    record: ApiKey
     principal: Principal
-    expires_at: float | None
-    revoked: bool
     read_at: float
+
+
+_REFUSALS = {"revoked": "the API key has been revoked", "expired": "the API key has expired"}
 
 
 def auth_problem(settings: Settings) -> str | None:
@@ -190,12 +191,11 @@ class Authenticator:
         cached = self._cache.get(key_id)
         if cached is None or time.monotonic() - cached.read_at > CACHE_SECONDS:
             cached = await self._read(key_id)
-        if cached is None or not matches(self._secret, token, cached.hash):
+        if cached is None or not matches(self._secret, token, cached.record.hash):
             raise InvalidApiKey("the API key is malformed or unknown")
-        if cached.revoked:
-            raise InvalidApiKey("the API key has been revoked", {"key_id": key_id})
-        if cached.expires_at is not None and now >= cached.expires_at:
-            raise InvalidApiKey("the API key has expired", {"key_id": key_id})
+        refusal = cached.record.refusal(now)
+        if refusal is not None:
+            raise InvalidApiKey(_REFUSALS[refusal], {"key_id": key_id})
         self._touch(key_id, now)
         return cached.principal
 
@@ -262,8 +262,7 @@ class KeySeeder(Background):
 
 
 def _entry(record: ApiKey) -> _Cached:
-    return _Cached(record.hash, record.principal(), record.expires_at,
-                   record.revoked_at is not None, time.monotonic())
+    return _Cached(record, record.principal(), time.monotonic())
 
 
 def _bearer_token(authorization: str | None) -> str | None:
