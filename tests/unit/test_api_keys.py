@@ -49,7 +49,7 @@ def test_generated_keys_have_the_agreed_format() -> None:
     "inferq_0123456789abcde_" + "a" * 43, "inferq_0123456789abcdef_" + "a" * 42,
     "inferq_0123456789abcdef_" + "a" * 44, "inferq_0123456789abcdef_" + "a" * 42 + "=",
     "inferq_0123456789abcdef_" + "a" * 42 + "!", "xinferq_0123456789abcdef_" + "a" * 43,
-    "inferq_0123456789abcdef_" + "é" * 43,
+    "inferq_0123456789abcdef_" + "é" * 43, "inferq_0123456789abcdef_" + "a" * 43 + "\n",
 ])
 def test_malformed_keys_are_simply_not_keys(key: str) -> None:
     assert key_id_of(key) is None
@@ -92,9 +92,11 @@ def test_records_round_trip_without_the_hash_in_public() -> None:
 @pytest.mark.parametrize(("arguments", "field"), [
     ({"tenant": "Acme"}, "tenant"),
     ({"tenant": "1acme"}, "tenant"),
+    ({"tenant": "acme\n"}, "tenant"),
     ({"scopes": []}, "scopes"),
     ({"scopes": ["predict", "read"]}, "scopes"),
     ({"name": "a\nb"}, "name"),
+    ({"name": "ab\n"}, "name"),
     ({"expires_at": time.time() - 1}, "expires_at"),
     ({"requests_per_second": -1.0}, "requests_per_second"),
     ({"requests_per_second": float("nan")}, "requests_per_second"),
