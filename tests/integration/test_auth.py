@@ -100,21 +100,23 @@ def _operations(url: str) -> list[tuple[str, str]]:
 
 def test_no_v1_route_answers_without_a_key(urls: list[str]) -> None:
     malformed, unknown = "inferq_not-a-key", generate()[1]
-    for method, path in [*_operations(urls[0]), ("GET", "/v1"), ("GET", "/v1/nothing")]:
-        answer = httpx.request(method, urls[0] + path)
-        assert answer.status_code == 401, (method, path, answer.text)
-        assert answer.headers["WWW-Authenticate"].startswith("Bearer")
-        assert "error=" not in answer.headers["WWW-Authenticate"]
-        assert answer.json()["error"]["code"] == "missing_credentials"
-        for key in (malformed, unknown):
-            answer = httpx.request(method, urls[0] + path, headers=bearer(key))
+    with httpx.Client(base_url=urls[0]) as client:
+        for method, path in [*_operations(urls[0]), ("GET", "/v1"), ("GET", "/v1/nothing")]:
+            answer = client.request(method, path)
             assert answer.status_code == 401, (method, path, answer.text)
-            assert 'error="invalid_token"' in answer.headers["WWW-Authenticate"]
-            assert answer.json()["error"]["code"] == "invalid_api_key"
-            assert key not in answer.text
-    # Another scheme is no bearer token at all.
-    answer = httpx.get(urls[0] + "/v1/models", headers={"Authorization": f"Basic {SEED_KEY}"})
-    assert answer.status_code == 401 and answer.json()["error"]["code"] == "missing_credentials"
+            assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+            assert "error=" not in answer.headers["WWW-Authenticate"]
+            assert answer.json()["error"]["code"] == "missing_credentials"
+            for key in (malformed, unknown):
+                answer = client.request(method, path, headers=bearer(key))
+                assert answer.status_code == 401, (method, path, answer.text)
+                assert 'error="invalid_token"' in answer.headers["WWW-Authenticate"]
+                assert answer.json()["error"]["code"] == "invalid_api_key"
+                assert key not in answer.text
+        # Another scheme is no bearer token at all.
+        answer = client.get("/v1/models", headers={"Authorization": f"Basic {SEED_KEY}"})
+        assert answer.status_code == 401
+        assert answer.json()["error"]["code"] == "missing_credentials"
 
 
 def test_paths_outside_v1_need_no_key(urls: list[str]) -> None:
@@ -135,10 +137,11 @@ def test_a_known_path_with_a_valid_key_is_served_and_an_unknown_one_is_404(
 
 def test_each_scope_opens_its_routes_only(auth_env: dict[str, str], urls: list[str]) -> None:
     keys = {scope: post_key(urls[0], [scope])["key"] for scope in SCOPES}
+    client = httpx.Client(base_url=urls[0], timeout=20)
     for (method, template), scopes in ROUTE_SCOPES.items():
         path = re.sub(r"\{[^}]+\}", "x", template)
         for scope, key in keys.items():
-            answer = httpx.request(method, urls[0] + path, headers=bearer(key))
+            answer = client.request(method, path, headers=bearer(key))
             if scope in scopes:
                 assert answer.status_code not in (401, 403), (scope, method, path, answer.text)
             else:
@@ -148,8 +151,9 @@ def test_each_scope_opens_its_routes_only(auth_env: dict[str, str], urls: list[s
                 assert error["details"]["required"] == sorted(scopes)
                 assert 'error="insufficient_scope"' in answer.headers["WWW-Authenticate"]
     # The hot route serves a valid key as FastAPI would: here, an unknown model.
-    answer = httpx.post(urls[0] + "/v1/models/nope/predict", headers=bearer(keys["predict"]),
-                        json={"instances": [[1.0]]})
+    answer = client.post("/v1/models/nope/predict", headers=bearer(keys["predict"]),
+                         json={"instances": [[1.0]]})
+    client.close()
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "model_not_found"
 
 
