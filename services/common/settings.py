@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -87,6 +87,15 @@ class Settings(BaseSettings):
     # -- The API's /metrics on a port of its own (then the main port answers 404 for it),
     # so that whatever reaches the API's port does not reach its metrics.
     metrics_port: int | None = Field(None, ge=1, le=65535)
+
+    # -- Authentication: every request under /v1 carries an API key (docs/security.md).
+    # ``off``: every caller is the default tenant with every scope (local use only).
+    auth: Literal["on", "off"] = "on"
+    # The key of the keyed hash (HMAC-SHA256) under which API keys are stored; required
+    # when authentication is on. Changing it invalidates every key.
+    auth_secret: SecretStr | None = None
+    # A JSON list of keys the API stores at start (``services.common.api_keys``).
+    auth_seed_file: Path | None = None
 
     # -- Logging.
     log_level: str = "INFO"
