@@ -37,7 +37,7 @@ from services.api.task_service import TaskService
 from services.api.training_service import TrainingService
 from services.api.waiter import TaskWaiter
 from services.common import keys
-from services.common.catalog import Catalog
+from services.common.catalog import Catalog, TenantCatalogs
 from services.common.heap import settle_heap
 from services.common.records import unsupported_redis
 from services.common.settings import Settings, get_settings
@@ -89,8 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         client = aioredis.Redis.from_pool(pool)
         await refuse_unsupported_redis(client)
         waiter = TaskWaiter(client)
-        catalog = Catalog(settings.model_store)
-        follower = CatalogFollower(catalog)
+        catalogs = TenantCatalogs(Catalog(settings.model_store))
+        follower = CatalogFollower(catalogs)
         waiter.follow(keys.MODELS_CHANNEL, follower.changed, follower.subscribed)
         backlog = BacklogExporter(client, settings.queue_kinds)
         jobs = JobService(client, settings, waiter,
@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.inferq = ApiState(
             settings=settings,
             redis=client,
-            catalog=catalog,
+            catalogs=catalogs,
             waiter=waiter,
             tasks=TaskService(client, settings, waiter),
             jobs=jobs,

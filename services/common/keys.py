@@ -10,6 +10,8 @@ record names the channels its terminal event goes to (see ``records``).
 
 from __future__ import annotations
 
+from services.common.tenants import DEFAULT_TENANT
+
 PREFIX = "inferq:"
 
 
@@ -93,8 +95,14 @@ def dataset_record_key(dataset_id: str) -> str:
     return f"{PREFIX}dataset:{dataset_id}"
 
 
-#: Every dataset's id, scored by its ``created_at``: the listing, newest first.
+#: Every dataset's id, scored by its ``created_at``: the listing, newest first. The default
+#: tenant's datasets; each other tenant has its own index (``datasets_index``).
 DATASETS_INDEX = f"{PREFIX}datasets"
+
+
+def datasets_index(tenant: str) -> str:
+    """The index of ``tenant``'s datasets, as ``DATASETS_INDEX``."""
+    return DATASETS_INDEX if tenant == DEFAULT_TENANT else f"{DATASETS_INDEX}:{tenant}"
 
 
 def api_key_key(key_id: str) -> str:
