@@ -165,7 +165,7 @@ class Chunk:
     passthrough: tuple[str, ...]
     return_probabilities: bool
     submitted_at: float
-    #: Whose job it is: a tenant's own model is read from its part of the store.
+    #: The tenant whose part of the model store holds the model (``tenants``).
     tenant: str = DEFAULT_TENANT
 
     @classmethod

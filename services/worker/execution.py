@@ -47,7 +47,7 @@ class PredictRequest:
     rows: list[list[Any]]
     return_probabilities: bool = False
     submitted_at: float = 0.0
-    #: Whose task it is: a tenant's own model is read from its part of the store.
+    #: The tenant whose part of the model store holds the model (``tenants``).
     tenant: str = DEFAULT_TENANT
     #: The task's consumer span: its model call is traced under it.
     span: Span | None = None

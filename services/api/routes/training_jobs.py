@@ -119,7 +119,8 @@ async def _check_trainable(state: ApiState, tenant: str, model: str) -> None:
     if not valid_model_name(model):
         return  # The spec's check names the problem.
     await asyncio.to_thread(state.catalogs.refresh, tenant, model)
-    if state.catalogs.serving(tenant, model)[1] != tenant:
+    catalog, owner = state.catalogs.serving(tenant, model)
+    if owner != tenant and catalog.versions(model):
         raise SharedModel(
             f"model {model!r} is shared by every tenant; only the operator adds versions to "
             "it. Train under another name", {"model": model})
