@@ -51,7 +51,8 @@ def training_folds_key(job_id: str) -> str:
 
 
 #: The overall metrics of the latest training job that succeeded, per model, as a hash of
-#: model name to a JSON object: what ``inferq_training_metric`` exports.
+#: model name (``tenants.model_event``: ``<tenant>/<name>`` for a tenant's own model) to a
+#: JSON object: what ``inferq_training_metric`` exports.
 TRAINING_METRICS = f"{PREFIX}training:metrics"
 
 #: Every batch job's id, scored by the time it was submitted: listing, and the sweep of
