@@ -7,11 +7,9 @@ show the caller's own; the shared demo models serve every tenant.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import random
-import secrets
 import string
 import time
 import uuid
@@ -22,13 +20,10 @@ from typing import Any
 import httpx
 import pytest
 from job_client import iris_csv, iris_rows, submit_job, upload
-from processes import ServiceProcess, service_env, start_worker
+from processes import ServiceProcess, auth_on, create_key, service_env, start_worker
 from training_client import churn_csv, submit, wait_training
 
 from services.common.storage import Storage
-
-pytest.importorskip("services.common.api_keys",
-                    reason="API keys (INFERQ_AUTH_SEED_FILE) are not in this tree yet")
 
 #: Headers that differ from one request to the next whatever it asks.
 PER_REQUEST = {"date", "traceparent", "tracestate", "ratelimit", "ratelimit-policy"}
@@ -41,35 +36,24 @@ CHURN_FIT = {"target_column": "churned", "feature_columns": ["age", "plan", "usa
              "validation": {"holdout": 0.25}, "seed": 1}
 
 
-def new_key() -> str:
-    """A full API key as the key store makes them: ``inferq_<id>_<secret>``."""
-    secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
-    return f"inferq_{secrets.token_hex(8)}_{secret}"
-
-
-@pytest.fixture(scope="module")
-def api_keys() -> dict[str, str]:
-    return {tenant: new_key() for tenant in TENANTS}
-
-
 @pytest.fixture(scope="module")
 def stack_env(redis_server, model_store, storage: Storage,  # type: ignore[no-untyped-def]
-              api_keys: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
-              ) -> dict[str, str]:
+              tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     redis_server.client().flushdb()
     # A store of its own: the versions these tests register do not reach other modules.
     store = tmp_path_factory.mktemp("tenant-models")
     for name in os.listdir(model_store):
         os.symlink(Path(model_store) / name, store / name)
-    seed = tmp_path_factory.mktemp("keys") / "keys.json"
-    seed.write_text(json.dumps([
-        {"key": key, "tenant": tenant, "scopes": ["predict", "jobs", "train"], "name": tenant}
-        for tenant, key in api_keys.items()]))
-    return service_env(redis_server.url, store, INFERQ_STORAGE_URL=storage.url,
-                       INFERQ_AUTH="on", INFERQ_AUTH_SECRET=secrets.token_hex(32),
-                       INFERQ_AUTH_SEED_FILE=str(seed),
-                       # No worker takes this queue: its tasks stay queued.
-                       INFERQ_MODEL_QUEUES=json.dumps({"diabetes": "parked"}))
+    return auth_on(service_env(redis_server.url, store, INFERQ_STORAGE_URL=storage.url,
+                               # No worker takes this queue: its tasks stay queued.
+                               INFERQ_MODEL_QUEUES=json.dumps({"diabetes": "parked"})))
+
+
+@pytest.fixture(scope="module")
+def api_keys(stack_env: dict[str, str]) -> dict[str, str]:
+    """Each tenant's key, made by ``inferq keys create``."""
+    return {tenant: create_key(stack_env, tenant, "predict,jobs,train")["key"]
+            for tenant in TENANTS}
 
 
 @pytest.fixture(scope="module")
