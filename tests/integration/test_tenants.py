@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from job_client import iris_csv, iris_rows, submit_job, upload
+from job_client import iris_csv, iris_rows, submit_job, upload, wait_job
 from processes import ServiceProcess, auth_on, create_key, service_env, start_worker
 from training_client import churn_csv, submit, wait_training
 
@@ -95,7 +95,8 @@ def acme_things(acme: httpx.Client, worker: ServiceProcess,
     training = submit(acme, "churn", dataset_id=churn, **CHURN_FIT)
     trained = wait_training(acme, training["job_id"])
     assert trained["status"] == "succeeded", trained
-    return {"dataset": dataset, "task": done["task_id"], "queued_task": queued["task_id"],
+    return {"dataset": dataset, "churn_dataset": churn, "task": done["task_id"],
+            "queued_task": queued["task_id"],
             "batch_job": batch["job_id"], "training_job": training["job_id"],
             "model": "churn"}
 
@@ -255,3 +256,30 @@ def test_two_tenants_models_of_one_name_are_two_models(
                       json={"version": 1}).status_code == 200
     assert "stable" in globex.get(f"/v1/models/{model}/versions").json()["aliases"]
     assert "stable" not in acme.get(f"/v1/models/{model}/versions").json()["aliases"]
+
+
+@pytest.fixture(scope="module")
+def batch_worker(stack_env: dict[str, str], logs: Path) -> Iterator[ServiceProcess]:
+    """Started by the last test alone: until then, batch jobs stay queued."""
+    process = start_worker(stack_env, logs, pool="batch", concurrency=1)
+    yield process
+    process.stop()
+
+
+def test_batch_workers_score_with_each_tenants_own_model(
+    acme: httpx.Client, globex: httpx.Client, acme_things: dict[str, str],
+    batch_worker: ServiceProcess,
+) -> None:
+    """acme's churn takes age, plan and usage; globex's (trained above) age and usage: each
+    job is scored by its tenant's artifact, read from its tenant's part of the store."""
+    model = acme_things["model"]
+    churn = acme_things["churn_dataset"]
+    theirs = upload(globex, churn_csv(seed=6), "csv", name="globex-churn-2")
+    for client, dataset in ((acme, churn), (globex, theirs)):
+        job = wait_job(client, submit_job(client, dataset, model)["job_id"])
+        assert job["status"] == "succeeded", job
+        assert job["model"] == model and job["version"] == 1
+        assert job["progress"]["rows_done"] == 300 and job["progress"]["rows_failed"] == 0
+        lines = client.get(f"/v1/batch-jobs/{job['job_id']}/results").text.splitlines()
+        assert len(lines) == 301 and {line.rsplit(",", 1)[-1] for line in lines[1:]} <= {
+            '"yes"', '"no"'}
