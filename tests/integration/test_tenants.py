@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from job_client import iris_csv, iris_rows, submit_job, upload, wait_job
-from processes import ServiceProcess, auth_on, create_key, service_env, start_worker
+from processes import ServiceProcess, auth_on, create_key, pool_worker, service_env
 from training_client import churn_csv, submit, wait_training
 
 from services.common.storage import Storage
@@ -58,9 +58,7 @@ def api_keys(stack_env: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def trainer(stack_env: dict[str, str], logs: Path) -> Iterator[ServiceProcess]:
-    process = start_worker(stack_env, logs, pool="training", concurrency=1)
-    yield process
-    process.stop()
+    yield from pool_worker(stack_env, logs, "training")
 
 
 def tenant_client(api_url: str, key: str) -> httpx.Client:
@@ -261,9 +259,7 @@ def test_two_tenants_models_of_one_name_are_two_models(
 @pytest.fixture(scope="module")
 def batch_worker(stack_env: dict[str, str], logs: Path) -> Iterator[ServiceProcess]:
     """Started by the last test alone: until then, batch jobs stay queued."""
-    process = start_worker(stack_env, logs, pool="batch", concurrency=1)
-    yield process
-    process.stop()
+    yield from pool_worker(stack_env, logs, "batch")
 
 
 def test_batch_workers_score_with_each_tenants_own_model(
