@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -57,3 +59,15 @@ def wait_training(client: httpx.Client, job_id: str, timeout: float = 90) -> dic
         if job["status"] not in ("queued", "running"):
             return job
         assert time.monotonic() < deadline, f"job {job_id} still {job['status']}: {job}"
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not: only its parent has not reaped it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

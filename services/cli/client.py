@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def predict(url: str, model: str, instances: list[Any], wait: float, timeout: fl
     """Submit, wait for the result, write the task as JSON; exit status 0 only on success,
     and, with ``expect``, only when the predictions, as text, are those."""
     base = url.rstrip("/")
-    with httpx.Client(timeout=timeout) as client:
+    with api_client(timeout) as client:
         response = request(client, "POST", f"{base}/v1/models/{model}/predict",
                            params={"wait": min(wait, 30)}, json={"instances": instances})
         body = json_body(response)
@@ -86,6 +87,18 @@ def predict(url: str, model: str, instances: list[Any], wait: float, timeout: fl
             sys.stderr.write(f"expected predictions {expect}, got {predictions}\n")
             return 1
     return 0
+
+
+#: The environment variable holding the API key the commands send (never an argument:
+#: arguments show in the process list and the shell's history).
+API_KEY_VARIABLE = "INFERQ_API_KEY"
+
+
+def api_client(timeout: float | httpx.Timeout) -> httpx.Client:
+    """A client of the REST API that sends ``$INFERQ_API_KEY`` as its bearer token."""
+    key = os.environ.get(API_KEY_VARIABLE, "").strip()
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(timeout=timeout, headers=headers)
 
 
 def request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -133,7 +146,7 @@ def send_dataset(url: str, path: Path, name: str | None, fmt: str | None) -> htt
         raise CliError(f"cannot read {path}: {exc.strerror}") from None
     # No overall deadline: a large file takes as long as it takes; each read and write
     # still times out.
-    with handle, httpx.Client(timeout=httpx.Timeout(300)) as client:
+    with handle, api_client(httpx.Timeout(300)) as client:
         return request(client, "POST", f"{url.rstrip('/')}/v1/datasets",
                        params={"name": name or path.name}, content=handle,
                        headers={"Content-Type": DATASET_MEDIA_TYPES[fmt]})
@@ -142,7 +155,7 @@ def send_dataset(url: str, path: Path, name: str | None, fmt: str | None) -> htt
 def dataset_request(url: str, method: str, dataset_id: str | None = None) -> int:
     """List the datasets, or show or delete one; write the answer."""
     where = f"{url.rstrip('/')}/v1/datasets" + (f"/{dataset_id}" if dataset_id else "")
-    with httpx.Client(timeout=60) as client:
+    with api_client(60) as client:
         response = request(client, method, where)
     if response.status_code == 204:
         sys.stdout.write(f"deleted {dataset_id}\n")

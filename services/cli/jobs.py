@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from services.cli.client import json_body, report, request, send_dataset
+from services.cli.client import api_client, json_body, report, request, send_dataset
 from services.cli.errors import CliError
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -100,7 +100,7 @@ def _submit(base: str, args: argparse.Namespace) -> int:
             body[field] = value
     if args.passthrough:
         body["passthrough_columns"] = [c for c in args.passthrough.split(",") if c]
-    with httpx.Client(timeout=60) as client:
+    with api_client(60) as client:
         response = request(client, "POST", f"{base}/v1/models/{args.model}/batch-jobs", json=body)
     if response.status_code >= 400 or not args.wait:
         return report(response)
@@ -114,7 +114,7 @@ def _follow(base: str, job_id: str) -> int:
 def follow(url: str, progress: Bar) -> int:
     """Follow the job at ``url`` to its end, its progress on stderr; the ended job on
     stdout."""
-    with httpx.Client(timeout=FOLLOW_STEP + 30) as client:
+    with api_client(FOLLOW_STEP + 30) as client:
         while True:
             response = request(client, "GET", url, params={"wait": FOLLOW_STEP})
             if response.status_code >= 400:
@@ -202,14 +202,14 @@ def _duration(seconds: float) -> str:
 
 
 def _request(method: str, url: str, **kwargs: Any) -> int:
-    with httpx.Client(timeout=60) as client:
+    with api_client(60) as client:
         return report(request(client, method, url, **kwargs))
 
 
 def _download(url: str, target: Path) -> int:
     """Stream the file to ``target``, whole or not at all (written aside, then renamed)."""
     partial = target.with_name(f".{target.name}.part")
-    with httpx.Client(timeout=httpx.Timeout(300)) as client:
+    with api_client(httpx.Timeout(300)) as client:
         try:
             with client.stream("GET", url) as response:
                 if response.status_code >= 400:
@@ -232,7 +232,7 @@ def _download(url: str, target: Path) -> int:
 
 
 def _copy_out(url: str) -> int:
-    with httpx.Client(timeout=httpx.Timeout(300)) as client:
+    with api_client(httpx.Timeout(300)) as client:
         response = request(client, "GET", url)
     if response.status_code >= 400:
         return report(response)

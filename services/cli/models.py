@@ -19,6 +19,7 @@ from services.common.catalog import (
     Catalog,
     ModelMetadata,
     aliases_of,
+    copy_aliases,
     delete_alias,
     list_versions,
     read_metadata,
@@ -48,7 +49,8 @@ def add_models_parser(commands: argparse._SubParsersAction) -> None:
     alias.add_argument("--delete", action="store_true", help="remove the alias instead")
     actions.add_parser("train-demo", help="train iris, breast-cancer and diabetes")
     copy = actions.add_parser(
-        "copy", help="copy each version of another store that this one lacks (never overwrites)")
+        "copy", help="copy each version and alias of another store that this one lacks "
+        "(never overwrites)")
     copy.add_argument("source", help="a directory or s3://bucket/prefix")
     imp = actions.add_parser("import", help="register a joblib-saved estimator")
     imp.add_argument("path", type=Path)
@@ -91,7 +93,11 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
     elif command == "copy":
         from ml.store import copy_versions
 
-        _written(settings, copy_versions(args.source, store))
+        versions = copy_versions(args.source, store)
+        aliases = copy_aliases(args.source, store)
+        emit([*(f"{m.name} v{m.version}" for m in versions),
+               *(f"{name}@{alias} -> v{version}" for name, alias, version in aliases)])
+        _announce(settings, sorted({m.name for m in versions} | {a[0] for a in aliases}))
     else:
         from ml.errors import ImportModelError
         from ml.importer import import_model

@@ -8,10 +8,9 @@ import re
 import sys
 from typing import Any
 
-import httpx
 import orjson
 
-from services.cli.client import json_body, report, request
+from services.cli.client import api_client, json_body, report, request
 from services.cli.errors import CliError
 from services.cli.jobs import BAR_WIDTH, TERMINAL, Bar, _request, follow
 
@@ -65,7 +64,7 @@ def add_training_parsers(commands: argparse._SubParsersAction, default_url: str)
 def run_train(args: argparse.Namespace) -> int:
     base = args.url.rstrip("/")
     body = training_body(args)
-    with httpx.Client(timeout=60) as client:
+    with api_client(60) as client:
         response = request(client, "POST", f"{base}/v1/models/{args.model}/training-jobs",
                            json=body)
     if response.status_code >= 400 or not args.wait:

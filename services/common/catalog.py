@@ -189,9 +189,6 @@ def list_models(store: ModelStore) -> list[str]:
     return list(_all_versions(model_storage(store)))
 
 
-
-
-
 def served_by_default(versions: list[int], aliases: dict[str, int]) -> int:
     """The version a request without a version or an alias uses: the alias
     ``production``'s when the model has it, else the latest."""
@@ -232,6 +229,25 @@ def delete_alias(store: ModelStore, name: str, alias: str) -> bool:
         return False
     storage.delete(key)
     return True
+
+
+def copy_aliases(source: ModelStore, target: ModelStore) -> list[tuple[str, str, int]]:
+    """Copy each alias of ``source`` that ``target`` lacks and whose version ``target``
+    has (copy the versions first); an alias ``target`` has is left where it points.
+    Each copied alias as (model, alias, version)."""
+    source_storage, target_storage = model_storage(source), model_storage(target)
+    _, alias_keys = _scan(source_storage)
+    copied = []
+    for name, aliases in sorted(_read_aliases(source_storage, alias_keys).items()):
+        present = aliases_of(target_storage, name)
+        versions = set(list_versions(target_storage, name))
+        for alias, version in sorted(aliases.items()):
+            if alias in present or version not in versions:
+                continue
+            target_storage.put(alias_key(name, alias), source_storage.get(alias_key(name, alias)))
+            copied.append((name, alias, version))
+    return copied
+
 
 class AliasNotFound(LookupError):
     """A model asked for by an alias it does not have."""

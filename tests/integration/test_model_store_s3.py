@@ -143,14 +143,40 @@ def test_copy_seeds_a_bucket_once(s3_server: S3Server, model_store: Path) -> Non
     # Other tests add models to the session's store: whatever it holds now is copied.
     source = {name: list_versions(model_store, name) for name in list_models(model_store)}
     assert {"breast-cancer", "diabetes", "iris", "sleepy"} <= set(source)
+    aliases = {name: aliases_of(model_store, name) for name in source}
     first = inferq("models", "copy", str(model_store), env=env)
     assert first.returncode == 0, first.stderr
     assert sorted(json.loads(first.stdout)) == sorted(
-        f"{name} v{version}" for name, versions in source.items() for version in versions)
+        [f"{name} v{version}" for name, versions in source.items() for version in versions]
+        + [f"{name}@{alias} -> v{version}" for name, pointed in aliases.items()
+           for alias, version in pointed.items()])
     again = inferq("models", "copy", str(model_store), env=env)
     assert json.loads(again.stdout) == []
     listed = inferq("models", "list", env=env)
     assert json.loads(listed.stdout) == source
+
+
+def test_copy_brings_the_aliases_and_never_moves_one_the_target_has(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    tree = DecisionTreeClassifier().fit(np.eye(2), ["a", "b"])
+    source = tmp_path / "source"
+    for _ in range(3):
+        save_model(source, "coin", tree, features=["x0", "x1"])
+    set_alias(source, "coin", "production", 2)
+    set_alias(source, "coin", "staging", 3)
+    bucket = s3_server.url(f"aliases-{uuid.uuid4().hex[:8]}")
+    env = service_env("redis://127.0.0.1:1/0", bucket, **s3_server.env)
+    target = Storage.from_url(bucket)
+    save_model(target, "coin", tree, features=["x0", "x1"])
+    set_alias(target, "coin", "production", 1)
+
+    first = inferq("models", "copy", str(source), env=env)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == ["coin v2", "coin v3", "coin@staging -> v3"]
+    assert aliases_of(target, "coin") == {"production": 1, "staging": 3}
 
 
 def test_aliases_live_in_the_bucket(s3_server: S3Server, s3_store: str, s3_env: dict[str, str],

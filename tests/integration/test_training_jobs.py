@@ -16,7 +16,7 @@ import pytest
 import redis
 from job_client import upload
 from processes import INFERQ, ServiceProcess, service_env, start_worker
-from training_client import churn_csv, prices_csv, submit, wait_training
+from training_client import alive, churn_csv, prices_csv, submit, wait_training
 
 from services.common import keys
 from services.common.storage import Storage
@@ -221,7 +221,7 @@ def test_a_cancel_stops_the_fit_and_registers_nothing(
     response = client.delete(f"/v1/training-jobs/{job['job_id']}")
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "cancelled"
-    while _alive(pid):
+    while alive(pid):
         assert time.monotonic() - asked < 2, "the fit still runs 2 s after the cancel"
         time.sleep(0.05)
     # The second fold's task skips: the queue drains and nothing is registered.
@@ -236,18 +236,6 @@ def test_a_cancel_stops_the_fit_and_registers_nothing(
     assert client.delete(f"/v1/training-jobs/{job['job_id']}").status_code == 409
     assert trainer.process.poll() is None
     assert f"training task skipped job_id={job['job_id']}" in trainer.log()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is gone for all purposes: its parent has not reaped it yet.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_a_grid_search_spreads_over_two_workers_and_registers_the_best(
@@ -403,7 +391,7 @@ def test_a_fit_past_the_soft_time_limit_is_killed_and_fails_the_job(
         done = wait_training(client_module, job["job_id"], timeout=30)
         assert done["status"] == "failed"
         assert done["error"]["code"] == "soft_time_limit_exceeded"
-        assert not _alive(pid)
+        assert not alive(pid)
         assert done["version"] is None and versions(client_module, "churn-slow") == []
         assert limited.process.poll() is None
     finally:
