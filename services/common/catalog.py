@@ -369,7 +369,7 @@ class Catalog:
     def _known(self, name: str) -> list[int]:
         found = self._versions.get(name)
         if found is None:
-            if not valid_model_name(name) or name in self._absent:
+            if name in self._absent or not valid_model_name(name):
                 return []
             self.refresh(name)
             found = self._versions.get(name)
