@@ -32,6 +32,7 @@ from services.common.catalog import (
     version_key,
 )
 from services.common.storage import AlreadyExists
+from services.common.tenants import DEFAULT_TENANT, tenant_store
 
 # Aliases are written by the API too, which has no scikit-learn: they live in the catalog.
 __all__ = ["ModelCache", "copy_versions", "delete_alias", "load_estimator", "save_model",
@@ -132,19 +133,22 @@ def load_estimator(store: ModelStore, name: str, version: int) -> tuple[ModelMet
 
 
 class ModelCache:
-    """Estimators loaded lazily, once per process, keyed by name and version."""
+    """Estimators loaded lazily, once per process, keyed by tenant, name and version: a
+    tenant's own model is read from its part of the store (``tenants``)."""
 
     def __init__(self, store: ModelStore) -> None:
         self.store = model_storage(store)
-        self._loaded: dict[tuple[str, int], tuple[ModelMetadata, Any]] = {}
+        self._loaded: dict[tuple[str, str, int], tuple[ModelMetadata, Any]] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str, version: int) -> tuple[ModelMetadata, Any]:
-        key = (name, version)
+    def get(self, name: str, version: int,
+            tenant: str = DEFAULT_TENANT) -> tuple[ModelMetadata, Any]:
+        key = (tenant, name, version)
         found = self._loaded.get(key)
         if found is None:
             with self._lock:
                 found = self._loaded.get(key)
                 if found is None:
-                    found = self._loaded[key] = load_estimator(self.store, name, version)
+                    found = self._loaded[key] = load_estimator(
+                        tenant_store(self.store, tenant), name, version)
         return found

@@ -15,7 +15,7 @@ from services.cli.processes import INFERQ, ServiceProcess, start_api, start_work
 SUPPORT = str(Path(__file__).parent / "support")
 
 __all__ = ["INFERQ", "ServiceProcess", "auth_on", "create_key", "metrics_worker",
-           "service_env", "start_api", "start_worker"]
+           "pool_worker", "service_env", "start_api", "start_worker"]
 
 
 def service_env(redis_url: str, model_store: Path | str, **extra: str) -> dict[str, str]:
@@ -60,3 +60,11 @@ def metrics_worker(env: dict[str, str], logs: Path, pool: str, concurrency: int
     worker = start_worker(env, logs, pool=pool, concurrency=concurrency, metrics_port=port)
     yield f"http://127.0.0.1:{port}/metrics"
     worker.stop()
+
+
+def pool_worker(env: dict[str, str], logs: Path, pool: str,
+                concurrency: int = 1) -> Iterator[ServiceProcess]:
+    """A fixture's body: a worker of ``pool``, stopped at the fixture's end."""
+    process = start_worker(env, logs, pool=pool, concurrency=concurrency)
+    yield process
+    process.stop()

@@ -26,6 +26,7 @@ from services.api.errors import (
     StorageUnavailable,
     UnsupportedMediaType,
 )
+from services.api.principal import principal_of
 from services.common.dataset_formats import (
     PARQUET_MAGIC,
     VALIDATORS,
@@ -160,7 +161,7 @@ async def receive_dataset(request: Request, state: ApiState, name: str) -> Datas
                  extra={"dataset_id": dataset_id, "received_bytes": ingest.size})
         raise
     dataset = Dataset.create(dataset_id, name, fmt, layout, ingest.size, ingest.sha256,
-                             time.time())
+                             time.time(), principal_of(request).tenant)
     try:
         await save_dataset(state.redis, dataset)
     except BaseException:
@@ -182,13 +183,14 @@ def _check_parquet(storage: Storage, key: str) -> Layout:
         raise
 
 
-async def remove_dataset(state: ApiState, dataset_id: str) -> bool:
-    """Delete the dataset's record, then its file; False when there is no such dataset."""
-    dataset = await get_dataset(state.redis, dataset_id)
+async def remove_dataset(state: ApiState, dataset_id: str, tenant: str) -> bool:
+    """Delete ``tenant``'s dataset's record, then its file; False when it has no such
+    dataset (another tenant's is none of its)."""
+    dataset = await get_dataset(state.redis, dataset_id, tenant)
     if dataset is None:
         return False
     storage = dataset_store(state)
-    if not await delete_record(state.redis, dataset_id):
+    if not await delete_record(state.redis, dataset):
         return False
     try:
         await asyncio.to_thread(storage.delete, dataset.key)

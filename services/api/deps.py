@@ -22,7 +22,7 @@ from services.api.task_service import TaskService
 from services.api.training_service import TrainingService
 from services.api.waiter import TaskWaiter
 from services.common import catalog
-from services.common.catalog import Catalog, ModelMetadata
+from services.common.catalog import Catalog, ModelMetadata, TenantCatalogs
 from services.common.settings import Settings
 from services.common.storage import Storage
 
@@ -31,7 +31,8 @@ from services.common.storage import Storage
 class ApiState:
     settings: Settings
     redis: aioredis.Redis
-    catalog: Catalog
+    #: The shared models and each tenant's own.
+    catalogs: TenantCatalogs
     waiter: TaskWaiter
     tasks: TaskService
     jobs: JobService
@@ -92,22 +93,23 @@ def query_alias(request: Request) -> str | None:
     return request.query_params.get("alias") or None
 
 
-def resolve_model(state: ApiState, name: str, version: int | None,
+def resolve_model(models: Catalog, name: str, version: int | None,
                   alias: str | None = None) -> ModelMetadata:
-    """The version of ``name`` a request names (``Catalog.resolve``), or a 404 that says
-    what is missing."""
+    """The version of ``name`` a request names (``Catalog.resolve``) in ``models`` (the
+    catalog that serves the name to the caller: ``TenantCatalogs.serving``), or a 404 that
+    says what is missing."""
     try:
-        metadata = state.catalog.resolve(name, version, alias)
+        metadata = models.resolve(name, version, alias)
     except catalog.AliasNotFound as exc:
         raise alias_not_found(name, alias or "", exc.aliases) from None
     if metadata is not None:
         return metadata
-    versions = state.catalog.versions(name)
+    versions = models.versions(name)
     if not versions:
         raise model_not_found(name)
     if version is None:  # An alias names a version no longer in the store.
-        version = (state.catalog.default_version(name) if alias is None
-                   else state.catalog.aliases(name).get(alias))
+        version = (models.default_version(name) if alias is None
+                   else models.aliases(name).get(alias))
     raise VersionNotFound(
         f"model {name!r} has no version {version}; it has {', '.join(map(str, versions))}",
         {"model": name, "version": version, "versions": versions},

@@ -182,6 +182,14 @@ class MethodNotAllowed(ApiError):
         return {"Allow": ", ".join(self.details.get("allowed", ()))}
 
 
+class SharedModel(ApiError):
+    """A tenant asked to change a shared model (its aliases, or a version of it): only the
+    operator does (``docs/security.md``, Tenants)."""
+
+    status = 403
+    code = "shared_model"
+
+
 class TaskNotCancellable(ApiError):
     status = 409
     code = "task_not_cancellable"

@@ -3,6 +3,10 @@
 A submit checks the job against its model's metadata and its dataset's columns, then writes
 the job's record and one message per chunk on the batch queue in one Lua script. Waiting
 uses the tasks' waiter: the scripts that end a job publish its end like a task's.
+
+A job is its tenant's (the record's ``tenant``): every read, wait and listing names the
+caller's tenant, and another tenant's job reads as one that does not exist. A job uses only
+its tenant's datasets.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from services.common.records import TERMINAL, WATCH_SCRIPT, decoded, pairs
 from services.common.settings import Settings
 from services.common.storage import Storage, StorageError
 from services.common.telemetry import inject, tracer
+from services.common.tenants import DEFAULT_TENANT, owned_by
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +64,9 @@ class JobService:
         self._cancel = client.register_script(jobs.CANCEL_SCRIPT)
         self._watch = client.register_script(WATCH_SCRIPT)
 
-    async def dataset(self, dataset_id: str) -> Dataset:
-        dataset = await get_dataset(self._client, dataset_id)
+    async def dataset(self, dataset_id: str, tenant: str) -> Dataset:
+        """``tenant``'s dataset; a 404 when it has none of that id."""
+        dataset = await get_dataset(self._client, dataset_id, tenant)
         if dataset is None:
             raise DatasetNotFound(
                 f"no dataset {dataset_id!r}; GET /v1/datasets lists the datasets",
@@ -68,8 +74,10 @@ class JobService:
         return dataset
 
     async def submit(self, metadata: ModelMetadata, dataset: Dataset, body: BatchJobRequest,
-                     trace: RequestTrace | None = None) -> dict[str, Any]:
-        """Record the job and queue its chunks in one round trip; the queued job."""
+                     trace: RequestTrace | None = None,
+                     owner: str = DEFAULT_TENANT) -> dict[str, Any]:
+        """Record the dataset's tenant's job and queue its chunks in one round trip; the
+        queued job. ``owner`` is the tenant whose part of the store holds the model."""
         columns = check_columns(metadata, dataset, body)
         job_id = str(uuid.uuid4())
         now = time.time()
@@ -86,10 +94,11 @@ class JobService:
             chunk_rows=bounds[0][1] - bounds[0][0], now=now, notify=None,
             trace_id=trace.trace_id if trace else None,
         )
+        record["tenant"] = dataset.tenant
         chunks = [
             jobs.Chunk(job_id, i, start, stop, metadata.name, metadata.version,
                        dataset.dataset_id, dataset.format, output_format, body.id_column,
-                       tuple(body.passthrough_columns), body.return_probabilities, now)
+                       tuple(body.passthrough_columns), body.return_probabilities, now, owner)
             for i, (start, stop) in enumerate(bounds)
         ]
         if trace is not None and trace.sampled:
@@ -123,22 +132,24 @@ class JobService:
     def _own(self, record: dict[str, str]) -> bool:
         return record.get("kind", jobs.KIND) == self.kind
 
-    async def record(self, job_id: str) -> dict[str, str] | None:
-        """The job's record; None when unknown, expired or of another kind."""
+    async def record(self, job_id: str, tenant: str) -> dict[str, str] | None:
+        """``tenant``'s job's record; None when unknown, expired, of another kind or
+        another tenant's."""
         raw = await self._client.hgetall(keys.job_key(job_id))
         record = jobs.strings(raw) if raw else None
-        return record if record and self._own(record) else None
+        return record if record and self._own(record) and owned_by(record, tenant) else None
 
-    async def get(self, job_id: str, wait: float = 0) -> dict[str, Any] | None:
-        """The job, waiting up to ``wait`` s for its end; None when unknown."""
+    async def get(self, job_id: str, tenant: str, wait: float = 0) -> dict[str, Any] | None:
+        """``tenant``'s job, waiting up to ``wait`` s for its end; None when unknown."""
         if wait <= 0:
-            record = await self.record(job_id)
+            record = await self.record(job_id, tenant)
             return self.public(job_id, record) if record else None
         deadline = time.monotonic() + wait
         with self._waiter.watch(job_id) as ended:
-            # Read the record and, unless it ended, have its end told to this process.
+            # Read the record and, unless it ended (or is another tenant's), have its end
+            # told to this process.
             raw = jobs.strings(pairs(await self._watch(keys=[keys.job_key(job_id)],
-                                                       args=[self._waiter.channel])))
+                                                       args=[self._waiter.channel, tenant])))
             if not raw or not self._own(raw):
                 return None
             if raw["status"] in TERMINAL:
@@ -148,11 +159,11 @@ class JobService:
         if carried is not None:
             return self.public(job_id, jobs.strings(carried))
         # As a task's wait (``TaskService.get``): woken without the record, wait out the rest.
-        return await self.get(job_id, deadline - time.monotonic() if done else 0)
+        return await self.get(job_id, tenant, deadline - time.monotonic() if done else 0)
 
-    async def list(self, status: str | None, model: str | None,
+    async def list(self, tenant: str, status: str | None, model: str | None,
                    limit: int) -> list[dict[str, Any]]:
-        """Jobs newest first, of ``status`` and ``model`` when given."""
+        """``tenant``'s jobs newest first, of ``status`` and ``model`` when given."""
         newest: Any = await self._client.zrevrange(keys.JOBS_INDEX, 0, LIST_SCAN - 1)
         ids = [decoded(i) for i in newest]
         async with self._client.pipeline(transaction=False) as pipe:
@@ -164,7 +175,8 @@ class JobService:
             if not raw:
                 continue  # Expired: the sweep drops it from the index.
             record = jobs.strings(raw)
-            if not self._own(record) or (status and record["status"] != status) \
+            if not self._own(record) or not owned_by(record, tenant) \
+                    or (status and record["status"] != status) \
                     or (model and record["model"] != model):
                 continue
             listed.append(self.public(job_id, record))

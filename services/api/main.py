@@ -46,7 +46,7 @@ from services.api.training_service import TrainingService
 from services.api.waiter import TaskWaiter
 from services.common import keys
 from services.common.api_keys import SeedFileError
-from services.common.catalog import Catalog
+from services.common.catalog import Catalog, TenantCatalogs
 from services.common.heap import settle_heap
 from services.common.records import unreachable_redis, unsupported_redis
 from services.common.settings import Settings, get_settings
@@ -140,8 +140,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         seeder = await start_authentication(authenticator, settings, client)
         waiter = TaskWaiter(client)
         waiter.follow(keys.API_KEYS_CHANNEL, authenticator.changed, authenticator.subscribed)
-        catalog = Catalog(settings.model_store)
-        follower = CatalogFollower(catalog)
+        catalogs = TenantCatalogs(Catalog(settings.model_store))
+        follower = CatalogFollower(catalogs)
         waiter.follow(keys.MODELS_CHANNEL, follower.changed, follower.subscribed)
         backlog = BacklogExporter(client, settings.queue_kinds)
         jobs = JobService(client, settings, waiter,
@@ -150,7 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.inferq = ApiState(
             settings=settings,
             redis=client,
-            catalog=catalog,
+            catalogs=catalogs,
             waiter=waiter,
             tasks=TaskService(client, settings, waiter),
             jobs=jobs,

@@ -33,6 +33,7 @@ from services.api.errors import (
     PayloadTooLarge,
     RedisFull,
     RedisUnavailable,
+    SharedModel,
     StorageUnavailable,
     TaskNotCancellable,
     TaskNotFound,
@@ -296,9 +297,14 @@ ALIAS_BODY: dict[str, Any] = {
     }, "example": {"version": 2}}},
 }
 
+_SHARED_ALIAS = SharedModel(
+    "model 'iris' is shared by every tenant; only the operator changes its aliases and "
+    "versions", {"model": "iris"})
+
 ALIAS_PUT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: _example("the alias and the version it now points at",
                   {"model": "iris", "alias": "production", "version": 2}),
+    403: _error("a shared model, and the caller is not the operator's tenant", _SHARED_ALIAS),
     404: _error("no such model or version", _NO_MODEL, _NO_VERSION),
     422: _error(
         "a body that is not `{\"version\": N}`, or a bad alias name",
@@ -313,6 +319,7 @@ ALIAS_PUT_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 ALIAS_DELETE_RESPONSES: dict[int | str, dict[str, Any]] = {
     204: {"description": "the alias is removed"},
+    403: _error("a shared model, and the caller is not the operator's tenant", _SHARED_ALIAS),
     404: _error("no such model or alias", _NO_MODEL, _NO_ALIAS),
     "4XX": _OTHER,
     503: _STORE_503,
@@ -527,6 +534,9 @@ TRAINING_SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
                    queued=examples.TRAINING_QUEUED),
     400: _error("a malformed body", InvalidParameter(
         "body.estimator: Field required", {"parameter": "body.estimator"})),
+    403: _error("a shared model the caller's tenant has no own model of", SharedModel(
+        "model 'iris' is shared by every tenant; only the operator adds versions to it. "
+        "Train under another name", {"model": "iris"})),
     404: _error("no such dataset", DatasetNotFound(
         "no dataset 'f00d'; GET /v1/datasets lists the datasets", {"dataset_id": "f00d"})),
     422: _error(

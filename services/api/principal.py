@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
+from services.common import tenants
+
 #: What a key may do: ``predict`` (predictions and their tasks), ``jobs`` (datasets and
 #: batch jobs), ``train`` (training jobs, versions, aliases), ``admin`` (keys).
 SCOPES = ("predict", "jobs", "train", "admin")
 
-#: The tenant of everything made with authentication off.
-DEFAULT_TENANT = "default"
+#: The tenant of everything made with authentication off (``services.common.tenants``).
+DEFAULT_TENANT = tenants.DEFAULT_TENANT
 
 #: A tenant's name: lowercase letters, digits and dashes, starting with a letter.
 TENANT_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")

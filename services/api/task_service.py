@@ -1,5 +1,9 @@
 """Submitting, reading, waiting for and cancelling tasks in Redis, asynchronously.
 
+A task is its tenant's: every read, wait and cancel names the caller's tenant, and another
+tenant's task answers as one that does not exist, checked on the record the call reads
+anyway (no extra round trip) or inside the script that acts on it.
+
 A request that waits for a task names this process's channel in the task's record, so the
 task's end is told to this process alone (see ``waiter``).
 """
@@ -33,6 +37,7 @@ from services.common.records import (
 )
 from services.common.settings import Settings
 from services.common.telemetry import inject, tracer
+from services.common.tenants import DEFAULT_TENANT, owned_by
 
 
 class TaskService:
@@ -52,9 +57,12 @@ class TaskService:
         return_probabilities: bool,
         wait: float,
         trace: RequestTrace | None = None,
+        tenant: str = DEFAULT_TENANT,
+        owner: str = DEFAULT_TENANT,
     ) -> dict[str, Any]:
-        """Record and enqueue on ``queue`` in one round trip; wait up to ``wait`` s for the
-        result.
+        """Record ``tenant``'s task and enqueue it on ``queue`` in one round trip; wait up
+        to ``wait`` s for the result. ``owner`` is the tenant whose part of the store holds
+        the model (``tenant``'s own, or the shared models').
 
         ``trace`` is the request's: the record keeps its id, the message carries it on.
         """
@@ -63,7 +71,8 @@ class TaskService:
         with self._waiter.watch(task_id) as finished:
             record = new_record(model=metadata.name, version=metadata.version, queue=queue,
                                 rows=len(rows), trace_id=trace.trace_id if trace else None,
-                                now=now, notify=self._waiter.channel if wait > 0 else None)
+                                now=now, notify=self._waiter.channel if wait > 0 else None,
+                                tenant=tenant)
             kwargs = {
                 "task_id": task_id,
                 "model": metadata.name,
@@ -72,6 +81,8 @@ class TaskService:
                 "return_probabilities": return_probabilities,
                 "submitted_at": now,
             }
+            if owner != DEFAULT_TENANT:
+                kwargs["tenant"] = owner
             if trace is not None and trace.sampled:
                 with _producer_span(task_id, metadata.name, queue, len(rows)):
                     await self._enqueue(task_id, queue, record, kwargs, inject())
@@ -84,7 +95,7 @@ class TaskService:
                 done = finished.result()
                 if done is not None:
                     return to_public(task_id, done)
-                return await self.get(task_id) or to_public(task_id, record)
+                return await self.get(task_id, tenant) or to_public(task_id, record)
         return to_public(task_id, record)
 
     async def _enqueue(self, task_id: str, queue: str, record: dict[str, str],
@@ -94,16 +105,19 @@ class TaskService:
         await self._submit(keys=[keys.task_key(task_id), keys.queue_key(queue)],
                            args=submit_args(self._ttl, message, record))
 
-    async def get(self, task_id: str, wait: float = 0) -> dict[str, Any] | None:
-        """The task, waiting up to ``wait`` s for a terminal state; None when unknown."""
+    async def get(self, task_id: str, tenant: str = DEFAULT_TENANT,
+                  wait: float = 0) -> dict[str, Any] | None:
+        """``tenant``'s task, waiting up to ``wait`` s for a terminal state; None when
+        unknown or another tenant's."""
         key = keys.task_key(task_id)
         if wait <= 0:
             raw = await self._client.hgetall(key)
-            return to_public(task_id, raw) if raw else None
+            return to_public(task_id, raw) if raw and owned_by(raw, tenant) else None
         deadline = time.monotonic() + wait
         with self._waiter.watch(task_id) as finished:
-            # Read the record and, unless it is terminal, have its end told to this process.
-            raw = pairs(await self._watch(keys=[key], args=[self._waiter.channel]))
+            # Read the record and, unless it is terminal (or another tenant's), have its end
+            # told to this process.
+            raw = pairs(await self._watch(keys=[key], args=[self._waiter.channel, tenant]))
             if not raw:
                 return None
             if _status(raw) in TERMINAL:
@@ -114,14 +128,15 @@ class TaskService:
             return to_public(task_id, done)
         # Woken without the record (the subscription came back): look again, and wait out
         # the rest; or the wait ran out: the record as it is now.
-        return await self.get(task_id, deadline - time.monotonic() if woken else 0)
+        return await self.get(task_id, tenant, deadline - time.monotonic() if woken else 0)
 
-    async def cancel(self, task_id: str) -> tuple[bool, str, str | None]:
-        """Whether this call cancelled the task, its status (``missing`` when unknown) and
-        the queue it was sent to."""
+    async def cancel(self, task_id: str,
+                     tenant: str = DEFAULT_TENANT) -> tuple[bool, str, str | None]:
+        """Whether this call cancelled ``tenant``'s task, its status (``missing`` when
+        unknown or another tenant's) and the queue it was sent to."""
         cancelled, status, queue = await self._cancel(
             keys=[keys.task_key(task_id)],
-            args=[repr(time.time()), self._ttl, task_id],
+            args=[repr(time.time()), self._ttl, task_id, tenant],
         )
         return bool(cancelled), decoded(status), decoded(queue) or None
 

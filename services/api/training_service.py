@@ -71,7 +71,8 @@ class TrainingService(JobService):
     async def submit_training(self, model: str, dataset: Dataset, body: TrainingJobRequest,
                               spec: TrainingSpec,
                               trace: RequestTrace | None = None) -> dict[str, Any]:
-        """Record the job and queue its first tasks in one round trip; the queued job."""
+        """Record the dataset's tenant's job and queue its first tasks in one round trip;
+        the queued job. The version it registers is that tenant's (``tenants``)."""
         training = _engine()
         job_id = str(uuid.uuid4())
         now = time.time()
@@ -85,6 +86,7 @@ class TrainingService(JobService):
             promote_if=body.promote_if.model_dump(exclude_none=True) if body.promote_if
             else None,
             trace_id=trace.trace_id if trace else None, now=now)
+        record["tenant"] = dataset.tenant
         tasks = tj.fold_tasks(job_id, model, candidates, folds, now)
         if trace is not None and trace.sampled:
             # One trace a job: every task's consumer span is a child of this one.

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.storage import NotFound, Storage
+from services.common.tenants import DEFAULT_TENANT, tenant_store
 
 log = logging.getLogger(__name__)
 
@@ -267,10 +268,20 @@ class Catalog:
     them (after subscribing, when announcements may have been missed). A name the catalog
     does not know is looked up in the store at once, so a model imported by hand is served
     on its first request. Resolving a known model's version takes dict lookups only.
+
+    With ``remember_absent`` (a tenant's own models, which only announced writes create), a
+    name found missing stays missing until its change is announced or everything is read
+    again: a tenant predicting with a shared model does not read its own part of the store
+    on every request.
     """
 
-    def __init__(self, store: ModelStore) -> None:
+    #: The most names a catalog remembers as missing; past it, it forgets them all.
+    MAX_ABSENT = 10_000
+
+    def __init__(self, store: ModelStore, *, remember_absent: bool = False) -> None:
         self.store = model_storage(store)
+        self._remember_absent = remember_absent
+        self._absent: set[str] = set()
         # Replaced whole, never changed in place: readers on other threads see one or the
         # other, without a lock.
         self._versions: dict[str, list[int]] = {}
@@ -294,6 +305,7 @@ class Catalog:
             self._install({name: (versions.get(name, []), aliases.get(name, {}))
                            for name in names}, ticket)
             self._loaded = True
+            self._absent = set()
         for name in versions:
             self._prefetch(name)
 
@@ -306,6 +318,12 @@ class Catalog:
         aliases = _read_aliases(self.store, alias_keys).get(name, {})
         with self._lock:
             self._install({name: (versions.get(name, []), aliases)}, ticket)
+            if name in self._versions:
+                self._absent.discard(name)
+            elif self._remember_absent:
+                if len(self._absent) >= self.MAX_ABSENT:
+                    self._absent = set()
+                self._absent.add(name)
         self._prefetch(name)
 
     def _install(self, found: dict[str, tuple[list[int], dict[str, int]]], ticket: int) -> None:
@@ -351,7 +369,7 @@ class Catalog:
     def _known(self, name: str) -> list[int]:
         found = self._versions.get(name)
         if found is None:
-            if not valid_model_name(name):
+            if name in self._absent or not valid_model_name(name):
                 return []
             self.refresh(name)
             found = self._versions.get(name)
@@ -388,3 +406,59 @@ class Catalog:
                 return None
             self._metadata[(name, version)] = cached
         return cached
+
+
+class TenantCatalogs:
+    """The shared models' catalog and each tenant's own (``tenants``), made on first use.
+
+    A name a tenant uses is its own model of that name when it has one, else the shared
+    model: a tenant's own model hides a shared one of the same name, for that tenant only.
+    The default tenant's own models are the shared ones.
+    """
+
+    def __init__(self, shared: Catalog) -> None:
+        self.shared = shared
+        self._own: dict[str, Catalog] = {}
+
+    @property
+    def store(self) -> Storage:
+        return self.shared.store
+
+    def own(self, tenant: str) -> Catalog:
+        """``tenant``'s own models."""
+        if tenant == DEFAULT_TENANT:
+            return self.shared
+        found = self._own.get(tenant)
+        if found is None:
+            found = self._own.setdefault(
+                tenant, Catalog(tenant_store(self.shared.store, tenant), remember_absent=True))
+        return found
+
+    def known(self) -> dict[str, Catalog]:
+        """The tenants' own catalogs made so far, by tenant (the shared one not included)."""
+        return dict(self._own)
+
+    def serving(self, tenant: str, name: str) -> tuple[Catalog, str]:
+        """The catalog that answers for ``name`` to ``tenant``, and the tenant whose part of
+        the store holds the model (``tenant``, or the default tenant for a shared model)."""
+        own = self.own(tenant)
+        if own is self.shared or own.versions(name):
+            return own, tenant
+        return self.shared, DEFAULT_TENANT
+
+    def refresh(self, tenant: str, name: str) -> None:
+        """Re-read ``name`` where ``tenant`` may find it: its own models, and the shared."""
+        own = self.own(tenant)
+        own.refresh(name)
+        if own is not self.shared and not own.versions(name):
+            self.shared.refresh(name)
+
+    def models(self, tenant: str) -> dict[str, tuple[Catalog, list[int]]]:
+        """Every model ``tenant`` sees, by name, sorted: the shared ones and its own (which
+        hide shared ones of the same names), each with its catalog and versions."""
+        found = {name: (self.shared, versions)
+                 for name, versions in self.shared.models().items()}
+        own = self.own(tenant)
+        if own is not self.shared:
+            found.update((name, (own, versions)) for name, versions in own.models().items())
+        return dict(sorted(found.items()))

@@ -2,7 +2,7 @@
 
 A dataset is an uploaded file (CSV, JSON Lines or Parquet) in storage under
 ``dataset_key(id, format)`` and a record, the hash ``keys.dataset_record_key(id)``, listed in
-the sorted set ``keys.DATASETS_INDEX`` by creation time. Records do not expire: a dataset
+the sorted set ``keys.datasets_index(tenant)`` by creation time. Records do not expire: a dataset
 lives until it is deleted. Row data never goes through Redis.
 
 The upload checked the file (``services.common.dataset_formats``), so every stored dataset
@@ -36,8 +36,9 @@ from services.common.dataset_formats import (
     DatasetError,
     Layout,
 )
-from services.common.keys import DATASETS_INDEX, dataset_record_key
+from services.common.keys import dataset_record_key, datasets_index
 from services.common.records import decoded
+from services.common.tenants import DEFAULT_TENANT
 
 if TYPE_CHECKING:
     from services.common.storage import Storage
@@ -87,12 +88,14 @@ class Dataset:
     key: str
     #: ``[row, byte_offset]`` every ``INDEX_ROWS`` rows (csv, jsonl); empty for parquet.
     index: list[list[int]]
+    #: Whose dataset it is: only its tenant's jobs use it.
+    tenant: str = DEFAULT_TENANT
 
     @classmethod
     def create(cls, dataset_id: str, name: str, fmt: str, layout: Layout, size: int,
-               sha256: str, created_at: float) -> Dataset:
+               sha256: str, created_at: float, tenant: str = DEFAULT_TENANT) -> Dataset:
         return cls(dataset_id, name, fmt, layout.rows, layout.columns, size, sha256,
-                   created_at, dataset_key(dataset_id, fmt), layout.index)
+                   created_at, dataset_key(dataset_id, fmt), layout.index, tenant)
 
     def to_public(self) -> dict[str, Any]:
         """The dataset as the REST API shows it."""
@@ -120,6 +123,7 @@ class Dataset:
             "created_at": repr(self.created_at),
             "key": self.key,
             "index": orjson.dumps(self.index).decode(),
+            "tenant": self.tenant,
         }
 
     @classmethod
@@ -136,19 +140,22 @@ class Dataset:
             created_at=float(record["created_at"]),
             key=record["key"],
             index=orjson.loads(record["index"]),
+            tenant=record.get("tenant") or DEFAULT_TENANT,
         )
 
 
 async def save_dataset(client: aioredis.Redis, dataset: Dataset) -> None:
     async with client.pipeline(transaction=True) as pipe:
         pipe.hset(dataset_record_key(dataset.dataset_id), mapping=dataset.to_record())
-        pipe.zadd(DATASETS_INDEX, {dataset.dataset_id: dataset.created_at})
+        pipe.zadd(datasets_index(dataset.tenant), {dataset.dataset_id: dataset.created_at})
         await pipe.execute()
 
 
-async def get_dataset(client: aioredis.Redis, dataset_id: str) -> Dataset | None:
+async def get_dataset(client: aioredis.Redis, dataset_id: str, tenant: str) -> Dataset | None:
+    """``tenant``'s dataset; None when there is none, or it is another tenant's."""
     raw = await client.hgetall(dataset_record_key(dataset_id))
-    return Dataset.from_record(raw) if raw else None
+    dataset = Dataset.from_record(raw) if raw else None
+    return dataset if dataset is not None and dataset.tenant == tenant else None
 
 
 def load_dataset(client: redis.Redis, dataset_id: str) -> Dataset | None:
@@ -157,21 +164,22 @@ def load_dataset(client: redis.Redis, dataset_id: str) -> Dataset | None:
     return Dataset.from_record(raw) if raw else None
 
 
-async def list_datasets(client: aioredis.Redis, limit: int) -> list[Dataset]:
-    """The newest ``limit`` datasets, newest first."""
-    ids: Any = await client.zrevrange(DATASETS_INDEX, 0, limit - 1)
+async def list_datasets(client: aioredis.Redis, limit: int, tenant: str) -> list[Dataset]:
+    """``tenant``'s newest ``limit`` datasets, newest first."""
+    ids: Any = await client.zrevrange(datasets_index(tenant), 0, limit - 1)
     async with client.pipeline(transaction=False) as pipe:
         for dataset_id in ids:
             pipe.hgetall(dataset_record_key(decoded(dataset_id)))
         found = await pipe.execute()
-    return [Dataset.from_record(raw) for raw in found if raw]
+    listed = (Dataset.from_record(raw) for raw in found if raw)
+    return [dataset for dataset in listed if dataset.tenant == tenant]
 
 
-async def delete_dataset(client: aioredis.Redis, dataset_id: str) -> bool:
+async def delete_dataset(client: aioredis.Redis, dataset: Dataset) -> bool:
     """Remove the record; False when there was none. The caller deletes the file."""
     async with client.pipeline(transaction=True) as pipe:
-        pipe.delete(dataset_record_key(dataset_id))
-        pipe.zrem(DATASETS_INDEX, dataset_id)
+        pipe.delete(dataset_record_key(dataset.dataset_id))
+        pipe.zrem(datasets_index(dataset.tenant), dataset.dataset_id)
         deleted, _ = await pipe.execute()
     return bool(deleted)
 

@@ -25,6 +25,7 @@ import orjson
 from services.common import keys
 from services.common.job_outputs import csv_header
 from services.common.records import ALLOW_OOM, HSET_JSON, decoded, rfc3339
+from services.common.tenants import DEFAULT_TENANT
 
 KIND = "batch"
 
@@ -164,6 +165,8 @@ class Chunk:
     passthrough: tuple[str, ...]
     return_probabilities: bool
     submitted_at: float
+    #: The tenant whose part of the model store holds the model (``tenants``).
+    tenant: str = DEFAULT_TENANT
 
     @classmethod
     def from_message(cls, kwargs: dict[str, Any]) -> Chunk:
@@ -181,10 +184,11 @@ class Chunk:
             passthrough=tuple(kwargs.get("passthrough") or ()),
             return_probabilities=bool(kwargs.get("return_probabilities")),
             submitted_at=float(kwargs.get("submitted_at", 0.0)),
+            tenant=kwargs.get("tenant") or DEFAULT_TENANT,
         )
 
     def message_kwargs(self) -> dict[str, Any]:
-        return {
+        kwargs = {
             "job_id": self.job_id, "chunk": self.chunk, "start": self.start, "stop": self.stop,
             "model": self.model, "version": self.version, "dataset_id": self.dataset_id,
             "input_format": self.input_format, "output_format": self.output_format,
@@ -192,6 +196,9 @@ class Chunk:
             "return_probabilities": self.return_probabilities,
             "submitted_at": self.submitted_at,
         }
+        if self.tenant != DEFAULT_TENANT:
+            kwargs["tenant"] = self.tenant
+        return kwargs
 
     @property
     def rows(self) -> int:

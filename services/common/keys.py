@@ -10,6 +10,8 @@ record names the channels its terminal event goes to (see ``records``).
 
 from __future__ import annotations
 
+from services.common.tenants import DEFAULT_TENANT
+
 PREFIX = "inferq:"
 
 
@@ -49,7 +51,8 @@ def training_folds_key(job_id: str) -> str:
 
 
 #: The overall metrics of the latest training job that succeeded, per model, as a hash of
-#: model name to a JSON object: what ``inferq_training_metric`` exports.
+#: model name (``tenants.model_event``: ``<tenant>/<name>`` for a tenant's own model) to a
+#: JSON object: what ``inferq_training_metric`` exports.
 TRAINING_METRICS = f"{PREFIX}training:metrics"
 
 #: Every batch job's id, scored by the time it was submitted: listing, and the sweep of
@@ -93,8 +96,14 @@ def dataset_record_key(dataset_id: str) -> str:
     return f"{PREFIX}dataset:{dataset_id}"
 
 
-#: Every dataset's id, scored by its ``created_at``: the listing, newest first.
+#: Every dataset's id, scored by its ``created_at``: the listing, newest first. The default
+#: tenant's datasets; each other tenant has its own index (``datasets_index``).
 DATASETS_INDEX = f"{PREFIX}datasets"
+
+
+def datasets_index(tenant: str) -> str:
+    """The index of ``tenant``'s datasets, as ``DATASETS_INDEX``."""
+    return DATASETS_INDEX if tenant == DEFAULT_TENANT else f"{DATASETS_INDEX}:{tenant}"
 
 
 def api_key_key(key_id: str) -> str:

@@ -29,6 +29,8 @@ from typing import Any
 
 import orjson
 
+from services.common.tenants import DEFAULT_TENANT
+
 #: The first line of a script Redis runs even when full: it finishes, cancels or reads work
 #: already accepted, and adds little or frees more (a finish acknowledges the message).
 #: Without it, a script is refused before it starts when Redis is at ``maxmemory``.
@@ -143,12 +145,15 @@ end
 return ARGV[1]
 """
 
-# KEYS[1] record; ARGV: now, ttl, task id. Returns {cancelled now?, status, queue}. The
+# KEYS[1] record; ARGV: now, ttl, task id, the caller's tenant. Returns {cancelled now?,
+# status, queue}; another tenant's task is ``missing``, as one that does not exist. The
 # event, the task id alone, goes to every channel in the record's ``notify``.
 CANCEL_SCRIPT = ALLOW_OOM + """
-local found = redis.call('HMGET', KEYS[1], 'status', 'queue', 'notify')
+local found = redis.call('HMGET', KEYS[1], 'status', 'queue', 'notify', 'tenant')
 local status, queue, notify = found[1], found[2] or '', found[3]
-if not status then return {0, 'missing', queue} end
+if not status or (found[4] or '""" + DEFAULT_TENANT + """') ~= ARGV[4] then
+  return {0, 'missing', ''}
+end
 if status ~= 'queued' then return {0, status, queue} end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
@@ -161,14 +166,15 @@ end
 return {1, 'cancelled', queue}
 """
 
-# KEYS[1] record; ARGV[1] the waiting API process's channel. Returns the record as HGETALL
-# does (empty when there is none). A record not yet terminal gets the channel added to its
-# ``notify`` first, once: in one script, so the task cannot end between the read and the
-# registration unheard.
+# KEYS[1] record; ARGV[1] the waiting API process's channel, ARGV[2] the caller's tenant.
+# Returns the record as HGETALL does (empty when there is none, or when it is another
+# tenant's: then nothing is registered). A record not yet terminal gets the channel added to
+# its ``notify`` first, once: in one script, so the task cannot end between the read and the
+# registration unheard. Batch and training jobs are watched the same way.
 WATCH_SCRIPT = ALLOW_OOM + """
-local found = redis.call('HMGET', KEYS[1], 'status', 'notify')
+local found = redis.call('HMGET', KEYS[1], 'status', 'notify', 'tenant')
 local status, notify = found[1], found[2] or ''
-if not status then return {} end
+if not status or (found[3] or '""" + DEFAULT_TENANT + """') ~= ARGV[2] then return {} end
 if status ~= 'succeeded' and status ~= 'failed' and status ~= 'cancelled' then
   local listed = false
   for channel in string.gmatch(notify, '%S+') do
@@ -185,11 +191,13 @@ return redis.call('HGETALL', KEYS[1])
 
 def new_record(
     *, model: str, version: int, queue: str, rows: int, trace_id: str | None, now: float,
-    notify: str | None = None,
+    notify: str | None = None, tenant: str = DEFAULT_TENANT,
 ) -> dict[Any, Any]:
-    """A queued task's record; ``notify`` is the channel to tell of its end, if any."""
+    """A queued task's record, ``tenant``'s; ``notify`` is the channel to tell of its end,
+    if any."""
     record: dict[Any, Any] = {
         "status": Status.QUEUED.value,
+        "tenant": tenant,
         "model": model,
         "version": str(version),
         "queue": queue,

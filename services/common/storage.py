@@ -197,6 +197,12 @@ class Storage:
     def __repr__(self) -> str:
         return f"Storage({self.url!r})"
 
+    def within(self, prefix: str) -> Storage:
+        """The objects under ``prefix`` of this store, as a store of their own (its keys
+        relative to ``prefix``)."""
+        return Storage.from_url(f"{self.url.rstrip('/')}/{check_key(prefix.strip('/'))}",
+                                part_size=self.part_size)
+
     # -- Writing.
 
     @contextmanager

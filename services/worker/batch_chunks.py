@@ -100,7 +100,7 @@ class ChunkRunner:
 
     def _score(self, chunk: Chunk, rerun: bool) -> tuple[int, int, int]:
         """Score the chunk and write its parts; (rows, rows rejected, output bytes)."""
-        metadata, estimator = self._cache.get(chunk.model, chunk.version)
+        metadata, estimator = self._cache.get(chunk.model, chunk.version, chunk.tenant)
         dataset = load_dataset(self._client, chunk.dataset_id)
         if dataset is None:
             raise DatasetGone(f"dataset {chunk.dataset_id} was deleted while the job ran")

@@ -32,6 +32,7 @@ from services.common.metrics import (
 )
 from services.common.records import FINISH_SCRIPT, START_SCRIPT, Status, decoded, finish_args
 from services.common.telemetry import tracer
+from services.common.tenants import DEFAULT_TENANT
 from services.worker import task_errors
 from services.worker.broker import ScriptPipeline, acknowledge_in
 
@@ -46,6 +47,8 @@ class PredictRequest:
     rows: list[list[Any]]
     return_probabilities: bool = False
     submitted_at: float = 0.0
+    #: The tenant whose part of the model store holds the model (``tenants``).
+    tenant: str = DEFAULT_TENANT
     #: The task's consumer span: its model call is traced under it.
     span: Span | None = None
     #: Whether its message came back to the queue (its worker died, say) since first sent.
@@ -60,6 +63,7 @@ class PredictRequest:
             rows=kwargs["rows"],
             return_probabilities=bool(kwargs.get("return_probabilities", False)),
             submitted_at=float(kwargs.get("submitted_at", 0.0)),
+            tenant=kwargs.get("tenant") or DEFAULT_TENANT,
             redelivered=bool(headers.get("redelivered")),
         )
 
@@ -186,14 +190,15 @@ def predict_all(cache: ModelCache, requests: Sequence[PredictRequest]) -> list[O
     """One model call per model version for all ``requests``; a bad request fails alone."""
     from ml.predict import predict, row_dtype
 
-    groups: dict[tuple[str, int, bool], list[PredictRequest]] = defaultdict(list)
+    groups: dict[tuple[str, str, int, bool], list[PredictRequest]] = defaultdict(list)
     for request in requests:
-        groups[(request.model, request.version, request.return_probabilities)].append(request)
+        groups[(request.tenant, request.model, request.version,
+                request.return_probabilities)].append(request)
     outcomes: list[Outcome] = []
-    for (model, version, probabilities), group in groups.items():
+    for (tenant, model, version, probabilities), group in groups.items():
         started = time.time()
         try:
-            metadata, estimator = cache.get(model, version)
+            metadata, estimator = cache.get(model, version, tenant)
             # Timed from here: loading a model on its first call is no part of its cost per
             # row, which the batcher learns from these times to size the next batches.
             started = time.time()

@@ -37,11 +37,12 @@ from ml.store import save_model, set_alias
 from services.cli.processes import die_with_parent
 from services.common import keys, model_events
 from services.common import training_jobs as tj
-from services.common.catalog import Lineage, ModelStore
+from services.common.catalog import Lineage, ModelStore, model_storage
 from services.common.jobs import FINISH_SCRIPT, START_SCRIPT
 from services.common.messages import TRAINING_FINAL_TASK, build_message
 from services.common.metrics import JOB_SECONDS, JOBS_FINISHED, series
 from services.common.records import decoded
+from services.common.tenants import model_event, tenant_of, tenant_store
 from services.common.training_jobs import FitTask
 from services.worker import task_errors
 from services.worker.broker import ScriptPipeline, acknowledge_in
@@ -72,7 +73,7 @@ class TrainingRunner:
 
     def __init__(self, client: redis.Redis, store: ModelStore, ttl: int, queue: str) -> None:
         self._client = client
-        self._store = store
+        self._store = model_storage(store)
         self._ttl = ttl
         self._queue = queue
         self._scripts = ScriptPipeline(client, START_SCRIPT, FINISH_SCRIPT,
@@ -197,15 +198,18 @@ class TrainingRunner:
             estimator=spec.estimator, hyperparameters=params, validation=spec.validation,
             seed=spec.seed, fold_metrics=fold_metrics, job_id=task.job_id,
             training_seconds=round(seconds, 3), library_versions=training.library_versions())
-        metadata = save_model(self._store, task.model, estimator, features=spec.features,
+        # A tenant's model goes to its part of the store; the default tenant's is shared.
+        tenant = tenant_of(record)
+        store = tenant_store(self._store, tenant)
+        metadata = save_model(store, task.model, estimator, features=spec.features,
                               metrics=metrics, lineage=lineage,
                               description=f"{spec.estimator} trained by job {task.job_id}")
         promote_if = orjson.loads(record["promote_if"]) if record.get("promote_if") else None
         promoted = tj.promotes(promote_if, metrics)
         alias = record.get("alias")
         if alias and promoted:
-            set_alias(self._store, task.model, alias, metadata.version)
-        model_events.announce(self._client, task.model)
+            set_alias(store, task.model, alias, metadata.version)
+        model_events.announce(self._client, model_event(tenant, task.model))
         fields = {"version": str(metadata.version), "metrics": orjson.dumps(metrics).decode(),
                   "fold_metrics": orjson.dumps(fold_metrics).decode(),
                   "hyperparameters": orjson.dumps(params).decode(),
@@ -218,7 +222,8 @@ class TrainingRunner:
             self._scripts.call(
                 pipe, tj.SUCCEED_SCRIPT,
                 [*tj.job_keys(task.job_id), keys.TRAINING_METRICS],
-                [repr(time.time()), self._ttl, task.job_id, orjson.dumps(fields), task.model,
+                [repr(time.time()), self._ttl, task.job_id, orjson.dumps(fields),
+                 model_event(tenant, task.model),
                  fields["metrics"]])
             acknowledge_in(pipe, self._queue, [tag])
 

@@ -47,7 +47,7 @@ def cancel(store: redis.Redis, task_id: str) -> list:
     script = store.register_script(CANCEL_SCRIPT)
     return [v.decode() if isinstance(v, bytes) else v for v in script(
         keys=[keys.task_key(task_id)],
-        args=[repr(time.time()), 3600, task_id])][:2]
+        args=[repr(time.time()), 3600, task_id, "default"])][:2]
 
 
 def record(store: redis.Redis, task_id: str) -> dict[str, str]:

@@ -19,10 +19,11 @@ from s3_server import S3Server
 from sklearn.tree import DecisionTreeClassifier
 from task_client import IRIS_ROW, submit, wait_all
 
-from ml.store import save_model
+from ml.store import ModelCache, save_model
 from services.cli.redis_server import free_port
 from services.common.catalog import (
     Catalog,
+    TenantCatalogs,
     aliases_of,
     delete_alias,
     list_models,
@@ -30,6 +31,7 @@ from services.common.catalog import (
     set_alias,
 )
 from services.common.storage import Storage
+from services.common.tenants import tenant_store
 
 pytestmark = pytest.mark.integration
 
@@ -205,3 +207,23 @@ def test_aliases_live_in_the_bucket(s3_server: S3Server, s3_store: str, s3_env: 
     assert s3_client.delete("/v1/models/tree/aliases/production").status_code == 204
     assert not storage.exists("tree/aliases/production.json")
     assert delete_alias(storage, "iris", "staging") and aliases_of(storage, "iris") == {}
+
+
+def test_a_tenants_models_live_under_its_prefix_in_the_bucket(
+    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    root = Storage.from_url(s3_server.url(f"models-{uuid.uuid4().hex[:8]}"))
+    tree = DecisionTreeClassifier().fit(np.eye(3), ["a", "b", "c"])
+    save_model(root, "tree", tree, features=["p", "q", "r"])
+    save_model(tenant_store(root, "acme"), "tree", tree, features=["x", "y", "z"])
+
+    assert root.list("_tenants") == ["_tenants/acme/tree/1/metadata.json",
+                                     "_tenants/acme/tree/1/model.joblib"]
+    catalogs = TenantCatalogs(Catalog(root))
+    assert catalogs.shared.models() == {"tree": [1]}
+    own, owner = catalogs.serving("acme", "tree")
+    assert owner == "acme" and own.get("tree").feature_names == ["x", "y", "z"]
+    assert ModelCache(root).get("tree", 1, "acme")[0].feature_names == ["x", "y", "z"]
+    assert ModelCache(root).get("tree", 1)[0].feature_names == ["p", "q", "r"]

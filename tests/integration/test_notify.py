@@ -265,13 +265,40 @@ def test_the_watch_script_matches_whole_channel_names(store: redis.Redis) -> Non
     watch = store.register_script(WATCH_SCRIPT)
     key = recorded(store, notify="inferq:events:abc1 inferq:events:xabc")
 
-    watch(keys=[key], args=["inferq:events:abc"])
-    watch(keys=[key], args=["inferq:events:abc"])
+    watch(keys=[key], args=["inferq:events:abc", "default"])
+    watch(keys=[key], args=["inferq:events:abc", "default"])
 
     assert store.hget(key, "notify") == (
         b"inferq:events:abc1 inferq:events:xabc inferq:events:abc")
-    assert watch(keys=[keys.task_key("never-submitted")], args=["inferq:events:abc"]) == []
+    assert watch(keys=[keys.task_key("never-submitted")],
+                 args=["inferq:events:abc", "default"]) == []
     assert not store.exists(keys.task_key("never-submitted"))
+
+
+def test_the_watch_and_cancel_scripts_treat_another_tenants_task_as_missing(
+    store: redis.Redis,
+) -> None:
+    watch = store.register_script(WATCH_SCRIPT)
+    cancel = store.register_script(CANCEL_SCRIPT)
+    key = recorded(store, tenant="acme")
+    task_id = key.removeprefix(keys.task_key(""))
+    before = store.hgetall(key)
+
+    assert watch(keys=[key], args=["inferq:events:other", "globex"]) == []
+    assert cancel(keys=[key], args=[repr(time.time()), 60, task_id, "globex"]) == [
+        0, b"missing", b""]
+    # Nothing was registered, nothing changed: the same answers as for no record at all.
+    assert store.hgetall(key) == before
+    missing = keys.task_key("never-submitted")
+    assert cancel(keys=[missing], args=[repr(time.time()), 60, "x", "globex"]) == [
+        0, b"missing", b""]
+    # A record without a tenant (written before tenants) is the default tenant's.
+    old = recorded(store)
+    store.hdel(old, "tenant")
+    assert watch(keys=[old], args=["inferq:events:other", "acme"]) == []
+    assert watch(keys=[old], args=["inferq:events:mine", "default"]) != []
+    assert cancel(keys=[key], args=[repr(time.time()), 60, task_id, "acme"])[:2] == [
+        1, b"cancelled"]
 
 
 def test_the_finish_script_publishes_on_every_channel_named_and_on_none_without(
@@ -315,7 +342,7 @@ def test_the_cancel_script_publishes_on_every_channel_named(store: redis.Redis) 
         cancel = store.register_script(CANCEL_SCRIPT)
         for key in (named, unnamed):
             task_id = key.removeprefix(keys.task_key(""))
-            reply = cancel(keys=[key], args=[repr(time.time()), 60, task_id])
+            reply = cancel(keys=[key], args=[repr(time.time()), 60, task_id, "default"])
             assert reply[:2] == [1, b"cancelled"]
 
         assert told.seen() == {named.removeprefix(keys.task_key("")): channels}

@@ -234,15 +234,24 @@ def test_records_in_redis(redis_server) -> None:  # type: ignore[no-untyped-def]
         client = aioredis.Redis(port=redis_server.port)
         first = Dataset.create(new_dataset_id(), "one", "csv", layout, 10, "ab", 100.0)
         second = Dataset.create(new_dataset_id(), "two", "csv", layout, 10, "cd", 200.0)
-        for dataset in (first, second):
+        theirs = Dataset.create(new_dataset_id(), "three", "csv", layout, 10, "ef", 300.0,
+                                "acme")
+        for dataset in (first, second, theirs):
             await save_dataset(client, dataset)
-        assert await get_dataset(client, first.dataset_id) == first
+        assert await get_dataset(client, first.dataset_id, "default") == first
         assert load_dataset(redis_server.client(), second.dataset_id) == second
-        listed = [d.dataset_id for d in await list_datasets(client, 100)]
+        listed = [d.dataset_id for d in await list_datasets(client, 100, "default")]
         assert listed.index(second.dataset_id) < listed.index(first.dataset_id)
-        assert await delete_dataset(client, first.dataset_id)
-        assert not await delete_dataset(client, first.dataset_id)
-        assert await get_dataset(client, first.dataset_id) is None
+        assert theirs.dataset_id not in listed
+        # Another tenant's dataset is none of the default tenant's, and the other way round.
+        assert await get_dataset(client, theirs.dataset_id, "default") is None
+        assert await get_dataset(client, first.dataset_id, "acme") is None
+        assert await get_dataset(client, theirs.dataset_id, "acme") == theirs
+        assert [d.dataset_id for d in await list_datasets(client, 100, "acme")] == [
+            theirs.dataset_id]
+        assert await delete_dataset(client, first)
+        assert not await delete_dataset(client, first)
+        assert await get_dataset(client, first.dataset_id, "default") is None
         await client.aclose()
 
     asyncio.run(scenario())

@@ -19,6 +19,7 @@ from services.api.openapi import (
     JOB_SUBMIT_RESPONSES,
     WAIT_PARAMETER,
 )
+from services.api.principal import principal_of
 from services.api.responses import json_response
 from services.api.schemas import BatchJobRequest
 from services.api.tracing import request_trace
@@ -44,23 +45,25 @@ async def submit_batch_job(request: Request, state: StateDep, model: str,
     chunks; the job names the version used. The model's features must be columns of the
     dataset; a row whose values do not fit is rejected alone (`GET .../errors` lists it),
     and the job fails when more than `max_failed_rows` are."""
-    metadata = resolve_model(state, model, body.version, body.alias)
-    dataset = await state.jobs.dataset(body.dataset_id)
-    job = await state.jobs.submit(metadata, dataset, body, request_trace(request.scope))
+    tenant = principal_of(request).tenant
+    catalog, owner = state.catalogs.serving(tenant, model)
+    metadata = resolve_model(catalog, model, body.version, body.alias)
+    dataset = await state.jobs.dataset(body.dataset_id, tenant)
+    job = await state.jobs.submit(metadata, dataset, body, request_trace(request.scope), owner)
     return json_response(job, 202, {"Location": f"/v1/batch-jobs/{job['job_id']}"})
 
 
 @router.get("/v1/batch-jobs", summary="List batch jobs", responses=JOB_LIST_RESPONSES)
 async def list_batch_jobs(
-    state: StateDep,
+    request: Request, state: StateDep,
     status: Annotated[Literal["queued", "running", "succeeded", "failed", "cancelled"] | None,
                       Query(description="only jobs in this state")] = None,
     model: Annotated[str | None, Query(description="only jobs of this model")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LISTED,
                                 description=f"at most this many (up to {MAX_LISTED})")] = 100,
 ) -> dict[str, Any]:
-    """Batch jobs, newest first."""
-    return {"jobs": await state.jobs.list(status, model, limit)}
+    """The caller's batch jobs, newest first."""
+    return {"jobs": await state.jobs.list(principal_of(request).tenant, status, model, limit)}
 
 
 @router.get("/v1/batch-jobs/{job_id}", summary="Read a batch job, waiting for its end",
@@ -69,7 +72,8 @@ async def list_batch_jobs(
 async def get_batch_job(request: Request, state: StateDep, job_id: str) -> Response:
     """The job and its progress. With `wait`, the answer comes when the job ends or when
     `wait` seconds have passed, whichever is first."""
-    job = await state.jobs.get(job_id, wait_seconds(request, state.settings))
+    job = await state.jobs.get(job_id, principal_of(request).tenant,
+                               wait_seconds(request, state.settings))
     if job is None:
         raise _not_found(job_id)
     return json_response(job)
@@ -77,18 +81,21 @@ async def get_batch_job(request: Request, state: StateDep, job_id: str) -> Respo
 
 @router.delete("/v1/batch-jobs/{job_id}", summary="Cancel a batch job",
                responses=JOB_CANCEL_RESPONSES)
-async def cancel_batch_job(state: StateDep, job_id: str) -> dict[str, Any]:
+async def cancel_batch_job(request: Request, state: StateDep, job_id: str) -> dict[str, Any]:
     """Cancel a job that has not ended: no chunk starts after this, and the chunks running
     are not counted. A job already ended is a 409."""
-    if await state.jobs.record(job_id) is None:
-        raise _not_found(job_id)  # Unknown, or a job of another kind.
+    tenant = principal_of(request).tenant
+    # Unknown, of another kind, or another tenant's (a job's tenant never changes, so this
+    # check cannot go stale before the cancel).
+    if await state.jobs.record(job_id, tenant) is None:
+        raise _not_found(job_id)
     cancelled, status = await state.jobs.cancel(job_id)
     if status == "missing":
         raise _not_found(job_id)
     if not cancelled:
         raise JobNotCancellable(f"batch job {job_id} is {status}; only a queued or running "
                                 "job can be cancelled", {"job_id": job_id, "status": status})
-    record = await state.jobs.record(job_id)
+    record = await state.jobs.record(job_id, tenant)
     if record is None:
         raise _not_found(job_id)
     job = jobs.to_public(job_id, record)
@@ -98,10 +105,11 @@ async def cancel_batch_job(state: StateDep, job_id: str) -> dict[str, Any]:
 
 @router.get("/v1/batch-jobs/{job_id}/results", summary="Download a batch job's output",
             response_class=StreamingResponse, responses=JOB_RESULTS_RESPONSES)
-async def batch_job_results(state: StateDep, job_id: str) -> StreamingResponse:
+async def batch_job_results(request: Request, state: StateDep,
+                            job_id: str) -> StreamingResponse:
     """The whole output file, streamed, rows in input order: `row`, the id and passthrough
     columns, `prediction` and the `probability_<class>` columns."""
-    record = await state.jobs.record(job_id)
+    record = await state.jobs.record(job_id, principal_of(request).tenant)
     if record is None:
         raise _not_found(job_id)
     if record["status"] != "succeeded":
@@ -118,10 +126,11 @@ async def batch_job_results(state: StateDep, job_id: str) -> StreamingResponse:
 
 @router.get("/v1/batch-jobs/{job_id}/errors", summary="List a batch job's rejected rows",
             response_class=StreamingResponse, responses=JOB_ERRORS_RESPONSES)
-async def batch_job_errors(state: StateDep, job_id: str) -> StreamingResponse:
+async def batch_job_errors(request: Request, state: StateDep,
+                           job_id: str) -> StreamingResponse:
     """JSON Lines, one `{"row", "id"?, "code", "message"}` per rejected row, in row order;
     while the job runs, those of the chunks done so far."""
-    if await state.jobs.record(job_id) is None:
+    if await state.jobs.record(job_id, principal_of(request).tenant) is None:
         raise _not_found(job_id)
     return StreamingResponse(await state.jobs.errors(job_id),
                              media_type=job_outputs.MEDIA_TYPES["jsonl"])

@@ -16,6 +16,7 @@ from services.api.openapi import (
     DELETE_DATASET_RESPONSES,
     UPLOAD_RESPONSES,
 )
+from services.api.principal import principal_of
 from services.api.schemas import DatasetInfo, DatasetList
 from services.common.datasets import get_dataset, list_datasets
 
@@ -52,18 +53,20 @@ async def upload_dataset(request: Request, response: Response, state: StateDep,
 @router.get("", summary="List the datasets", response_model=DatasetList,
             responses=DATASET_LIST_RESPONSES)
 async def get_datasets(
-    state: StateDep,
+    request: Request, state: StateDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="at most this many")] = 100,
 ) -> dict[str, Any]:
-    """The datasets, newest first."""
-    return {"datasets": [d.to_public() for d in await list_datasets(state.redis, limit)]}
+    """The caller's datasets, newest first."""
+    found = await list_datasets(state.redis, limit, principal_of(request).tenant)
+    return {"datasets": [d.to_public() for d in found]}
 
 
 @router.get("/{dataset_id}", summary="Describe a dataset", response_model=DatasetInfo,
             responses=DATASET_RESPONSES)
-async def get_one_dataset(state: StateDep, dataset_id: str) -> dict[str, Any]:
+async def get_one_dataset(request: Request, state: StateDep,
+                          dataset_id: str) -> dict[str, Any]:
     """The dataset: its format, rows, columns with their dtypes, size and sha256."""
-    dataset = await get_dataset(state.redis, dataset_id)
+    dataset = await get_dataset(state.redis, dataset_id, principal_of(request).tenant)
     if dataset is None:
         raise _not_found(dataset_id)
     return dataset.to_public()
@@ -71,8 +74,8 @@ async def get_one_dataset(state: StateDep, dataset_id: str) -> dict[str, Any]:
 
 @router.delete("/{dataset_id}", summary="Delete a dataset", status_code=204,
                response_class=Response, responses=DELETE_DATASET_RESPONSES)
-async def delete_one_dataset(state: StateDep, dataset_id: str) -> Response:
+async def delete_one_dataset(request: Request, state: StateDep, dataset_id: str) -> Response:
     """Delete the dataset and its file."""
-    if not await remove_dataset(state, dataset_id):
+    if not await remove_dataset(state, dataset_id, principal_of(request).tenant):
         raise _not_found(dataset_id)
     return Response(status_code=204)

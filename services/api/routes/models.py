@@ -1,4 +1,10 @@
-"""Models: listing, metadata, versions and aliases, and submitting predictions."""
+"""Models: listing, metadata, versions and aliases, and submitting predictions.
+
+A caller sees the shared models and its tenant's own (``TenantCatalogs``): a name is its
+tenant's own model when it has one, else the shared one. Only the default tenant (the
+operator's) changes the shared models' aliases; another tenant's own models are, to the
+caller, models that do not exist.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ from services.api.deps import (
     state_of,
     wait_seconds,
 )
-from services.api.errors import InvalidAlias, InvalidParameter, VersionNotFound
+from services.api.errors import InvalidAlias, InvalidParameter, SharedModel, VersionNotFound
 from services.api.openapi import (
     ALIAS_BODY,
     ALIAS_DELETE_RESPONSES,
@@ -36,6 +42,7 @@ from services.api.openapi import (
     VERSIONS_RESPONSES,
     WAIT_PARAMETER,
 )
+from services.api.principal import principal_of
 from services.api.responses import json_response
 from services.api.schemas import (
     AliasSet,
@@ -47,9 +54,16 @@ from services.api.schemas import (
 from services.api.tracing import request_trace
 from services.api.validation import check_rows, parse_predict_body
 from services.common import model_events
-from services.common.catalog import delete_alias, invalid_name, set_alias, valid_model_name
+from services.common.catalog import (
+    Catalog,
+    delete_alias,
+    invalid_name,
+    set_alias,
+    valid_model_name,
+)
 from services.common.metrics import TASKS_SUBMITTED, series
 from services.common.records import TERMINAL
+from services.common.tenants import model_event
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +74,13 @@ MAX_ALIAS_BODY_BYTES = 1024
 
 
 @router.get("", summary="List the models", response_model=ModelList, responses=LIST_RESPONSES)
-async def list_models(state: StateDep) -> dict[str, Any]:
-    """Every model in the store with its versions, its aliases, the version a prediction
-    uses by default and its task kind."""
-    catalog = state.catalog
+async def list_models(request: Request, state: StateDep) -> dict[str, Any]:
+    """Every model the caller can use (the shared ones and its own) with its versions, its
+    aliases, the version a prediction uses by default and its task kind."""
+    tenant = principal_of(request).tenant
     models = []
-    for name, versions in (await asyncio.to_thread(catalog.models)).items():
+    found = await asyncio.to_thread(state.catalogs.models, tenant)
+    for name, (catalog, versions) in found.items():
         default = catalog.get(name)
         models.append(
             {
@@ -83,7 +98,7 @@ async def list_models(state: StateDep) -> dict[str, Any]:
 @router.get("/{model}", summary="Describe a model", response_model=ModelDescription,
             responses=MODEL_RESPONSES)
 async def get_model(
-    state: StateDep, model: str,
+    request: Request, state: StateDep, model: str,
     version: Annotated[int | None, Query(
         ge=1, description="a version; by default the one predictions use")] = None,
     alias: Annotated[str | None, Query(
@@ -95,23 +110,22 @@ async def get_model(
     created, how it was trained (`lineage`, null for an imported model) and its aliases."""
     if version is not None and alias is not None:
         raise _version_and_alias(version, alias)
-    await asyncio.to_thread(state.catalog.refresh, model)
-    metadata = resolve_model(state, model, version, alias)
-    aliases = state.catalog.aliases(model)
+    catalog, _ = await _fresh(request, state, model)
+    metadata = resolve_model(catalog, model, version, alias)
+    aliases = catalog.aliases(model)
     return ModelDescription(
         **metadata.model_dump(), aliases=_pointing_at(aliases, metadata.version),
-        default_version=state.catalog.default_version(model) or metadata.version)
+        default_version=catalog.default_version(model) or metadata.version)
 
 
 @router.get("/{model}/versions", summary="List a model's versions",
             response_model=ModelVersions, responses=VERSIONS_RESPONSES)
-async def list_versions(state: StateDep, model: str) -> ModelVersions:
+async def list_versions(request: Request, state: StateDep, model: str) -> ModelVersions:
     """Every version, oldest first, with its metadata (metrics, lineage) and the aliases
     that point at it; and the version a prediction uses by default. Read from the store,
     so a version registered a moment ago (a training job that just succeeded) is listed
     even before this process hears its announcement."""
-    catalog = state.catalog
-    await asyncio.to_thread(catalog.refresh, model)
+    catalog, _ = await _fresh(request, state, model)
     versions = catalog.versions(model)
     if not versions:
         raise model_not_found(model)
@@ -134,28 +148,48 @@ async def put_alias(request: Request, state: StateDep, model: str, alias: str) -
     version = _alias_version(await read_body(request, MAX_ALIAS_BODY_BYTES))
     if not valid_model_name(alias):
         raise InvalidAlias(invalid_name("alias", alias), {"alias": alias})
-    await asyncio.to_thread(state.catalog.refresh, model)
-    resolve_model(state, model, version)
+    catalog, owner = await _fresh(request, state, model)
+    resolve_model(catalog, model, version)
+    _check_changeable(request, model, owner)
     try:
-        await asyncio.to_thread(set_alias, state.catalog.store, model, alias, version)
+        await asyncio.to_thread(set_alias, catalog.store, model, alias, version)
     except ValueError as exc:  # The version was removed meanwhile.
         raise VersionNotFound(str(exc), {"model": model, "version": version}) from None
-    await _changed(state, model)
+    await _changed(state, catalog, owner, model)
     return AliasSet(model=model, alias=alias, version=version)
 
 
 @router.delete("/{model}/aliases/{alias}", summary="Remove an alias", status_code=204,
                response_class=Response, responses=ALIAS_DELETE_RESPONSES)
-async def remove_alias(state: StateDep, model: str, alias: str) -> Response:
+async def remove_alias(request: Request, state: StateDep, model: str,
+                       alias: str) -> Response:
     """Remove `alias`; requests that name it are then a 404, and without `production` a
     prediction uses the latest version."""
-    await asyncio.to_thread(state.catalog.refresh, model)
-    if not state.catalog.versions(model):
+    catalog, owner = await _fresh(request, state, model)
+    if not catalog.versions(model):
         raise model_not_found(model)
-    if not await asyncio.to_thread(delete_alias, state.catalog.store, model, alias):
-        raise alias_not_found(model, alias, state.catalog.aliases(model))
-    await _changed(state, model)
+    _check_changeable(request, model, owner)
+    if not await asyncio.to_thread(delete_alias, catalog.store, model, alias):
+        raise alias_not_found(model, alias, catalog.aliases(model))
+    await _changed(state, catalog, owner, model)
     return Response(status_code=204)
+
+
+async def _fresh(request: Request, state: ApiState, model: str) -> tuple[Catalog, str]:
+    """The catalog that serves ``model`` to the caller and the tenant that owns it
+    (``TenantCatalogs.serving``), read again from the store first."""
+    tenant = principal_of(request).tenant
+    await asyncio.to_thread(state.catalogs.refresh, tenant, model)
+    return state.catalogs.serving(tenant, model)
+
+
+def _check_changeable(request: Request, model: str, owner: str) -> None:
+    """A 403 when the caller may not change ``model``: a shared model, and the caller is
+    not the default tenant (the operator's)."""
+    if principal_of(request).tenant != owner:
+        raise SharedModel(
+            f"model {model!r} is shared by every tenant; only the operator changes its "
+            "aliases and versions", {"model": model})
 
 
 def _pointing_at(aliases: dict[str, int], version: int) -> list[str]:
@@ -181,11 +215,11 @@ def _alias_version(raw: bytes) -> int:
     return version
 
 
-async def _changed(state: ApiState, model: str) -> None:
+async def _changed(state: ApiState, catalog: Catalog, owner: str, model: str) -> None:
     """Serve the change here at once, and announce it to the other API processes."""
-    await asyncio.to_thread(state.catalog.refresh, model)
+    await asyncio.to_thread(catalog.refresh, model)
     try:
-        await model_events.aannounce(state.redis, model)
+        await model_events.aannounce(state.redis, model_event(owner, model))
     except (RedisError, OSError) as exc:
         # The others re-read every model when their subscription comes back.
         log.warning("model change not announced: redis unreachable",
@@ -221,11 +255,14 @@ async def predict(request: Request, model: str) -> Response:
     alias = _agreed("alias", asked_alias, body.alias)
     if version is not None and alias is not None:
         raise _version_and_alias(version, alias)
-    metadata = resolve_model(state, model, version, alias)
+    tenant = principal_of(request).tenant
+    catalog, owner = state.catalogs.serving(tenant, model)
+    metadata = resolve_model(catalog, model, version, alias)
     rows = check_rows(body.instances, metadata)
     queue = state.settings.queue_for(metadata.name)
     task = await state.tasks.submit_prediction(
-        metadata, queue, rows, body.return_probabilities, wait, request_trace(request.scope)
+        metadata, queue, rows, body.return_probabilities, wait, request_trace(request.scope),
+        tenant=tenant, owner=owner,
     )
     series(TASKS_SUBMITTED, metadata.name, queue).inc()
     location = f"/v1/tasks/{task['task_id']}"
