@@ -23,6 +23,7 @@ from services.api.hot_routes import HotRoutesMiddleware
 from services.api.job_service import JobService, JobSweeper
 from services.api.metrics import BacklogExporter
 from services.api.observation import ObservedRequestsMiddleware
+from services.api.rate_limit import RateLimiter, RateLimitMiddleware
 from services.api.routes import (
     batch_jobs,
     datasets,
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.k8s_namespace
             else None,
             storage=_storage_or_none(settings),
+            limiter=RateLimiter(client, settings),
         )
         follower.start()
         waiter.start()
@@ -157,6 +159,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Innermost: the hot routes are still authenticated, counted, timed and traced.
     app.add_middleware(HotRoutesMiddleware)
+    # Every authenticated request but a prediction (its handler knows its rows) is taken
+    # from its key's limits before it runs.
+    app.add_middleware(RateLimitMiddleware)
     # Refusals are counted and traced like any answer.
     app.add_middleware(AuthMiddleware)
     app.add_middleware(ObservedRequestsMiddleware, tracing=exporter_configured())

@@ -83,6 +83,11 @@ HTTP_REQUEST_SECONDS = Histogram(
     "inferq_http_request_seconds", "API latency.", ["method", "route"], buckets=HTTP_BUCKETS
 )
 INPUT_REJECTED = Counter("inferq_input_rejected", "Requests refused for bad input.", ["reason"])
+AUTH_REFUSED = Counter(
+    "inferq_auth_refused",
+    "Requests refused by authentication or limits: missing, invalid, scope, rate_limited.",
+    ["reason"],
+)
 JOBS_FINISHED = Counter(
     "inferq_jobs_finished",
     "Jobs that reached a terminal state.",

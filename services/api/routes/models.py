@@ -22,7 +22,7 @@ from services.api.deps import (
     state_of,
     wait_seconds,
 )
-from services.api.errors import InvalidAlias, InvalidParameter, VersionNotFound
+from services.api.errors import ApiError, InvalidAlias, InvalidParameter, VersionNotFound
 from services.api.openapi import (
     ALIAS_BODY,
     ALIAS_DELETE_RESPONSES,
@@ -211,12 +211,21 @@ async def predict(request: Request, model: str) -> Response:
     or the body's `version`, else the one the query's or the body's `alias` points at (they
     must agree; a version and an alias together are a 400), else the one the alias
     `production` points at, else the latest. The task names the version used.
+
+    The request and its rows count against the key's rate limits; over them, a 429 with
+    `Retry-After`, and nothing is queued.
     """
     state = state_of(request)
+    try:
+        raw = await read_body(request, state.settings.max_body_bytes)
+        body = parse_predict_body(raw, state.settings.max_rows)
+    except ApiError:
+        await state.limiter.take(request.scope)  # A body refused is still a request.
+        raise
+    # The request and its rows, from the caller's limits, before any other work.
+    await state.limiter.take(request.scope, len(body.instances))
     wait = wait_seconds(request, state.settings)
     asked_version, asked_alias = query_version(request), query_alias(request)
-    raw = await read_body(request, state.settings.max_body_bytes)
-    body = parse_predict_body(raw, state.settings.max_rows)
     version = _agreed("version", asked_version, body.version)
     alias = _agreed("alias", asked_alias, body.alias)
     if version is not None and alias is not None:
