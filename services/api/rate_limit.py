@@ -34,7 +34,7 @@ from services.api.errors import ApiError, TooManyRows
 from services.api.principal import PRINCIPAL, Principal
 from services.common import keys
 from services.common.metrics import AUTH_REFUSED
-from services.common.records import ALLOW_OOM
+from services.common.records import ALLOW_OOM, SUBMIT_FUNCTION
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,36 +43,56 @@ log = logging.getLogger(__name__)
 #: observing middleware (``services.api.observation``) appends them in its ``send``.
 RESPONSE_HEADERS = "inferq.response_headers"
 
-# KEYS: one bucket per limit. ARGV: for each, its quota, its window (seconds) and the
-# request's cost in its units. Returns {allowed (0/1), microseconds until it would be
-# allowed (0 when allowed)}, then for each limit the units left and the microseconds until
-# its bucket is full again. Allowed under maxmemory: the buckets are tiny and expire, and
-# reads must stay limited when Redis refuses new tasks.
-LIMIT_SCRIPT = ALLOW_OOM + """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local windows, periods, costs, tats, moved = {}, {}, {}, {}, {}
-local wait = 0
-for i, key in ipairs(KEYS) do
-  windows[i] = tonumber(ARGV[3 * i - 1]) * 1000000
-  periods[i] = windows[i] / tonumber(ARGV[3 * i - 2])
-  costs[i] = tonumber(ARGV[3 * i])
-  tats[i] = math.max(tonumber(redis.call('GET', key) or '0'), now)
-  moved[i] = tats[i] + costs[i] * periods[i]
-  if moved[i] - now > windows[i] + 1 then
-    wait = math.max(wait, moved[i] - windows[i] - now)
+# ``take_limits(buckets, first)``: ``buckets`` the keys of a request's limits, each a TAT in
+# microseconds since 2023-11-14; from ARGV[first] on, for each, its quota, its window
+# (seconds) and the request's cost in its units. Moves every TAT, or none. Returns {allowed
+# (0/1), microseconds until it would be allowed (0 when allowed)}, then for each limit the
+# units left and the microseconds until its bucket is full again.
+TAKE_LIMITS = """
+local function take_limits(buckets, first)
+  local clock = redis.call('TIME')
+  -- Since 2023-11-14: small enough for a double to keep a hundredth of a microsecond.
+  local now = (tonumber(clock[1]) - 1700000000) * 1000000 + tonumber(clock[2])
+  local windows, periods, costs, tats, moved = {}, {}, {}, {}, {}
+  local wait = 0
+  for i, key in ipairs(buckets) do
+    local at = first + 3 * (i - 1)
+    windows[i] = tonumber(ARGV[at + 1]) * 1000000
+    periods[i] = windows[i] / tonumber(ARGV[at])
+    costs[i] = tonumber(ARGV[at + 2])
+    tats[i] = math.max(tonumber(redis.call('GET', key) or '0'), now)
+    moved[i] = tats[i] + costs[i] * periods[i]
+    if moved[i] - now > windows[i] + 1 then
+      wait = math.max(wait, moved[i] - windows[i] - now)
+    end
   end
-end
-local reply = {wait > 0 and 0 or 1, math.ceil(wait)}
-for i, key in ipairs(KEYS) do
-  local tat = tats[i]
-  if wait == 0 and costs[i] > 0 then
-    tat = moved[i]
-    redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+  local reply = {wait > 0 and 0 or 1, math.ceil(wait)}
+  for i, key in ipairs(buckets) do
+    local tat = tats[i]
+    if wait == 0 and costs[i] > 0 then
+      tat = moved[i]
+      redis.call('SET', key, string.format('%.3f', tat), 'PX',
+                 math.max(1, math.ceil((tat - now) / 1000)))
+    end
+    reply[#reply + 1] = math.max(0, math.floor((windows[i] - (tat - now)) / periods[i] + 1e-9))
+    reply[#reply + 1] = math.ceil(tat - now)
   end
-  reply[#reply + 1] = math.max(0, math.floor((windows[i] - (tat - now)) / periods[i] + 1e-9))
-  reply[#reply + 1] = math.ceil(tat - now)
+  return reply
 end
+"""
+
+# KEYS: the request's buckets; ARGV: their triples. Allowed under maxmemory: the buckets are
+# tiny and expire, and reads must stay limited when Redis refuses new tasks.
+LIMIT_SCRIPT = ALLOW_OOM + TAKE_LIMITS + "return take_limits(KEYS, 1)\n"
+
+# A prediction's limits and its submit in one call: KEYS record, queue, then the buckets;
+# ARGV SUBMIT_SCRIPT's three, then the buckets' triples. The task is stored and queued only
+# when every limit lets it through. Refused under maxmemory, as SUBMIT_SCRIPT is.
+LIMITED_SUBMIT_SCRIPT = "#!lua\n" + SUBMIT_FUNCTION + TAKE_LIMITS + """
+local buckets = {}
+for i = 3, #KEYS do buckets[#buckets + 1] = KEYS[i] end
+local reply = take_limits(buckets, 4)
+if reply[1] == 1 then submit() end
 return reply
 """
 
@@ -136,6 +156,38 @@ def limits_of(requests_per_second: float, rows_per_minute: int) -> Limits | None
     return Limits(requests, rows, policy.encode())
 
 
+@dataclass(slots=True)
+class Charge:
+    """What one request takes from its caller's limits: the buckets' keys and the script's
+    arguments; ``settle`` reads the script's reply."""
+
+    scope: Scope
+    limits: Limits
+    chosen: tuple[Limit, ...]
+    keys: list[str]
+    args: list[float | int]
+
+    def settle(self, reply: list[int]) -> None:
+        """Place the answer's headers in the scope; raise ``RateLimited`` (counted) when a
+        limit refused the request."""
+        allowed, wait = int(reply[0]), int(reply[1])
+        state = ", ".join(
+            f'"{limit.name}";r={int(reply[2 + 2 * i])};t={math.ceil(int(reply[3 + 2 * i]) / 1e6)}'
+            for i, limit in enumerate(self.chosen))
+        self.scope[RESPONSE_HEADERS] = [(b"ratelimit-policy", self.limits.policy),
+                                        (b"ratelimit", state.encode())]
+        if allowed:
+            return
+        AUTH_REFUSED.labels("rate_limited").inc()
+        retry_after = max(1, math.ceil(wait / 1e6))
+        raise RateLimited(
+            f"this key is over its rate limit; retry in {retry_after} s",
+            retry_after,
+            {"retry_after": retry_after,
+             "limits": {limit.name: {"quota": math.floor(limit.quota), "window": limit.window}
+                        for limit in self.chosen}})
+
+
 class RateLimiter:
     """Takes what each request costs from its key's buckets, in one round trip."""
 
@@ -153,17 +205,16 @@ class RateLimiter:
         return limits_of(self._requests_per_second if rps is None else rps,
                          self._rows_per_minute if rpm is None else rpm)
 
-    async def take(self, scope: Scope, rows: int = 0) -> None:
-        """Take one request, and ``rows`` rows, from the caller's buckets, and place the
-        answer's ``RateLimit-Policy`` and ``RateLimit`` headers in ``scope``.
-
-        Raises ``RateLimited`` (counted) when a limit refuses it, ``TooManyRows`` when the
-        rows exceed what the key may ever send in one window; then nothing is taken.
-        """
+    def charge(self, scope: Scope, rows: int = 0) -> Charge | None:
+        """What one request and ``rows`` rows take from the caller's limits; None when it
+        has none. Raises ``TooManyRows`` when the rows exceed what the key may ever send in
+        one window."""
         principal: Principal | None = scope.get(PRINCIPAL)
-        limits = self.limits(principal) if principal is not None else None
-        if limits is None or principal is None or principal.key_id is None:
-            return
+        if principal is None or principal.key_id is None:
+            return None
+        limits = self.limits(principal)
+        if limits is None:
+            return None
         if limits.rows is not None and rows > limits.rows.quota:
             raise TooManyRows(
                 f"{rows} rows is more than this key may send in a minute "
@@ -173,25 +224,20 @@ class RateLimiter:
         args: list[float | int] = []
         for limit in chosen:
             args += [limit.quota, limit.window, 1 if limit is limits.requests else rows]
-        reply = await self._script(
-            keys=[keys.rate_limit_key(principal.key_id, limit.name, limit.window)
-                  for limit in chosen],
-            args=args)
-        allowed, wait = int(reply[0]), int(reply[1])
-        state = ", ".join(
-            f'"{limit.name}";r={int(reply[2 + 2 * i])};t={math.ceil(int(reply[3 + 2 * i]) / 1e6)}'
-            for i, limit in enumerate(chosen))
-        scope[RESPONSE_HEADERS] = [(b"ratelimit-policy", limits.policy),
-                                   (b"ratelimit", state.encode())]
-        if not allowed:
-            AUTH_REFUSED.labels("rate_limited").inc()
-            retry_after = max(1, math.ceil(wait / 1e6))
-            raise RateLimited(
-                f"this key is over its rate limit; retry in {retry_after} s",
-                retry_after,
-                {"retry_after": retry_after,
-                 "limits": {limit.name: {"quota": math.floor(limit.quota),
-                                         "window": limit.window} for limit in chosen}})
+        return Charge(scope, limits, chosen,
+                      [keys.rate_limit_key(principal.key_id, limit.name, limit.window)
+                       for limit in chosen], args)
+
+    async def take(self, scope: Scope, rows: int = 0) -> None:
+        """Take one request, and ``rows`` rows, from the caller's limits now, and place the
+        answer's ``RateLimit-Policy`` and ``RateLimit`` headers in ``scope``.
+
+        Raises ``RateLimited`` when a limit refuses it, ``TooManyRows`` when the rows never
+        fit (``charge``); then nothing is taken.
+        """
+        charge = self.charge(scope, rows)
+        if charge is not None:
+            charge.settle(await self._script(keys=charge.keys, args=charge.args))
 
 
 def _is_predict(scope: Scope) -> bool:

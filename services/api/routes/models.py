@@ -217,24 +217,25 @@ async def predict(request: Request, model: str) -> Response:
     """
     state = state_of(request)
     try:
+        wait = wait_seconds(request, state.settings)
+        asked_version, asked_alias = query_version(request), query_alias(request)
         raw = await read_body(request, state.settings.max_body_bytes)
         body = parse_predict_body(raw, state.settings.max_rows)
+        version = _agreed("version", asked_version, body.version)
+        alias = _agreed("alias", asked_alias, body.alias)
+        if version is not None and alias is not None:
+            raise _version_and_alias(version, alias)
+        metadata = resolve_model(state, model, version, alias)
+        rows = check_rows(body.instances, metadata)
+        # The request and its rows, taken from the caller's limits by the submit itself.
+        charge = state.limiter.charge(request.scope, len(rows))
     except ApiError:
-        await state.limiter.take(request.scope)  # A body refused is still a request.
+        await state.limiter.take(request.scope)  # A request refused is still a request.
         raise
-    # The request and its rows, from the caller's limits, before any other work.
-    await state.limiter.take(request.scope, len(body.instances))
-    wait = wait_seconds(request, state.settings)
-    asked_version, asked_alias = query_version(request), query_alias(request)
-    version = _agreed("version", asked_version, body.version)
-    alias = _agreed("alias", asked_alias, body.alias)
-    if version is not None and alias is not None:
-        raise _version_and_alias(version, alias)
-    metadata = resolve_model(state, model, version, alias)
-    rows = check_rows(body.instances, metadata)
     queue = state.settings.queue_for(metadata.name)
     task = await state.tasks.submit_prediction(
-        metadata, queue, rows, body.return_probabilities, wait, request_trace(request.scope)
+        metadata, queue, rows, body.return_probabilities, wait, request_trace(request.scope),
+        charge,
     )
     series(TASKS_SUBMITTED, metadata.name, queue).inc()
     location = f"/v1/tasks/{task['task_id']}"
