@@ -15,6 +15,9 @@ Start-up is about 8.5 G instructions and repeats within about 7 M from one run t
 next (3.5 k per request over 2,000). To count the measured requests alone, in the running
 server with its real client, worker and ``wait``, use ``server_cost.py``.
 
+``--auth on`` sends each request with an API key (made before the warm-up): the cost of
+authentication, a key verified from the process's cache.
+
 ``--tracing unsampled`` configures an OTLP exporter (at an address nobody listens on)
 with a sampler that keeps no new trace: the cost of tracing for the 99 requests in 100
 that the default sampler does not keep.
@@ -42,6 +45,10 @@ BODY = b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
 WARMUP = 200
 
 
+#: The ``Authorization`` header of every request; empty with ``--auth off``.
+AUTHORIZATION: list[tuple[bytes, bytes]] = []
+
+
 def _scope() -> dict[str, Any]:
     return {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
@@ -49,7 +56,7 @@ def _scope() -> dict[str, Any]:
         "raw_path": b"/v1/models/iris/predict", "query_string": b"", "root_path": "",
         "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000), "state": {},
         "headers": [(b"host", b"inferq"), (b"content-type", b"application/json"),
-                    (b"content-length", str(len(BODY)).encode())],
+                    (b"content-length", str(len(BODY)).encode()), *AUTHORIZATION],
     }
 
 
@@ -67,8 +74,15 @@ async def _submit(app: Any) -> None:
         raise RuntimeError(f"the submit failed: {sent}")
 
 
-async def _measure(app: Any, requests: int) -> float:
+async def _make_key(app: Any) -> None:
+    _, key = await app.state.authenticator.store.create("bench", ["predict"])
+    AUTHORIZATION.append((b"authorization", f"Bearer {key}".encode()))
+
+
+async def _measure(app: Any, requests: int, auth: str) -> float:
     async with app.router.lifespan_context(app):
+        if auth == "on":
+            await _make_key(app)
         # Warm-up runs whatever ``requests`` is, so that two runs differ by their
         # measured requests alone.
         for _ in range(WARMUP):
@@ -84,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--tracing", choices=("off", "unsampled"), default="off")
+    parser.add_argument("--auth", choices=("off", "on"), default="off")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="inferq-api-cost-") as tmp:
         root = Path(tmp)
@@ -93,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
         port = free_port()
         redis = start_redis(port, root / "redis", appendonly=False)
         os.environ.update(INFERQ_REDIS_URL=f"redis://127.0.0.1:{port}/0",
-                          INFERQ_MODEL_STORE=str(root / "models"), INFERQ_LOG_LEVEL="WARNING")
+                          INFERQ_MODEL_STORE=str(root / "models"), INFERQ_LOG_LEVEL="WARNING",
+                          INFERQ_AUTH=args.auth, INFERQ_AUTH_SECRET="bench-secret")
         if args.tracing == "unsampled":
             os.environ.update(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
                               OTEL_TRACES_SAMPLER="parentbased_traceidratio",
@@ -101,12 +117,12 @@ def main(argv: list[str] | None = None) -> None:
         try:
             from services.api.main import create_app
 
-            seconds = asyncio.run(_measure(create_app(), args.requests))
+            seconds = asyncio.run(_measure(create_app(), args.requests, args.auth))
         finally:
             redis.terminate()
             redis.wait()
     json.dump({"benchmark": "API CPU per submit, in-process", "machine": machine(),
-               "tracing": args.tracing, "requests": args.requests,
+               "tracing": args.tracing, "auth": args.auth, "requests": args.requests,
                "cpu_us_per_request": round(1e6 * seconds / max(1, args.requests), 1)},
               sys.stdout)
     sys.stdout.write("\n")

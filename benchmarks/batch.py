@@ -140,7 +140,8 @@ def stack(root: Path, store: Path, workers: int) -> Iterator[tuple[str, list[Ser
     redis = start_redis(redis_port, root / "redis", appendonly=False)
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFERQ_")}
     env.update(INFERQ_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-               INFERQ_MODEL_STORE=str(store), INFERQ_STORAGE_URL=str(root / "storage"))
+               INFERQ_MODEL_STORE=str(store), INFERQ_STORAGE_URL=str(root / "storage"),
+               INFERQ_AUTH="off")
     port = free_port()
     (root / "api").mkdir()
     api = start_api(env, port, root / "api")

@@ -247,7 +247,7 @@ def run(tasks: int, rate: float, workers: int, concurrency: int, kill_every: flo
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("INFERQ_", "OTEL_"))}
         env.update(RECOVERY_ENV, INFERQ_REDIS_URL=f"redis://127.0.0.1:{port}/0",
-                   INFERQ_MODEL_STORE=str(store))
+                   INFERQ_MODEL_STORE=str(store), INFERQ_AUTH="off")
         stack = Stack(root, port, env, concurrency)
         generator = np.random.default_rng(seed)
         rows = [generator.normal(0, 0.05, size=(rng.randint(1, 4), 10)) for _ in range(tasks)]

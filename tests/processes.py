@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +14,8 @@ from services.cli.processes import INFERQ, ServiceProcess, start_api, start_work
 
 SUPPORT = str(Path(__file__).parent / "support")
 
-__all__ = ["INFERQ", "ServiceProcess", "metrics_worker", "service_env", "start_api",
-           "start_worker"]
+__all__ = ["INFERQ", "ServiceProcess", "auth_on", "create_key", "metrics_worker",
+           "service_env", "start_api", "start_worker"]
 
 
 def service_env(redis_url: str, model_store: Path | str, **extra: str) -> dict[str, str]:
@@ -24,10 +27,28 @@ def service_env(redis_url: str, model_store: Path | str, **extra: str) -> dict[s
         INFERQ_STORAGE_URL=str(model_store.parent / "storage") if isinstance(model_store, Path)
         else str(Path(tempfile.gettempdir()) / "inferq-test-storage"),
         INFERQ_LOG_FORMAT="text",
+        # Tests of authentication turn it on; the others act as the default tenant.
+        INFERQ_AUTH="off",
         PYTHONPATH=SUPPORT,
     )
     env.update(extra)
     return env
+
+
+def auth_on(env: dict[str, str], **extra: str) -> dict[str, str]:
+    """``env`` with authentication on, under a secret of its own (``INFERQ_AUTH_SECRET``)."""
+    return {**env, "INFERQ_AUTH": "on", "INFERQ_AUTH_SECRET": secrets.token_hex(32), **extra}
+
+
+def create_key(env: dict[str, str], tenant: str, scopes: str, *args: str) -> dict[str, str]:
+    """A new API key made by ``inferq keys create`` in ``env`` (``auth_on``): its record,
+    with ``key`` the key itself."""
+    result = subprocess.run([INFERQ, "keys", "create", "--tenant", tenant, "--scopes", scopes,
+                             *args], capture_output=True, text=True, env=env, timeout=60)
+    if result.returncode != 0:
+        raise RuntimeError(f"inferq keys create failed: {result.stderr}")
+    created: dict[str, str] = json.loads(result.stdout)
+    return created
 
 
 def metrics_worker(env: dict[str, str], logs: Path, pool: str, concurrency: int

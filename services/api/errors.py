@@ -117,6 +117,49 @@ class InvalidAlias(InputError):
     code = "invalid_alias"
 
 
+class Unauthenticated(ApiError):
+    """A request under /v1 without a usable API key (RFC 6750): no key at all is
+    ``missing_credentials``; one that is malformed, unknown, revoked or expired is
+    ``invalid_api_key``, and its challenge says ``invalid_token``."""
+
+    status = 401
+    code = "missing_credentials"
+
+    def headers(self) -> dict[str, str]:
+        if self.code == "missing_credentials":
+            return {"WWW-Authenticate": 'Bearer realm="inferq"'}
+        return {"WWW-Authenticate": 'Bearer realm="inferq", error="invalid_token"'}
+
+
+class InvalidApiKey(Unauthenticated):
+    code = "invalid_api_key"
+
+
+class InsufficientScope(ApiError):
+    """A key without the scope the route needs; ``details["required"]`` lists the scopes
+    any of which would do."""
+
+    status = 403
+    code = "insufficient_scope"
+
+    def headers(self) -> dict[str, str]:
+        scope = " ".join(self.details.get("required", ()))
+        return {"WWW-Authenticate":
+                f'Bearer realm="inferq", error="insufficient_scope", scope="{scope}"'}
+
+
+class ApiKeyNotFound(NotFound):
+    code = "api_key_not_found"
+
+
+class InvalidApiKeySpec(InputError):
+    """A key that cannot be created: an unknown scope, a bad tenant, an expiry in the past,
+    a negative limit; ``details["field"]`` names it."""
+
+    status = 422
+    code = "invalid_api_key_spec"
+
+
 class MethodNotAllowed(ApiError):
     """``details["allowed"]``: the methods the path takes, answered in ``Allow``."""
 

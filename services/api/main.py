@@ -13,7 +13,13 @@ from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 from redis.exceptions import RedisError
 
-from services.api.auth import AuthMiddleware
+from services.api.auth import (
+    ROUTE_SCOPES,
+    Authenticator,
+    AuthMiddleware,
+    KeySeeder,
+    auth_problem,
+)
 from services.api.catalog_follower import CatalogFollower
 from services.api.cluster import ClusterView
 from services.api.dataset_upload import dataset_store
@@ -23,8 +29,10 @@ from services.api.hot_routes import HotRoutesMiddleware
 from services.api.job_service import JobService, JobSweeper
 from services.api.metrics import BacklogExporter
 from services.api.observation import ObservedRequestsMiddleware
+from services.api.openapi import secure_document
 from services.api.rate_limit import RateLimiter, RateLimitMiddleware
 from services.api.routes import (
+    api_keys,
     batch_jobs,
     datasets,
     docs,
@@ -38,6 +46,7 @@ from services.api.task_service import TaskService
 from services.api.training_service import TrainingService
 from services.api.waiter import TaskWaiter
 from services.common import keys
+from services.common.api_keys import SeedFileError
 from services.common.catalog import Catalog
 from services.common.heap import settle_heap
 from services.common.records import unsupported_redis
@@ -72,8 +81,45 @@ def _storage_or_none(settings: Settings) -> Storage | None:
         return None
 
 
+async def start_authentication(authenticator: Authenticator, settings: Settings,
+                               client: aioredis.Redis) -> KeySeeder | None:
+    """Refuse to start without what authentication needs; store the seed file's keys (in
+    the background while Redis is unreachable: the seeder returned, to start)."""
+    problem = auth_problem(settings)
+    if problem:
+        log.error(problem)
+        raise RuntimeError(problem)
+    authenticator.bind(client)
+    if settings.auth == "off":
+        log.warning("authentication is off (INFERQ_AUTH=off): every request is served as "
+                    "the default tenant with every scope; set INFERQ_AUTH=on and "
+                    "INFERQ_AUTH_SECRET to require API keys")
+        return None
+    if settings.auth_seed_file is None:
+        return None
+    try:
+        seeder = KeySeeder(authenticator.store, settings.auth_seed_file)
+    except SeedFileError as exc:
+        log.error(str(exc))
+        raise RuntimeError(str(exc)) from None
+    return None if await seeder.seed_once() else seeder
+
+
+def _secure_openapi(app: FastAPI) -> None:
+    """The document states, on each operation under /v1, the key and scopes it needs."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            secure_document(build(), ROUTE_SCOPES)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    authenticator = Authenticator(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,7 +135,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         client = aioredis.Redis.from_pool(pool)
         await refuse_unsupported_redis(client)
+        seeder = await start_authentication(authenticator, settings, client)
         waiter = TaskWaiter(client)
+        waiter.follow(keys.API_KEYS_CHANNEL, authenticator.changed, authenticator.subscribed)
         catalog = Catalog(settings.model_store)
         follower = CatalogFollower(catalog)
         waiter.follow(keys.MODELS_CHANNEL, follower.changed, follower.subscribed)
@@ -114,6 +162,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             limiter=RateLimiter(client, settings),
         )
         follower.start()
+        if seeder is not None:
+            seeder.start()
         waiter.start()
         backlog.start()
         sweeper.start()
@@ -131,6 +181,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await backlog.stop()
             await waiter.stop()
             await follower.stop()
+            if seeder is not None:
+                await seeder.stop()
             await client.aclose()
             if tracing:
                 shutdown_tracing()
@@ -157,17 +209,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    app.state.authenticator = authenticator
+    _secure_openapi(app)
     # Innermost: the hot routes are still authenticated, counted, timed and traced.
     app.add_middleware(HotRoutesMiddleware)
     # Every authenticated request but a prediction (its handler knows its rows) is taken
     # from its key's limits before it runs.
     app.add_middleware(RateLimitMiddleware)
     # Refusals are counted and traced like any answer.
-    app.add_middleware(AuthMiddleware)
+    app.add_middleware(AuthMiddleware, authenticator=authenticator)
     app.add_middleware(ObservedRequestsMiddleware, tracing=exporter_configured())
     routers = [module.router
                for module in (health, models, tasks, datasets, batch_jobs, training_jobs, pools,
-                              docs)]
+                              api_keys, docs)]
     for router in routers:
         app.include_router(router)
     # The app's own routes (/openapi.json) and the routers' as they declared them.

@@ -14,8 +14,12 @@ from services.api import openapi_examples as examples
 from services.api.errors import (
     AliasNotFound,
     ApiError,
+    ApiKeyNotFound,
     DatasetNotFound,
+    InsufficientScope,
     InvalidAlias,
+    InvalidApiKey,
+    InvalidApiKeySpec,
     InvalidDataset,
     InvalidParameter,
     InvalidRows,
@@ -33,6 +37,7 @@ from services.api.errors import (
     TaskNotFound,
     TooManyRows,
     TrainingUnavailable,
+    Unauthenticated,
     UnfitColumns,
     UnsupportedMediaType,
     VersionNotFound,
@@ -571,3 +576,62 @@ TRAINING_CANCEL_RESPONSES: dict[int | str, dict[str, Any]] = {
     "4XX": _OTHER,
     503: _REDIS_503,
 }
+
+_NO_API_KEY = ApiKeyNotFound("no API key '3f9a1c0e5b7d2468'; GET /v1/api-keys lists them",
+                             {"key_id": "3f9a1c0e5b7d2468"})
+
+API_KEY_CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    201: _example("the key's record, and the key itself: shown this once",
+                  examples.API_KEY_CREATED),
+    422: _error("a key that cannot be made; `details.field` names what is wrong",
+                InvalidApiKeySpec("scopes: unknown scope 'read'; the scopes are predict, jobs, "
+                                  "train, admin", {"field": "scopes"})),
+    "4XX": _OTHER,
+    503: _REDIS_503,
+}
+
+API_KEY_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _example("every key, oldest first; never a key itself", examples.API_KEY_LIST),
+    "4XX": _OTHER,
+    503: _REDIS_503,
+}
+
+API_KEY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _example("the key's record (after a DELETE, with `revoked_at`)",
+                  examples.API_KEY_REVOKED),
+    404: _error("no such key", _NO_API_KEY),
+    "4XX": _OTHER,
+    503: _REDIS_503,
+}
+
+#: The name of the bearer scheme in the document's ``components.securitySchemes``.
+BEARER = "apiKey"
+
+_UNAUTHENTICATED = _error(
+    "no API key, or one that is malformed, unknown, revoked or expired; "
+    "`WWW-Authenticate: Bearer` says which",
+    Unauthenticated("this request needs an API key: send it as 'Authorization: Bearer <key>'"),
+    InvalidApiKey("the API key has been revoked", {"key_id": "3f9a1c0e5b7d2468"}))
+
+
+def secure_document(document: dict[str, Any],
+                    route_scopes: dict[tuple[str, str], frozenset[str]]) -> None:
+    """Declare the bearer scheme (the docs page's "Authorize") and, on every operation
+    under /v1, that it needs a key, the scopes it takes, and its 401 and 403."""
+    components = document.setdefault("components", {})
+    components.setdefault("securitySchemes", {})[BEARER] = {
+        "type": "http", "scheme": "bearer", "bearerFormat": "inferq_<id>_<secret>",
+        "description": "an API key: `inferq keys create` or POST /v1/api-keys makes one"}
+    for path, operations in document.get("paths", {}).items():
+        if not (path == "/v1" or path.startswith("/v1/")):
+            continue
+        for method, operation in operations.items():
+            scopes = sorted(route_scopes.get((method.upper(), path), ()))
+            operation["security"] = [{BEARER: []}]
+            responses = operation.setdefault("responses", {})
+            responses["401"] = _UNAUTHENTICATED
+            responses["403"] = _error(
+                f"the key lacks the scope this route needs: {' or '.join(scopes)}",
+                InsufficientScope(
+                    f"this API key lacks the scope this request needs: {' or '.join(scopes)}",
+                    {"required": scopes, "scopes": ["predict"]}))

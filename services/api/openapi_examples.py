@@ -169,3 +169,16 @@ TRAINING_FAILED: dict[str, Any] = {
 TRAINING_CANCELLED: dict[str, Any] = {
     **TRAINING_RUNNING, "status": "cancelled", "finished_at": "2026-01-15T09:30:05.000Z",
 }
+
+API_KEY: dict[str, Any] = {
+    "id": "3f9a1c0e5b7d2468", "tenant": "acme", "scopes": ["predict"],
+    "name": "acme's scoring service", "created_at": "2026-01-15T09:30:00.120Z",
+    "expires_at": "2027-01-15T00:00:00.000Z", "revoked_at": None,
+    "last_used_at": "2026-01-16T11:02:41.503Z", "requests_per_second": None,
+    "rows_per_minute": None,
+}
+API_KEY_CREATED: dict[str, Any] = {
+    **API_KEY, "last_used_at": None,
+    "key": "inferq_3f9a1c0e5b7d2468_q1Xw3d9V0eQm5yZ8bN2cH7kL4tR6uJ1pA0sD3fG5hKx"}
+API_KEY_REVOKED: dict[str, Any] = {**API_KEY, "revoked_at": "2026-02-01T08:00:00.000Z"}
+API_KEY_LIST: dict[str, Any] = {"api_keys": [API_KEY, API_KEY_REVOKED]}

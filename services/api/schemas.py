@@ -178,3 +178,53 @@ class DatasetInfo(_Answer):
 
 class DatasetList(_Answer):
     datasets: list[DatasetInfo] = Field(description="newest first")
+
+
+class ApiKeyRequest(BaseModel):
+    """A key to create; its id and the key itself are made by the API."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str = Field(description="the tenant the key acts for: lowercase letters, digits "
+                        "and dashes, starting with a letter", examples=["acme"])
+    scopes: list[str] = Field(min_length=1, description="any of predict, jobs, train, admin",
+                              examples=[["predict"]])
+    name: str = Field("", max_length=200, description="for people to know the key by",
+                      examples=["acme's scoring service"])
+    expires_at: str | None = Field(None, description="RFC 3339; none: never expires",
+                                   examples=["2027-01-31T00:00:00Z"])
+    expires_in_seconds: int | None = Field(None, gt=0, description="expires this long after "
+                                           "its creation (instead of expires_at)")
+    requests_per_second: float | None = Field(None, ge=0, description="the key's own request "
+                                              "rate limit; none: the settings' default")
+    rows_per_minute: int | None = Field(None, ge=0, description="the key's own row limit; "
+                                        "none: the settings' default")
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> ApiKeyRequest:
+        if self.expires_at is not None and self.expires_in_seconds is not None:
+            raise ValueError("give expires_at or expires_in_seconds, not both")
+        return self
+
+
+class ApiKeyInfo(_Answer):
+    id: str = Field(description="the key's public id, the part after inferq_",
+                    examples=["3f9a1c0e5b7d2468"])
+    tenant: str = Field(examples=["acme"])
+    scopes: list[str] = Field(examples=[["predict"]])
+    name: str = Field(examples=["acme's scoring service"])
+    created_at: str | None = Field(None, description="RFC 3339, UTC")
+    expires_at: str | None = Field(None, description="RFC 3339, UTC; null: never")
+    revoked_at: str | None = Field(None, description="RFC 3339, UTC; null: not revoked")
+    last_used_at: str | None = Field(None, description="RFC 3339, UTC, to within a minute")
+    requests_per_second: float | None = None
+    rows_per_minute: int | None = None
+
+
+class ApiKeyCreated(ApiKeyInfo):
+    key: str = Field(description="the key itself: shown this once, never again",
+                     examples=["inferq_3f9a1c0e5b7d2468_" + "x" * 43])
+
+
+class ApiKeyList(_Answer):
+    api_keys: list[ApiKeyInfo] = Field(description="oldest first")

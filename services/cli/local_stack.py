@@ -30,6 +30,7 @@ START_TIMEOUT = 60.0
 
 TRY_THIS = """
 inferq is up: API on http://{host}:{port}  (Ctrl-C stops everything)
+{auth}
 
   curl -s http://{host}:{port}/v1/models
   curl -s -X POST 'http://{host}:{port}/v1/models/iris/predict?wait=5' \\
@@ -37,6 +38,11 @@ inferq is up: API on http://{host}:{port}  (Ctrl-C stops everything)
   {inferq} predict iris --json '[[6.7, 3.0, 5.2, 2.3]]' --url http://{host}:{port}
   open http://{host}:{port}/docs for the API reference
 """
+
+AUTH_OFF = ("Authentication is off: no API key needed, every request is the default tenant "
+            "(INFERQ_AUTH=on and INFERQ_AUTH_SECRET turn it on; see docs/security.md)")
+AUTH_ON = ("Authentication is on: send 'Authorization: Bearer <key>'; "
+           "`inferq keys create --tenant default --scopes predict` makes a key")
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,11 @@ class StackOptions:
 
 def run_local_stack(settings: Settings, options: StackOptions) -> int:
     """Run the stack until a signal (exit 0) or until one of its processes exits (exit 1)."""
+    from services.api.auth import auth_problem
+
+    problem = auth_problem(settings)
+    if problem:
+        raise CliError(problem)
     state_dir = options.state_dir.resolve()
     lock = _lock(state_dir)
     if port_taken(options.port, options.host):
@@ -79,8 +90,9 @@ def run_local_stack(settings: Settings, options: StackOptions) -> int:
         _start_services(supervisor, env, options, state_dir / "ready")
         _wait_ready(supervisor, f"http://{options.host}:{options.port}/readyz",
                     state_dir / "ready")
-        sys.stdout.write(TRY_THIS.format(host=options.host, port=options.port,
-                                         inferq=_inferq_command()))
+        sys.stdout.write(TRY_THIS.format(
+            host=options.host, port=options.port, inferq=_inferq_command(),
+            auth=AUTH_OFF if settings.auth == "off" else AUTH_ON))
         sys.stdout.flush()
         while (exited := supervisor.exited()) is None:
             time.sleep(0.2)

@@ -10,6 +10,7 @@ from pathlib import Path
 from services.cli.bench import add_bench_parser, run_bench
 from services.cli.errors import CliError
 from services.cli.jobs import add_jobs_parser, run_jobs
+from services.cli.keys import add_keys_parser, run_keys
 from services.cli.models import add_models_parser, run_models
 from services.cli.training import add_training_parsers, run_train, run_training_jobs
 from services.common.logging import configure_logging
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--ready-file", type=Path, help=argparse.SUPPRESS)
 
     add_models_parser(commands)
+    add_keys_parser(commands)
 
     predict = commands.add_parser("predict", help="submit rows and print the finished task")
     predict.add_argument("model")
@@ -116,12 +118,26 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         # One format for the whole stack, which its processes inherit: text for a person
         # at a terminal, JSON for a file or a log collector.
         os.environ.setdefault("INFERQ_LOG_FORMAT", "text" if sys.stderr.isatty() else "json")
+        # A local stack needs no API keys unless asked for (INFERQ_AUTH=on and a secret).
+        os.environ.setdefault("INFERQ_AUTH", "off")
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "api":
         import uvicorn
 
+        from services.api.auth import auth_problem
         from services.api.main import create_app
+
+        problem = auth_problem(settings)
+        if problem:
+            raise CliError(problem)
+        if settings.auth == "on" and settings.auth_seed_file is not None:
+            from services.common.api_keys import SeedFileError, read_seed_file
+
+            try:
+                read_seed_file(settings.auth_seed_file)
+            except SeedFileError as exc:
+                raise CliError(str(exc)) from None
 
         uvicorn.run(
             create_app(settings),
@@ -159,6 +175,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             args.host, args.port, args.redis_port, args.concurrency, args.state_dir))
     if args.command == "models":
         return run_models(args, settings)
+    if args.command == "keys":
+        return run_keys(args, settings)
     if args.command == "datasets":
         return _datasets(args)
     if args.command == "jobs":

@@ -56,7 +56,7 @@ def add_models_parser(commands: argparse._SubParsersAction) -> None:
     imp.add_argument("--features", help="comma-separated feature names, in column order")
 
 
-def _emit(value: object) -> None:
+def emit(value: object) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
@@ -74,12 +74,12 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
     store = settings.model_store
     command = args.models_command
     if command == "list":
-        _emit(Catalog(store).models())
+        emit(Catalog(store).models())
     elif command == "show":
         metadata = Catalog(store).get(args.name, args.version)
         if metadata is None:
             raise CliError(f"no model {args.name!r} (version {args.version or 'default'})")
-        _emit(metadata.model_dump(mode="json"))
+        emit(metadata.model_dump(mode="json"))
     elif command == "versions":
         _versions(store, args.name, args.json)
     elif command == "alias":
@@ -101,13 +101,13 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
             metadata = import_model(store, args.path, args.name, features)
         except (ImportModelError, ValueError) as exc:
             raise CliError(f"import failed: {exc}") from None
-        _emit(metadata.model_dump(mode="json"))
+        emit(metadata.model_dump(mode="json"))
         _announce(settings, [metadata.name])
     return 0
 
 
 def _written(settings: Settings, written: list[ModelMetadata]) -> None:
-    _emit([f"{m.name} v{m.version}" for m in written])
+    emit([f"{m.name} v{m.version}" for m in written])
     _announce(settings, [m.name for m in written])
 
 
@@ -120,7 +120,7 @@ def _alias(args: argparse.Namespace, settings: Settings) -> None:
         if not delete_alias(settings.model_store, args.name, args.alias):
             has = ", ".join(aliases_of(settings.model_store, args.name)) or "none"
             raise CliError(f"model {args.name!r} has no alias {args.alias!r}; its aliases: {has}")
-        _emit({"model": args.name, "alias": args.alias, "deleted": True})
+        emit({"model": args.name, "alias": args.alias, "deleted": True})
     else:
         if args.version is None:
             raise CliError("give the version: inferq models alias MODEL ALIAS VERSION "
@@ -129,7 +129,7 @@ def _alias(args: argparse.Namespace, settings: Settings) -> None:
             set_alias(settings.model_store, args.name, args.alias, args.version)
         except ValueError as exc:
             raise CliError(str(exc)) from None
-        _emit({"model": args.name, "alias": args.alias, "version": args.version})
+        emit({"model": args.name, "alias": args.alias, "version": args.version})
     _announce(settings, [args.name])
 
 
@@ -141,7 +141,7 @@ def _versions(store: str, name: str, as_json: bool) -> None:
     default = served_by_default(versions, aliases)
     found = [m for m in (read_metadata(store, name, v) for v in versions) if m is not None]
     if as_json:
-        _emit({"model": name, "default_version": default, "aliases": aliases,
+        emit({"model": name, "default_version": default, "aliases": aliases,
                "versions": [{**m.model_dump(mode="json"),
                              "aliases": [a for a, v in aliases.items() if v == m.version]}
                             for m in found]})

@@ -83,11 +83,10 @@ HTTP_REQUEST_SECONDS = Histogram(
     "inferq_http_request_seconds", "API latency.", ["method", "route"], buckets=HTTP_BUCKETS
 )
 INPUT_REJECTED = Counter("inferq_input_rejected", "Requests refused for bad input.", ["reason"])
-AUTH_REFUSED = Counter(
-    "inferq_auth_refused",
-    "Requests refused by authentication or limits: missing, invalid, scope, rate_limited.",
-    ["reason"],
-)
+#: Reasons: ``missing`` (no key), ``invalid`` (malformed, unknown, revoked or expired key),
+#: ``scope`` (the key lacks the route's scope), ``rate_limited``.
+AUTH_REFUSED = Counter("inferq_auth_refused", "Requests refused by authentication or limits.",
+                       ["reason"])
 JOBS_FINISHED = Counter(
     "inferq_jobs_finished",
     "Jobs that reached a terminal state.",

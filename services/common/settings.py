@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -84,6 +85,15 @@ class Settings(BaseSettings):
     job_sweep_seconds: float = Field(3600.0, gt=0)
     # -- Training jobs: the queue their tasks go to (their records share the jobs' retention).
     training_queue: str = "training"
+
+    # -- Authentication: every request under /v1 carries an API key (docs/security.md).
+    # ``off``: every caller is the default tenant with every scope (local use only).
+    auth: Literal["on", "off"] = "on"
+    # The key of the keyed hash (HMAC-SHA256) under which API keys are stored; required
+    # when authentication is on. Changing it invalidates every key.
+    auth_secret: SecretStr | None = None
+    # A JSON list of keys the API stores at start (``services.common.api_keys``).
+    auth_seed_file: Path | None = None
 
     # -- Logging.
     log_level: str = "INFO"

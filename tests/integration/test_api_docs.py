@@ -82,6 +82,7 @@ def test_each_route_names_its_error_codes(document: dict[str, Any]) -> None:
         "404": {"model_not_found", "version_not_found", "alias_not_found"},
         "413": {"too_many_rows", "payload_too_large"},
         "422": {"invalid_rows"}, "503": {"redis_unavailable", "redis_full"},
+        "401": {"missing_credentials", "invalid_api_key"}, "403": {"insufficient_scope"},
     }
     assert "`redis_full`" in predict["503"]["description"]
     cancel = document["paths"]["/v1/tasks/{task_id}"]["delete"]["responses"]
