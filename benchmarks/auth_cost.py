@@ -89,10 +89,10 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for setting in SETTINGS:
         mine = [r for r in runs if r["setting"] == setting]
         summary[setting] = {
-            "api_cpu_ms_per_prediction": statistics.median(
-                r["api_cpu_ms_per_prediction"] for r in mine),
-            "throughput_rps": statistics.median(r["throughput_rps"] for r in mine),
-            "p50_ms": statistics.median(r["p50_ms"] for r in mine),
+            "api_cpu_ms_per_prediction": round(statistics.median(
+                r["api_cpu_ms_per_prediction"] for r in mine), 4),
+            "throughput_rps": round(statistics.median(r["throughput_rps"] for r in mine), 1),
+            "p50_ms": round(statistics.median(r["p50_ms"] for r in mine), 3),
         }
     pairs = [(off, on) for off in runs for on in runs
              if off["pair"] == on["pair"] and off["setting"] == "off" and on["setting"] == "on"]
