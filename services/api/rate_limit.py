@@ -43,23 +43,26 @@ log = logging.getLogger(__name__)
 #: observing middleware (``services.api.observation``) appends them in its ``send``.
 RESPONSE_HEADERS = "inferq.response_headers"
 
-# ``take_limits(buckets, first)``: ``buckets`` the keys of a request's limits, each a TAT in
-# microseconds since 2023-11-14; from ARGV[first] on, for each, its quota, its window
-# (seconds) and the request's cost in its units. Moves every TAT, or none. Returns {allowed
-# (0/1), microseconds until it would be allowed (0 when allowed)}, then for each limit the
-# units left and the microseconds until its bucket is full again.
+# ``take_limits(buckets, spec, rows)``: ``buckets`` the keys of a request's limits, each a TAT
+# in microseconds since 2023-11-14; ``spec`` for each its quota, its window (seconds) and
+# its cost, ``1`` (a request) or ``n`` (the request's ``rows``), separated by spaces: one
+# argument, which redis-py packs once, not three per limit. Moves every TAT, or none.
+# Returns {allowed (0/1), microseconds until it would be allowed (0 when allowed)}, then
+# for each limit the units left and the microseconds until its bucket is full again.
 TAKE_LIMITS = """
-local function take_limits(buckets, first)
+local function take_limits(buckets, spec, rows)
+  local fields = {}
+  for field in string.gmatch(spec, '%S+') do fields[#fields + 1] = field end
   local clock = redis.call('TIME')
   -- Since 2023-11-14: small enough for a double to keep a hundredth of a microsecond.
   local now = (tonumber(clock[1]) - 1700000000) * 1000000 + tonumber(clock[2])
   local windows, periods, costs, tats, moved = {}, {}, {}, {}, {}
   local wait = 0
   for i, key in ipairs(buckets) do
-    local at = first + 3 * (i - 1)
-    windows[i] = tonumber(ARGV[at + 1]) * 1000000
-    periods[i] = windows[i] / tonumber(ARGV[at])
-    costs[i] = tonumber(ARGV[at + 2])
+    local at = 3 * i - 2
+    windows[i] = tonumber(fields[at + 1]) * 1000000
+    periods[i] = windows[i] / tonumber(fields[at])
+    costs[i] = fields[at + 2] == 'n' and tonumber(rows) or 1
     tats[i] = math.max(tonumber(redis.call('GET', key) or '0'), now)
     moved[i] = tats[i] + costs[i] * periods[i]
     if moved[i] - now > windows[i] + 1 then
@@ -81,17 +84,17 @@ local function take_limits(buckets, first)
 end
 """
 
-# KEYS: the request's buckets; ARGV: their triples. Allowed under maxmemory: the buckets are
-# tiny and expire, and reads must stay limited when Redis refuses new tasks.
-LIMIT_SCRIPT = ALLOW_OOM + TAKE_LIMITS + "return take_limits(KEYS, 1)\n"
+# KEYS: the request's buckets; ARGV: their spec and the rows. Allowed under maxmemory: the
+# buckets are tiny and expire, and reads must stay limited when Redis refuses new tasks.
+LIMIT_SCRIPT = ALLOW_OOM + TAKE_LIMITS + "return take_limits(KEYS, ARGV[1], ARGV[2])\n"
 
 # A prediction's limits and its submit in one call: KEYS record, queue, then the buckets;
-# ARGV SUBMIT_SCRIPT's three, then the buckets' triples. The task is stored and queued only
-# when every limit lets it through. Refused under maxmemory, as SUBMIT_SCRIPT is.
+# ARGV SUBMIT_SCRIPT's three, then the buckets' spec and the rows. The task is stored and
+# queued only when every limit lets it through. Refused under maxmemory, as SUBMIT_SCRIPT is.
 LIMITED_SUBMIT_SCRIPT = "#!lua\n" + SUBMIT_FUNCTION + TAKE_LIMITS + """
 local buckets = {}
 for i = 3, #KEYS do buckets[#buckets + 1] = KEYS[i] end
-local reply = take_limits(buckets, 4)
+local reply = take_limits(buckets, ARGV[4], ARGV[5])
 if reply[1] == 1 then submit() end
 return reply
 """
@@ -137,6 +140,12 @@ class Limits:
     def all(self) -> tuple[Limit, ...]:
         return tuple(limit for limit in (self.requests, self.rows) if limit is not None)
 
+    @property
+    def spec(self) -> bytes:
+        """The limits as ``take_limits`` reads them: quota, window and cost of each."""
+        return " ".join(f"{limit.quota!r} {limit.window} {'1' if limit is self.requests else 'n'}"
+                        for limit in self.all).encode()
+
 
 @lru_cache(maxsize=1024)
 def limits_of(requests_per_second: float, rows_per_minute: int) -> Limits | None:
@@ -156,36 +165,48 @@ def limits_of(requests_per_second: float, rows_per_minute: int) -> Limits | None
     return Limits(requests, rows, policy.encode())
 
 
-@dataclass(slots=True)
-class Charge:
-    """What one request takes from its caller's limits: the buckets' keys and the script's
-    arguments; ``settle`` reads the script's reply."""
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A key's limits made ready for the script once: its buckets' keys, its spec."""
 
-    scope: Scope
     limits: Limits
     chosen: tuple[Limit, ...]
-    keys: list[str]
-    args: list[float | int]
+    buckets: list[str]
+    spec: bytes
+
+
+@dataclass(slots=True)
+class Charge:
+    """What one request takes from its caller's limits: its key's plan and its rows;
+    ``settle`` reads the script's reply."""
+
+    scope: Scope
+    plan: Plan
+    rows: int
 
     def settle(self, reply: list[int]) -> None:
         """Place the answer's headers in the scope; raise ``RateLimited`` (counted) when a
         limit refused the request."""
-        allowed, wait = int(reply[0]), int(reply[1])
+        chosen = self.plan.chosen
         state = ", ".join(
-            f'"{limit.name}";r={int(reply[2 + 2 * i])};t={math.ceil(int(reply[3 + 2 * i]) / 1e6)}'
-            for i, limit in enumerate(self.chosen))
-        self.scope[RESPONSE_HEADERS] = [(b"ratelimit-policy", self.limits.policy),
+            f'"{limit.name}";r={reply[2 + 2 * i]};t={-(-reply[3 + 2 * i] // 1_000_000)}'
+            for i, limit in enumerate(chosen))
+        self.scope[RESPONSE_HEADERS] = [(b"ratelimit-policy", self.plan.limits.policy),
                                         (b"ratelimit", state.encode())]
-        if allowed:
+        if reply[0]:
             return
         AUTH_REFUSED.labels("rate_limited").inc()
-        retry_after = max(1, math.ceil(wait / 1e6))
+        retry_after = max(1, -(-reply[1] // 1_000_000))
         raise RateLimited(
             f"this key is over its rate limit; retry in {retry_after} s",
             retry_after,
             {"retry_after": retry_after,
              "limits": {limit.name: {"quota": math.floor(limit.quota), "window": limit.window}
-                        for limit in self.chosen}})
+                        for limit in chosen}})
+
+
+#: Plans kept per API process; past this many keys they are made again.
+MAX_PLANS = 10_000
 
 
 class RateLimiter:
@@ -195,6 +216,7 @@ class RateLimiter:
         self._script = client.register_script(LIMIT_SCRIPT)
         self._requests_per_second = settings.rate_limit_requests_per_second
         self._rows_per_minute = settings.rate_limit_rows_per_minute
+        self._plans: dict[tuple[str, float | None, int | None], Plan | None] = {}
 
     def limits(self, principal: Principal) -> Limits | None:
         """The caller's limits: its key's own, else the settings'; None when unlimited."""
@@ -205,6 +227,25 @@ class RateLimiter:
         return limits_of(self._requests_per_second if rps is None else rps,
                          self._rows_per_minute if rpm is None else rpm)
 
+    def _plan(self, principal: Principal) -> Plan | None:
+        found = (principal.key_id or "", principal.requests_per_second,
+                 principal.rows_per_minute)
+        try:
+            return self._plans[found]
+        except KeyError:
+            pass
+        limits = self.limits(principal)
+        plan = None
+        if limits is not None and principal.key_id is not None:
+            chosen = limits.all
+            plan = Plan(limits, chosen,
+                        [keys.rate_limit_key(principal.key_id, limit.name, limit.window)
+                         for limit in chosen], limits.spec)
+        if len(self._plans) >= MAX_PLANS:
+            self._plans.clear()
+        self._plans[found] = plan
+        return plan
+
     def charge(self, scope: Scope, rows: int = 0) -> Charge | None:
         """What one request and ``rows`` rows take from the caller's limits; None when it
         has none. Raises ``TooManyRows`` when the rows exceed what the key may ever send in
@@ -212,21 +253,16 @@ class RateLimiter:
         principal: Principal | None = scope.get(PRINCIPAL)
         if principal is None or principal.key_id is None:
             return None
-        limits = self.limits(principal)
-        if limits is None:
+        plan = self._plan(principal)
+        if plan is None:
             return None
-        if limits.rows is not None and rows > limits.rows.quota:
+        limit = plan.limits.rows
+        if limit is not None and rows > limit.quota:
             raise TooManyRows(
                 f"{rows} rows is more than this key may send in a minute "
-                f"({math.floor(limits.rows.quota)}); send them in smaller requests",
-                {"rows": rows, "rows_per_minute": math.floor(limits.rows.quota)})
-        chosen = limits.all
-        args: list[float | int] = []
-        for limit in chosen:
-            args += [limit.quota, limit.window, 1 if limit is limits.requests else rows]
-        return Charge(scope, limits, chosen,
-                      [keys.rate_limit_key(principal.key_id, limit.name, limit.window)
-                       for limit in chosen], args)
+                f"({math.floor(limit.quota)}); send them in smaller requests",
+                {"rows": rows, "rows_per_minute": math.floor(limit.quota)})
+        return Charge(scope, plan, rows)
 
     async def take(self, scope: Scope, rows: int = 0) -> None:
         """Take one request, and ``rows`` rows, from the caller's limits now, and place the
@@ -237,7 +273,8 @@ class RateLimiter:
         """
         charge = self.charge(scope, rows)
         if charge is not None:
-            charge.settle(await self._script(keys=charge.keys, args=charge.args))
+            charge.settle(await self._script(keys=charge.plan.buckets,
+                                             args=[charge.plan.spec, rows]))
 
 
 def _is_predict(scope: Scope) -> bool:

@@ -103,8 +103,9 @@ class TaskService:
         if charge is None:
             await self._submit(keys=task_keys, args=args)
         else:
-            charge.settle(await self._limited_submit(keys=[*task_keys, *charge.keys],
-                                                     args=[*args, *charge.args]))
+            charge.settle(await self._limited_submit(
+                keys=[*task_keys, *charge.plan.buckets], args=[*args, charge.plan.spec,
+                                                                charge.rows]))
 
     async def get(self, task_id: str, wait: float = 0) -> dict[str, Any] | None:
         """The task, waiting up to ``wait`` s for a terminal state; None when unknown."""
