@@ -88,35 +88,47 @@ def in_v1(path: str) -> bool:
     return path == "/v1" or path.startswith("/v1/")
 
 
+@dataclass(frozen=True, slots=True)
+class RouteTemplate:
+    """What the metrics and the trace read of a route (its ``path`` template), for a request
+    refused before any route ran."""
+
+    path: str
+
+
 class ScopeTable:
-    """Finds the scopes a request needs from its method and raw path."""
+    """Finds the route template and the scopes of a request from its method and raw path."""
 
     def __init__(self, table: dict[tuple[str, str], frozenset[str]]) -> None:
-        self._by_shape: dict[tuple[str, int], list[tuple[list[str], frozenset[str]]]] = {}
+        self._by_shape: dict[tuple[str, int],
+                             list[tuple[list[str], RouteTemplate, frozenset[str]]]] = {}
         for (method, template), scopes in table.items():
             segments = template.split("/")[1:]
-            self._by_shape.setdefault((method, len(segments)), []).append((segments, scopes))
+            self._by_shape.setdefault((method, len(segments)), []).append(
+                (segments, RouteTemplate(template), scopes))
         for candidates in self._by_shape.values():
             # A literal segment wins over a parameter, as the routers are declared.
             candidates.sort(key=lambda c: -sum(not s.startswith("{") for s in c[0]))
 
-    def required(self, method: str, path: str) -> frozenset[str] | None:
-        """The scopes any of which the request needs; None when no route takes it."""
+    def match(self, method: str, path: str) -> tuple[RouteTemplate, frozenset[str]] | None:
+        """The route and the scopes any of which the request needs; None when no route
+        takes it."""
         parts = path.split("/")[1:]
-        for segments, scopes in self._by_shape.get((method, len(parts)), ()):
+        for segments, route, scopes in self._by_shape.get((method, len(parts)), ()):
             if all(part if segment.startswith("{") else part == segment
                    for part, segment in zip(parts, segments, strict=True)):
-                return scopes
+                return route, scopes
         return None
 
 
 @dataclass(slots=True)
 class _Cached:
-    hash: str
+    record: ApiKey
     principal: Principal
-    expires_at: float | None
-    revoked: bool
     read_at: float
+
+
+_REFUSALS = {"revoked": "the API key has been revoked", "expired": "the API key has expired"}
 
 
 def auth_problem(settings: Settings) -> str | None:
@@ -179,12 +191,11 @@ class Authenticator:
         cached = self._cache.get(key_id)
         if cached is None or time.monotonic() - cached.read_at > CACHE_SECONDS:
             cached = await self._read(key_id)
-        if cached is None or not matches(self._secret, token, cached.hash):
+        if cached is None or not matches(self._secret, token, cached.record.hash):
             raise InvalidApiKey("the API key is malformed or unknown")
-        if cached.revoked:
-            raise InvalidApiKey("the API key has been revoked", {"key_id": key_id})
-        if cached.expires_at is not None and now >= cached.expires_at:
-            raise InvalidApiKey("the API key has expired", {"key_id": key_id})
+        refusal = cached.record.refusal(now)
+        if refusal is not None:
+            raise InvalidApiKey(_REFUSALS[refusal], {"key_id": key_id})
         self._touch(key_id, now)
         return cached.principal
 
@@ -251,8 +262,7 @@ class KeySeeder(Background):
 
 
 def _entry(record: ApiKey) -> _Cached:
-    return _Cached(record.hash, record.principal(), record.expires_at,
-                   record.revoked_at is not None, time.monotonic())
+    return _Cached(record, record.principal(), time.monotonic())
 
 
 def _bearer_token(authorization: str | None) -> str | None:
@@ -282,19 +292,19 @@ class AuthMiddleware:
             scope[PRINCIPAL] = ANONYMOUS
             await self.app(scope, receive, send)
             return
+        matched = self.scopes.match(scope["method"], scope["path"])
         try:
             principal = await self.authenticator.principal(_header(scope, b"authorization"))
-            required = self.scopes.required(scope["method"], scope["path"])
-            if required is not None and not required & principal.scopes:
+            if matched is not None and not matched[1] & principal.scopes:
+                required = sorted(matched[1])
                 raise InsufficientScope(
-                    f"this API key lacks the scope this request needs: "
-                    f"{' or '.join(sorted(required))}",
-                    {"required": sorted(required), "scopes": sorted(principal.scopes)})
-        except ApiError as exc:
-            series(AUTH_REFUSED, _reason(exc)).inc()
-            await error_response(exc)(scope, receive, send)
-            return
-        except (RedisError, OSError) as exc:
+                    f"this API key lacks the scope this request needs: {' or '.join(required)}",
+                    {"required": required, "scopes": sorted(principal.scopes)})
+        except (ApiError, RedisError, OSError) as exc:
+            if matched is not None:
+                scope["route"] = matched[0]
+            if isinstance(exc, ApiError):
+                series(AUTH_REFUSED, _reason(exc)).inc()
             await error_response(exc)(scope, receive, send)
             return
         scope[PRINCIPAL] = principal

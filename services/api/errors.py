@@ -160,6 +160,18 @@ class InvalidApiKeySpec(InputError):
     code = "invalid_api_key_spec"
 
 
+class ApiKeysUnavailable(ApiError):
+    """A key to create on an API without ``INFERQ_AUTH_SECRET`` (authentication off): a
+    conflict with its configuration, not a failure of the server."""
+
+    status = 409
+    code = "api_keys_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("this API runs without INFERQ_AUTH_SECRET (authentication is off): "
+                         "it cannot store keys; set INFERQ_AUTH=on and INFERQ_AUTH_SECRET")
+
+
 class MethodNotAllowed(ApiError):
     """``details["allowed"]``: the methods the path takes, answered in ``Allow``."""
 

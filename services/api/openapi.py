@@ -15,6 +15,7 @@ from services.api.errors import (
     AliasNotFound,
     ApiError,
     ApiKeyNotFound,
+    ApiKeysUnavailable,
     DatasetNotFound,
     InsufficientScope,
     InvalidAlias,
@@ -586,6 +587,8 @@ API_KEY_CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: _error("a key that cannot be made; `details.field` names what is wrong",
                 InvalidApiKeySpec("scopes: unknown scope 'read'; the scopes are predict, jobs, "
                                   "train, admin", {"field": "scopes"})),
+    409: _error("the API runs without INFERQ_AUTH_SECRET (authentication off)",
+                ApiKeysUnavailable()),
     "4XX": _OTHER,
     503: _REDIS_503,
 }

@@ -34,7 +34,8 @@ def add_keys_parser(commands: argparse._SubParsersAction) -> None:
     keys = commands.add_parser("keys", help="API keys: create, list, revoke (in Redis)")
     actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="make a key; prints it once, as JSON")
-    create.add_argument("--tenant", required=True)
+    create.add_argument("--tenant", required=True,
+                        help="the tenant the key acts for (lowercase letters, digits, dashes)")
     create.add_argument("--scopes", required=True,
                         help="comma-separated: predict, jobs, train, admin")
     create.add_argument("--name", default="", help="for people to know the key by")
@@ -50,6 +51,12 @@ def add_keys_parser(commands: argparse._SubParsersAction) -> None:
     actions.add_parser("list", help="every key: never the key itself nor its hash")
     revoke = actions.add_parser("revoke", help="revoke a key at once, on every API process")
     revoke.add_argument("key_id", metavar="ID")
+    limits = actions.add_parser(
+        "set-limits", help="a key's own limits, on every API process at once; a limit not "
+                           "given goes back to the settings' default")
+    limits.add_argument("key_id", metavar="ID")
+    limits.add_argument("--requests-per-second", type=float, metavar="R")
+    limits.add_argument("--rows-per-minute", type=int, metavar="N")
 
 
 def run_keys(args: argparse.Namespace, settings: Settings) -> int:
@@ -75,14 +82,16 @@ def run_keys(args: argparse.Namespace, settings: Settings) -> int:
         emit({"api_keys": _with_store(settings, listing)})
         return 0
 
-    async def revoke(store: ApiKeyStore) -> dict[str, Any] | None:
-        record = await store.revoke(args.key_id)
+    async def change(store: ApiKeyStore) -> dict[str, Any] | None:
+        record = (await store.revoke(args.key_id) if args.keys_command == "revoke"
+                  else await store.set_limits(args.key_id, args.requests_per_second,
+                                              args.rows_per_minute))
         return record.to_public() if record else None
 
-    revoked = _with_store(settings, revoke)
-    if revoked is None:
+    changed = _with_store(settings, change)
+    if changed is None:
         raise CliError(f"no API key {args.key_id!r}; `inferq keys list` lists them")
-    emit(revoked)
+    emit(changed)
     return 0
 
 

@@ -67,7 +67,7 @@ def key_id_of(key: str) -> str | None:
     if not key.startswith(PREFIX):
         return None
     key_id, sep, secret = key[len(PREFIX):].partition("_")
-    if not sep or not ID_PATTERN.match(key_id) or not _SECRET_PATTERN.match(secret):
+    if not sep or not ID_PATTERN.fullmatch(key_id) or not _SECRET_PATTERN.fullmatch(secret):
         return None
     return key_id
 
@@ -179,7 +179,7 @@ def check_spec(tenant: str, scopes: list[str] | tuple[str, ...], name: str = "",
                rows_per_minute: int | None = None, now: float | None = None) -> tuple[str, ...]:
     """The scopes, deduplicated in ``SCOPES`` order, of a key that may be stored; an
     ``InvalidKeySpec`` naming the field otherwise."""
-    if not isinstance(tenant, str) or not TENANT_PATTERN.match(tenant):
+    if not isinstance(tenant, str) or not TENANT_PATTERN.fullmatch(tenant):
         raise InvalidKeySpec("tenant", f"tenant {tenant!r} must be lowercase letters, digits "
                                        "and dashes, starting with a letter, at most 40")
     if not scopes:
@@ -188,7 +188,7 @@ def check_spec(tenant: str, scopes: list[str] | tuple[str, ...], name: str = "",
     if unknown:
         raise InvalidKeySpec("scopes", f"unknown scope {unknown[0]!r}; the scopes are "
                                        f"{', '.join(SCOPES)}")
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise InvalidKeySpec("name", "name must be at most 200 characters, none of them "
                                      "control characters")
     if expires_at is not None and expires_at <= (time.time() if now is None else now):
@@ -213,6 +213,10 @@ def parse_duration(text: str) -> float:
     return int(found.group(1)) * _UNIT_SECONDS[found.group(2)]
 
 
+class NoAuthSecret(RuntimeError):
+    """A key to store without ``settings.auth_secret``, the key of its hash."""
+
+
 class ApiKeyStore:
     """The keys' records in Redis."""
 
@@ -223,7 +227,7 @@ class ApiKeyStore:
 
     def _hash(self, key: str) -> str:
         if not self._secret:
-            raise RuntimeError("INFERQ_AUTH_SECRET is not set: keys cannot be hashed")
+            raise NoAuthSecret("INFERQ_AUTH_SECRET is not set: keys cannot be stored")
         return key_hash(self._secret, key)
 
     async def create(self, tenant: str, scopes: list[str] | tuple[str, ...], name: str = "",
@@ -271,7 +275,7 @@ class ApiKeyStore:
             await pipe.execute()
 
     async def get(self, key_id: str) -> ApiKey | None:
-        if not ID_PATTERN.match(key_id):
+        if not ID_PATTERN.fullmatch(key_id):
             return None
         raw = await self._client.hgetall(api_key_key(key_id))
         return ApiKey.from_redis(key_id, raw) if raw else None

@@ -73,7 +73,18 @@ def keys_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 def make_key(env: dict[str, str], scopes: str, *extra: str,
              tenant: str = "acme") -> dict[str, Any]:
+    """A key made by ``inferq keys create``."""
     created: dict[str, Any] = create_key(env, tenant, scopes, *extra)
+    KEYS_SEEN.append(created["key"])
+    return created
+
+
+def post_key(url: str, scopes: list[str], **fields: Any) -> dict[str, Any]:
+    """A key made through the API, with the seed admin key (quicker than the command)."""
+    answer = httpx.post(url + "/v1/api-keys", headers=bearer(SEED_KEY),
+                        json={"tenant": "acme", "scopes": scopes, **fields})
+    assert answer.status_code == 201, answer.text
+    created: dict[str, Any] = answer.json()
     KEYS_SEEN.append(created["key"])
     return created
 
@@ -89,21 +100,23 @@ def _operations(url: str) -> list[tuple[str, str]]:
 
 def test_no_v1_route_answers_without_a_key(urls: list[str]) -> None:
     malformed, unknown = "inferq_not-a-key", generate()[1]
-    for method, path in [*_operations(urls[0]), ("GET", "/v1"), ("GET", "/v1/nothing")]:
-        answer = httpx.request(method, urls[0] + path)
-        assert answer.status_code == 401, (method, path, answer.text)
-        assert answer.headers["WWW-Authenticate"].startswith("Bearer")
-        assert "error=" not in answer.headers["WWW-Authenticate"]
-        assert answer.json()["error"]["code"] == "missing_credentials"
-        for key in (malformed, unknown):
-            answer = httpx.request(method, urls[0] + path, headers=bearer(key))
+    with httpx.Client(base_url=urls[0]) as client:
+        for method, path in [*_operations(urls[0]), ("GET", "/v1"), ("GET", "/v1/nothing")]:
+            answer = client.request(method, path)
             assert answer.status_code == 401, (method, path, answer.text)
-            assert 'error="invalid_token"' in answer.headers["WWW-Authenticate"]
-            assert answer.json()["error"]["code"] == "invalid_api_key"
-            assert key not in answer.text
-    # Another scheme is no bearer token at all.
-    answer = httpx.get(urls[0] + "/v1/models", headers={"Authorization": f"Basic {SEED_KEY}"})
-    assert answer.status_code == 401 and answer.json()["error"]["code"] == "missing_credentials"
+            assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+            assert "error=" not in answer.headers["WWW-Authenticate"]
+            assert answer.json()["error"]["code"] == "missing_credentials"
+            for key in (malformed, unknown):
+                answer = client.request(method, path, headers=bearer(key))
+                assert answer.status_code == 401, (method, path, answer.text)
+                assert 'error="invalid_token"' in answer.headers["WWW-Authenticate"]
+                assert answer.json()["error"]["code"] == "invalid_api_key"
+                assert key not in answer.text
+        # Another scheme is no bearer token at all.
+        answer = client.get("/v1/models", headers={"Authorization": f"Basic {SEED_KEY}"})
+        assert answer.status_code == 401
+        assert answer.json()["error"]["code"] == "missing_credentials"
 
 
 def test_paths_outside_v1_need_no_key(urls: list[str]) -> None:
@@ -123,11 +136,12 @@ def test_a_known_path_with_a_valid_key_is_served_and_an_unknown_one_is_404(
 
 
 def test_each_scope_opens_its_routes_only(auth_env: dict[str, str], urls: list[str]) -> None:
-    keys = {scope: make_key(auth_env, scope)["key"] for scope in SCOPES}
+    keys = {scope: post_key(urls[0], [scope])["key"] for scope in SCOPES}
+    client = httpx.Client(base_url=urls[0], timeout=20)
     for (method, template), scopes in ROUTE_SCOPES.items():
         path = re.sub(r"\{[^}]+\}", "x", template)
         for scope, key in keys.items():
-            answer = httpx.request(method, urls[0] + path, headers=bearer(key))
+            answer = client.request(method, path, headers=bearer(key))
             if scope in scopes:
                 assert answer.status_code not in (401, 403), (scope, method, path, answer.text)
             else:
@@ -137,13 +151,14 @@ def test_each_scope_opens_its_routes_only(auth_env: dict[str, str], urls: list[s
                 assert error["details"]["required"] == sorted(scopes)
                 assert 'error="insufficient_scope"' in answer.headers["WWW-Authenticate"]
     # The hot route serves a valid key as FastAPI would: here, an unknown model.
-    answer = httpx.post(urls[0] + "/v1/models/nope/predict", headers=bearer(keys["predict"]),
-                        json={"instances": [[1.0]]})
+    answer = client.post("/v1/models/nope/predict", headers=bearer(keys["predict"]),
+                         json={"instances": [[1.0]]})
+    client.close()
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "model_not_found"
 
 
 def test_an_expired_key_is_refused(auth_env: dict[str, str], urls: list[str]) -> None:
-    created = make_key(auth_env, "predict", "--expires-in", "2s")
+    created = post_key(urls[0], ["predict"], expires_in_seconds=2)
     assert created["expires_at"] is not None
     assert httpx.get(urls[0] + "/v1/models", headers=bearer(created["key"])).status_code == 200
     time.sleep(2.1)
@@ -166,7 +181,7 @@ def _refused_within(url: str, key: str, seconds: float) -> float:
 @pytest.mark.parametrize("how", ["rest", "cli"])
 def test_a_revoked_key_stops_working_on_every_process_within_a_second(
         auth_env: dict[str, str], urls: list[str], how: str) -> None:
-    created = make_key(auth_env, "predict")
+    created = post_key(urls[1], ["predict"])
     for url in urls:  # Both processes have it cached.
         for _ in range(3):
             assert httpx.get(url + "/v1/models", headers=bearer(created["key"])).status_code == 200
@@ -266,6 +281,12 @@ def test_keys_cli_create_list_revoke(auth_env: dict[str, str], urls: list[str]) 
     time.sleep(0.2)
     again = {k["id"]: k for k in json.loads(keys_cli(auth_env, "list").stdout)["api_keys"]}
     assert again[created["id"]]["last_used_at"] == used_at
+    limits = keys_cli(auth_env, "set-limits", created["id"], "--rows-per-minute", "50")
+    assert limits.returncode == 0, limits.stderr
+    assert json.loads(limits.stdout)["rows_per_minute"] == 50
+    assert json.loads(limits.stdout)["requests_per_second"] is None  # Back to the default.
+    negative = keys_cli(auth_env, "set-limits", created["id"], "--requests-per-second", "-1")
+    assert negative.returncode == 1 and "--requests-per-second" in negative.stderr
     assert keys_cli(auth_env, "revoke", "0123456789abcdef").returncode == 1
     bad = keys_cli(auth_env, "create", "--tenant", "acme", "--scopes", "predict,read")
     assert bad.returncode == 1 and "--scopes" in bad.stderr and "'read'" in bad.stderr
@@ -321,6 +342,9 @@ def test_refusals_are_counted(urls: list[str]) -> None:
     for reason in ("missing", "invalid", "scope"):
         found = re.search(rf'inferq_auth_refused_total{{reason="{reason}"}} (\S+)', text)
         assert found and float(found.group(1)) > 0, reason
+    # A refused request is counted under its route's template, as a served one.
+    assert re.search(r'inferq_http_requests_total\{method="POST",'
+                     r'route="/v1/models/\{model\}/predict",status="401"\} [1-9]', text)
 
 
 def test_zz_keys_never_appear_in_logs_or_metrics(auth_env: dict[str, str],
@@ -332,4 +356,14 @@ def test_zz_keys_never_appear_in_logs_or_metrics(auth_env: dict[str, str],
     for text in texts:
         assert auth_env["INFERQ_AUTH_SECRET"] not in text
         for key in KEYS_SEEN:
-            assert key not in text and key.rsplit("_", 1)[1] not in text
+            assert key not in text and key[len("inferq_") + 17:] not in text
+
+
+def test_with_auth_off_every_caller_is_the_default_tenant(api: ServiceProcess,
+                                                          client: httpx.Client) -> None:
+    assert "authentication is off" in api.log()
+    assert client.get("/v1/models").status_code == 200
+    assert client.get("/v1/pools", headers=bearer("inferq_not-a-key")).status_code == 200
+    answer = client.post("/v1/api-keys", json={"tenant": "acme", "scopes": ["predict"]})
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "api_keys_unavailable"
+    assert "INFERQ_AUTH_SECRET" in answer.json()["error"]["message"]

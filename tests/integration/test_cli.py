@@ -25,7 +25,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     "args",
     [[], ["up"], ["api"], ["worker"], ["models"], ["models", "import"], ["models", "alias"],
      ["models", "versions"], ["predict"], ["train"], ["training-jobs"],
-     ["training-jobs", "get"]],
+     ["training-jobs", "get"], ["keys"], ["keys", "create"], ["keys", "revoke"]],
 )
 def test_every_command_has_help(args: list[str]) -> None:
     result = run(*args, "--help")

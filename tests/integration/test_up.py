@@ -70,6 +70,8 @@ def test_up_answers_at_once_serves_imported_models_and_ctrl_c_stops_all(
     first = predict(stack.url, "iris", [IRIS_ROW])
     assert (first.status_code, first.json()["status"]) == (200, "succeeded"), first.text
     before_banner = stack.log().split(BANNER)[0]
+    # A local stack needs no key, and says so and how to require one.
+    assert "Authentication is off" in stack.log() and "INFERQ_AUTH=on" in stack.log()
     for pool in POOLS:
         assert re.search(rf"worker starting\W.*\bpool\W+{pool}\b", before_banner), before_banner
     # The CLI's model store is the one the stack serves, with nothing set by the user.

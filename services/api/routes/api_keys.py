@@ -12,14 +12,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from services.api.auth import Authenticator
-from services.api.errors import ApiKeyNotFound, InvalidApiKeySpec
+from services.api.errors import ApiKeyNotFound, ApiKeysUnavailable, InvalidApiKeySpec
 from services.api.openapi import (
     API_KEY_CREATE_RESPONSES,
     API_KEY_LIST_RESPONSES,
     API_KEY_RESPONSES,
 )
 from services.api.schemas import ApiKeyCreated, ApiKeyInfo, ApiKeyList, ApiKeyRequest
-from services.common.api_keys import ApiKeyStore, InvalidKeySpec, parse_time
+from services.common.api_keys import ApiKeyStore, InvalidKeySpec, NoAuthSecret, parse_time
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 
@@ -51,6 +51,8 @@ async def create_api_key(request: Request, body: ApiKeyRequest) -> dict[str, Any
             body.rows_per_minute)
     except InvalidKeySpec as exc:
         raise InvalidApiKeySpec(f"{exc.field}: {exc}", {"field": exc.field}) from None
+    except NoAuthSecret:
+        raise ApiKeysUnavailable from None
     return {**record.to_public(), "key": key}
 
 
