@@ -5,6 +5,7 @@ right, every answer carries the headers, and a refused prediction queues nothing
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ import httpx
 import pytest
 import redis
 from metrics_text import sample
-from processes import ServiceProcess, auth_on, create_key, service_env, start_api
+from processes import INFERQ, ServiceProcess, auth_on, create_key, service_env, start_api
 
 from services.cli.redis_server import free_port
 from services.common import keys
@@ -49,9 +50,10 @@ def urls(env: dict[str, str], logs: Path) -> Iterator[list[str]]:
 
 
 def key(env: dict[str, str], *limits: str) -> dict[str, str]:
-    """A new key of the tenant ``acme`` that may predict, and ``Authorization`` for it."""
+    """A new key of the tenant ``acme`` that may predict, and ``Authorization`` for it;
+    ``X-Key-Id`` (sent along, and ignored) names it."""
     created = create_key(env, "acme", "predict", *limits)
-    return {"Authorization": f"Bearer {created['key']}"}
+    return {"Authorization": f"Bearer {created['key']}", "X-Key-Id": created["id"]}
 
 
 def predict(url: str, headers: dict[str, str], rows: int) -> httpx.Response:
@@ -127,6 +129,22 @@ def test_a_key_s_own_limits_override_the_defaults(env: dict[str, str], urls: lis
     assert {a.status_code for a in answers} == {200}
     assert "RateLimit-Policy" not in answers[0].headers  # no limit to describe
     assert predict(urls[0], unlimited, 150).status_code == 202
+
+
+def test_limits_set_on_a_key_apply_on_every_process(env: dict[str, str],
+                                                   urls: list[str]) -> None:
+    headers = key(env, "--requests-per-second", "2")
+    changed = subprocess.run([INFERQ, "keys", "set-limits", headers["X-Key-Id"],
+                              "--requests-per-second", "0", "--rows-per-minute", "0"],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert changed.returncode == 0, changed.stderr
+    deadline = time.monotonic() + 5
+    while any("RateLimit-Policy" in httpx.get(f"{url}/v1/models", headers=headers).headers
+              for url in urls):
+        assert time.monotonic() < deadline, "the new limits never reached the process"
+        time.sleep(0.1)
+    answers, _ = burst(urls, headers, 12)
+    assert {a.status_code for a in answers} == {200}
 
 
 def test_waiting_retry_after_lets_the_next_request_pass(env: dict[str, str],
