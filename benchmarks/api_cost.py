@@ -16,7 +16,8 @@ next (3.5 k per request over 2,000). To count the measured requests alone, in th
 server with its real client, worker and ``wait``, use ``server_cost.py``.
 
 ``--auth on`` sends each request with an API key (made before the warm-up): the cost of
-authentication, a key verified from the process's cache.
+authentication, a key verified from the process's cache, and of its rate limits (high
+enough never to refuse, taken by the submit's script).
 
 ``--tracing unsampled`` configures an OTLP exporter (at an address nobody listens on)
 with a sampler that keeps no new trace: the cost of tracing for the 99 requests in 100
@@ -109,7 +110,10 @@ def main(argv: list[str] | None = None) -> None:
         redis = start_redis(port, root / "redis", appendonly=False)
         os.environ.update(INFERQ_REDIS_URL=f"redis://127.0.0.1:{port}/0",
                           INFERQ_MODEL_STORE=str(root / "models"), INFERQ_LOG_LEVEL="WARNING",
-                          INFERQ_AUTH=args.auth, INFERQ_AUTH_SECRET="bench-secret")
+                          INFERQ_AUTH=args.auth, INFERQ_AUTH_SECRET="bench-secret",
+                          # Limits every request takes from, never reached.
+                          INFERQ_RATE_LIMIT_REQUESTS_PER_SECOND="1000000",
+                          INFERQ_RATE_LIMIT_ROWS_PER_MINUTE="1000000000")
         if args.tracing == "unsampled":
             os.environ.update(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
                               OTEL_TRACES_SAMPLER="parentbased_traceidratio",

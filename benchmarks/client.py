@@ -16,16 +16,22 @@ import orjson
 
 
 class Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One keep-alive connection; ``headers`` (``Name: value`` lines, each ending in CRLF)
+    go with every request."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 headers: str = "") -> None:
         self._reader, self._writer = reader, writer
+        self._headers = headers
 
     @classmethod
-    async def open(cls, host: str, port: int) -> Connection:
-        return cls(*await asyncio.open_connection(host, port))
+    async def open(cls, host: str, port: int, headers: str = "") -> Connection:
+        return cls(*await asyncio.open_connection(host, port), headers)
 
     async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         head = (f"{method} {path} HTTP/1.1\r\nHost: bench\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                f"{self._headers}\r\n")
         self._writer.write(head.encode() + body)
         header = await self._reader.readuntil(b"\r\n\r\n")
         status = int(header[9:12])
@@ -90,15 +96,16 @@ class LoadResult:
 
 
 async def closed_loop(host: str, port: int | Sequence[int], call: Call, bodies: list[bytes],
-                      concurrency: int, warmup: float, duration: float) -> LoadResult:
+                      concurrency: int, warmup: float, duration: float,
+                      headers: str = "") -> LoadResult:
     """Run ``concurrency`` loops for ``warmup`` + ``duration`` s; record only the latter.
 
     With several ports (API replicas), the loops' connections are spread over them evenly,
-    as a load balancer would.
+    as a load balancer would. ``headers`` go with every request (``Connection.open``).
     """
     result = LoadResult()
     ports = [port] if isinstance(port, int) else list(port)
-    connections = [await Connection.open(host, ports[i % len(ports)])
+    connections = [await Connection.open(host, ports[i % len(ports)], headers)
                    for i in range(concurrency)]
     start = time.perf_counter()
     measure_from, stop_at = start + warmup, start + warmup + duration
@@ -116,7 +123,7 @@ async def closed_loop(host: str, port: int | Sequence[int], call: Call, bodies: 
                 if len(result.error_samples) < 5:
                     result.error_samples.append(f"{time.perf_counter() - start:.2f}s {exc!r}")
                 conn.close()
-                conn = await Connection.open(host, ports[index % len(ports)])
+                conn = await Connection.open(host, ports[index % len(ports)], headers)
                 continue
             ended = time.perf_counter()
             if measure_from <= ended <= stop_at:

@@ -87,8 +87,8 @@ def local_stack(store: Path | None = None, worker_args: tuple[str, ...] = (),
         redis = start_redis(redis_port, root / "redis", appendonly=False)
         env = {k: v for k, v in os.environ.items() if not k.startswith("INFERQ_")}
         env.update(INFERQ_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-                   INFERQ_MODEL_STORE=str(store), INFERQ_AUTH="off",
-                   **(extra_env or {}))
+                   INFERQ_MODEL_STORE=str(store))
+        env.update({"INFERQ_AUTH": "off", **(extra_env or {})})
         ports = [free_port() for _ in range(max(1, api_replicas))]
         apis = []
         for i, port in enumerate(ports):

@@ -18,6 +18,7 @@ from services.api.errors import (
 )
 from services.api.job_service import JobService
 from services.api.metrics import BacklogExporter
+from services.api.rate_limit import RateLimiter
 from services.api.task_service import TaskService
 from services.api.training_service import TrainingService
 from services.api.waiter import TaskWaiter
@@ -41,6 +42,7 @@ class ApiState:
     cluster: ClusterView | None
     #: None until the store can be used (``services.api.dataset_upload.dataset_store``).
     storage: Storage | None
+    limiter: RateLimiter
 
 
 # Dependencies are coroutines: FastAPI runs a plain ``def`` dependency in a thread pool,

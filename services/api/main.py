@@ -30,6 +30,7 @@ from services.api.job_service import JobService, JobSweeper
 from services.api.metrics import BacklogExporter
 from services.api.observation import ObservedRequestsMiddleware
 from services.api.openapi import secure_document
+from services.api.rate_limit import RateLimiter, RateLimitMiddleware
 from services.api.routes import (
     api_keys,
     batch_jobs,
@@ -161,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.k8s_namespace
             else None,
             storage=_storage_or_none(settings),
+            limiter=RateLimiter(client, settings),
         )
         follower.start()
         if seeder is not None:
@@ -214,6 +216,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _secure_openapi(app)
     # Innermost: the hot routes are still authenticated, counted, timed and traced.
     app.add_middleware(HotRoutesMiddleware)
+    # Every authenticated request but a prediction (its handler knows its rows) is taken
+    # from its key's limits before it runs.
+    app.add_middleware(RateLimitMiddleware)
     # Refusals are counted and traced like any answer.
     app.add_middleware(AuthMiddleware, authenticator=authenticator)
     app.add_middleware(ObservedRequestsMiddleware, tracing=exporter_configured())

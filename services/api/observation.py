@@ -2,7 +2,8 @@
 
 Metrics and tracing each wrapping the application, and each wrapping ``send`` again, cost
 as much per request as what they record; here a request goes through one layer, and one
-``send`` wrapper both notes the status and adds the ``traceparent`` header.
+``send`` wrapper both notes the status and adds the ``traceparent`` header, and the headers
+inner layers left in the scope under ``RESPONSE_HEADERS`` (the rate limits').
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.api.rate_limit import RESPONSE_HEADERS
 from services.api.tracing import UNTRACED, begin_request_trace, end_server_span
 from services.common.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS, series
 
@@ -43,8 +45,11 @@ class ObservedRequestsMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                if added:
-                    message["headers"] = [*message.get("headers", []), *added]
+                # Headers an inner layer placed in the scope (the rate limits').
+                more = scope.get(RESPONSE_HEADERS)
+                if added or more:
+                    message["headers"] = [*message.get("headers", []), *(added or ()),
+                                          *(more or ())]
             await send(message)
 
         try:

@@ -19,6 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from opentelemetry.trace import SpanKind
 
+from services.api.rate_limit import LIMITED_SUBMIT_SCRIPT, Charge
 from services.api.tracing import RequestTrace
 from services.api.waiter import TaskWaiter, Waiter
 from services.common import keys
@@ -47,6 +48,7 @@ class TaskService:
         self._waiter = waiter
         self._cancel = client.register_script(CANCEL_SCRIPT)
         self._submit = client.register_script(SUBMIT_SCRIPT)
+        self._limited_submit = client.register_script(LIMITED_SUBMIT_SCRIPT)
         self._watch = client.register_script(WATCH_SCRIPT)
 
     async def submit_prediction(
@@ -59,12 +61,15 @@ class TaskService:
         trace: RequestTrace | None = None,
         tenant: str = DEFAULT_TENANT,
         owner: str = DEFAULT_TENANT,
+        charge: Charge | None = None,
     ) -> dict[str, Any]:
         """Record ``tenant``'s task and enqueue it on ``queue`` in one round trip; wait up
         to ``wait`` s for the result. ``owner`` is the tenant whose part of the store holds
         the model (``tenant``'s own, or the shared models').
 
         ``trace`` is the request's: the record keeps its id, the message carries it on.
+        ``charge``, what the request takes from its caller's rate limits, is taken in the
+        same round trip: ``RateLimited`` when refused, and nothing is queued.
         """
         task_id = str(uuid.uuid4())
         now = time.time()
@@ -85,12 +90,12 @@ class TaskService:
                 kwargs["tenant"] = owner
             if trace is not None and trace.sampled:
                 with _producer_span(task_id, metadata.name, queue, len(rows)):
-                    await self._enqueue(task_id, queue, record, kwargs, inject())
+                    await self._enqueue(task_id, queue, record, kwargs, inject(), charge)
             else:
                 # Unsampled: the message carries the request's own trace headers, and the
                 # worker, reading their cleared sampled flag, makes no span.
                 await self._enqueue(task_id, queue, record, kwargs,
-                                    trace.headers if trace else {})
+                                    trace.headers if trace else {}, charge)
             if wait > 0 and await _woken(finished, wait):
                 done = finished.result()
                 if done is not None:
@@ -99,11 +104,19 @@ class TaskService:
         return to_public(task_id, record)
 
     async def _enqueue(self, task_id: str, queue: str, record: dict[str, str],
-                       kwargs: dict[str, Any], headers: dict[str, str]) -> None:
-        """Store the task's record and push its message, in one round trip."""
+                       kwargs: dict[str, Any], headers: dict[str, str],
+                       charge: Charge | None) -> None:
+        """Store the task's record and push its message, in one round trip, with what the
+        request takes from its rate limits when it has some."""
         message = build_message(PREDICT_TASK, task_id, queue, kwargs, headers)
-        await self._submit(keys=[keys.task_key(task_id), keys.queue_key(queue)],
-                           args=submit_args(self._ttl, message, record))
+        task_keys = [keys.task_key(task_id), keys.queue_key(queue)]
+        args = submit_args(self._ttl, message, record)
+        if charge is None:
+            await self._submit(keys=task_keys, args=args)
+        else:
+            charge.settle(await self._limited_submit(
+                keys=[*task_keys, *charge.plan.buckets], args=[*args, charge.plan.spec,
+                                                                charge.rows]))
 
     async def get(self, task_id: str, tenant: str = DEFAULT_TENANT,
                   wait: float = 0) -> dict[str, Any] | None:

@@ -39,6 +39,12 @@ def add_bench_parser(commands: argparse._SubParsersAction) -> None:
                             "a grid search) on 1, then 2 training workers next to "
                             "scikit-learn's cross_validate and GridSearchCV "
                             "(benchmarks/training.py)")
+    bench.add_argument("--auth-cost", action="store_true",
+                       help="instead: the API's CPU seconds per prediction with "
+                            "authentication and rate limits on vs off "
+                            "(benchmarks/auth_cost.py)")
+    bench.add_argument("--pairs", type=int, default=6,
+                       help="slices of each setting of --auth-cost, alternating")
     bench.add_argument("--training-workers", default="1,2",
                        help="comma-separated numbers of training workers, run in turn")
     bench.add_argument("--cv", type=int, default=5,
@@ -62,6 +68,8 @@ def run_bench(args: argparse.Namespace) -> int:
         return subprocess.call([sys.executable, str(script), "--out", str(args.out)])
     if args.training:
         return subprocess.call(training_command(args))
+    if args.auth_cost:
+        return subprocess.call(auth_cost_command(args))
     if args.batch:
         return subprocess.call([sys.executable, str(BENCHMARKS / "batch.py"),
                                 "--rows", str(args.rows or 1_000_000), "--models",
@@ -84,3 +92,12 @@ def training_command(args: argparse.Namespace) -> list[str]:
     if args.rows is not None:
         command += ["--rows", str(args.rows)]
     return command
+
+
+def auth_cost_command(args: argparse.Namespace) -> list[str]:
+    """The command line of ``benchmarks/auth_cost.py`` for ``inferq bench --auth-cost``: the
+    first of ``--concurrency``'s values, ``--duration`` and ``--warmup`` a slice."""
+    return [sys.executable, str(BENCHMARKS / "auth_cost.py"),
+            "--concurrency", args.concurrency.split(",")[0], "--duration", str(args.duration),
+            "--warmup", str(args.warmup), "--pairs", str(args.pairs),
+            "--out", str(args.out / "auth-cost")]

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
     max_wait_seconds: float = Field(30.0, ge=0)
 
+    # -- Rate limits of each API key (its own, when its record sets them, else these):
+    # requests per second and rows (of predictions) per minute, shared by every API
+    # process through Redis. 0 is unlimited. With authentication off nothing is limited.
+    rate_limit_requests_per_second: float = Field(100.0, ge=0)
+    rate_limit_rows_per_minute: int = Field(600_000, ge=0)
+
     # -- Routing: which queue a prediction goes to, and the pools the API reports.
     # Predictions go to ``predict_queue`` unless ``model_queues`` routes their model
     # elsewhere (a JSON object, model name to queue).

@@ -3,32 +3,22 @@ they make; the run itself is in docs/performance.md."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from bench_scripts import BENCHMARKS, load_script
 
 from services.cli.bench import training_command
 from services.cli.main import _parser
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "training.py"
+SCRIPT = BENCHMARKS / "training.py"
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    """benchmarks/training.py, a script, loaded as a module of its own."""
-    spec = importlib.util.spec_from_file_location("inferq_bench_training", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    saved = list(sys.path)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved  # The script puts benchmarks/ first for its own imports.
-    return module
+    return load_script("training")
 
 
 def test_defaults_are_the_documented_run(bench: ModuleType) -> None:

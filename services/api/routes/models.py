@@ -28,7 +28,13 @@ from services.api.deps import (
     state_of,
     wait_seconds,
 )
-from services.api.errors import InvalidAlias, InvalidParameter, SharedModel, VersionNotFound
+from services.api.errors import (
+    ApiError,
+    InvalidAlias,
+    InvalidParameter,
+    SharedModel,
+    VersionNotFound,
+)
 from services.api.openapi import (
     ALIAS_BODY,
     ALIAS_DELETE_RESPONSES,
@@ -245,24 +251,33 @@ async def predict(request: Request, model: str) -> Response:
     or the body's `version`, else the one the query's or the body's `alias` points at (they
     must agree; a version and an alias together are a 400), else the one the alias
     `production` points at, else the latest. The task names the version used.
+
+    The request and its rows count against the key's rate limits; over them, a 429 with
+    `Retry-After`, and nothing is queued.
     """
     state = state_of(request)
-    wait = wait_seconds(request, state.settings)
-    asked_version, asked_alias = query_version(request), query_alias(request)
-    raw = await read_body(request, state.settings.max_body_bytes)
-    body = parse_predict_body(raw, state.settings.max_rows)
-    version = _agreed("version", asked_version, body.version)
-    alias = _agreed("alias", asked_alias, body.alias)
-    if version is not None and alias is not None:
-        raise _version_and_alias(version, alias)
-    tenant = principal_of(request).tenant
-    catalog, owner = state.catalogs.serving(tenant, model)
-    metadata = resolve_model(catalog, model, version, alias)
-    rows = check_rows(body.instances, metadata)
+    try:
+        wait = wait_seconds(request, state.settings)
+        asked_version, asked_alias = query_version(request), query_alias(request)
+        raw = await read_body(request, state.settings.max_body_bytes)
+        body = parse_predict_body(raw, state.settings.max_rows)
+        version = _agreed("version", asked_version, body.version)
+        alias = _agreed("alias", asked_alias, body.alias)
+        if version is not None and alias is not None:
+            raise _version_and_alias(version, alias)
+        tenant = principal_of(request).tenant
+        catalog, owner = state.catalogs.serving(tenant, model)
+        metadata = resolve_model(catalog, model, version, alias)
+        rows = check_rows(body.instances, metadata)
+        # The request and its rows, taken from the caller's limits by the submit itself.
+        charge = state.limiter.charge(request.scope, len(rows))
+    except ApiError:
+        await state.limiter.take(request.scope)  # A request refused is still a request.
+        raise
     queue = state.settings.queue_for(metadata.name)
     task = await state.tasks.submit_prediction(
         metadata, queue, rows, body.return_probabilities, wait, request_trace(request.scope),
-        tenant=tenant, owner=owner,
+        tenant=tenant, owner=owner, charge=charge,
     )
     series(TASKS_SUBMITTED, metadata.name, queue).inc()
     location = f"/v1/tasks/{task['task_id']}"
