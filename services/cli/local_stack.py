@@ -32,8 +32,8 @@ TRY_THIS = """
 inferq is up: API on http://{host}:{port}  (Ctrl-C stops everything)
 {auth}
 
-  curl -s http://{host}:{port}/v1/models
-  curl -s -X POST 'http://{host}:{port}/v1/models/iris/predict?wait=5' \\
+  curl -s{header} http://{host}:{port}/v1/models
+  curl -s{header} -X POST 'http://{host}:{port}/v1/models/iris/predict?wait=5' \\
        -H 'content-type: application/json' -d '{{"instances": [[5.1, 3.5, 1.4, 0.2]]}}'
   {inferq} predict iris --json '[[6.7, 3.0, 5.2, 2.3]]' --url http://{host}:{port}
   open http://{host}:{port}/docs for the API reference
@@ -41,8 +41,12 @@ inferq is up: API on http://{host}:{port}  (Ctrl-C stops everything)
 
 AUTH_OFF = ("Authentication is off: no API key needed, every request is the default tenant "
             "(INFERQ_AUTH=on and INFERQ_AUTH_SECRET turn it on; see docs/security.md)")
-AUTH_ON = ("Authentication is on: send 'Authorization: Bearer <key>'; "
-           "`inferq keys create --tenant default --scopes predict` makes a key")
+AUTH_ON = ("Authentication is on: `inferq keys create --tenant default --scopes "
+           "predict,jobs,train`, with the same INFERQ_AUTH_SECRET, makes a key; export it as "
+           "INFERQ_API_KEY, which inferq's commands send, and curl as below")
+#: What the banner's curl commands add with authentication on.
+KEY_HEADER = ' -H "Authorization: Bearer $INFERQ_API_KEY"'
+
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,8 @@ def run_local_stack(settings: Settings, options: StackOptions) -> int:
                     state_dir / "ready")
         sys.stdout.write(TRY_THIS.format(
             host=options.host, port=options.port, inferq=_inferq_command(),
-            auth=AUTH_OFF if settings.auth == "off" else AUTH_ON))
+            auth=AUTH_OFF if settings.auth == "off" else AUTH_ON,
+            header="" if settings.auth == "off" else KEY_HEADER))
         sys.stdout.flush()
         while (exited := supervisor.exited()) is None:
             time.sleep(0.2)
