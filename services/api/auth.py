@@ -35,9 +35,10 @@ from services.api.errors import (
     Unauthenticated,
 )
 from services.api.periodic import Background
-from services.api.principal import ANONYMOUS, PRINCIPAL, SCOPES, Principal
+from services.api.principal import PRINCIPAL
 from services.common.api_keys import ApiKey, ApiKeyStore, key_id_of, matches, read_seed_file
 from services.common.metrics import AUTH_REFUSED, series
+from services.common.principal import ANONYMOUS, SCOPES, Principal
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)

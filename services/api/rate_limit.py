@@ -31,9 +31,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.api.error_responses import error_response
 from services.api.errors import ApiError, TooManyRows
-from services.api.principal import PRINCIPAL, Principal
+from services.api.principal import PRINCIPAL
 from services.common import keys
 from services.common.metrics import AUTH_REFUSED
+from services.common.principal import Principal
 from services.common.records import ALLOW_OOM, SUBMIT_FUNCTION
 from services.common.settings import Settings
 

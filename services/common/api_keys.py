@@ -26,8 +26,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from services.api.principal import SCOPES, TENANT_PATTERN, Principal
 from services.common.keys import API_KEYS_CHANNEL, API_KEYS_INDEX, api_key_key
+from services.common.principal import SCOPES, TENANT_PATTERN, Principal
 from services.common.records import decoded, rfc3339
 
 PREFIX = "inferq_"

@@ -19,9 +19,9 @@ import redis.asyncio as aioredis
 from processes import INFERQ, ServiceProcess, auth_on, create_key, service_env, start_api
 
 from services.api.auth import ROUTE_SCOPES
-from services.api.principal import SCOPES
 from services.cli.redis_server import free_port, start_redis
 from services.common.api_keys import ApiKeyStore, generate
+from services.common.principal import SCOPES
 
 SEED_ID, SEED_KEY = generate()
 #: Every key this module makes, to look for in logs and answers at its end.

@@ -14,7 +14,6 @@ from starlette.routing import BaseRoute
 from services.api.auth import ROUTE_SCOPES, ScopeTable, auth_problem, in_v1
 from services.api.hot_routes import HOT_ROUTES
 from services.api.main import create_app
-from services.api.principal import SCOPES
 from services.common.api_keys import (
     ApiKey,
     InvalidKeySpec,
@@ -28,6 +27,7 @@ from services.common.api_keys import (
     parse_time,
     read_seed_file,
 )
+from services.common.principal import SCOPES
 from services.common.settings import Settings
 
 SECRET = b"test-auth-secret"

@@ -9,10 +9,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from services.api.errors import TooManyRows
-from services.api.principal import ANONYMOUS, PRINCIPAL, SCOPES, Principal
+from services.api.principal import PRINCIPAL
 from services.api.rate_limit import RESPONSE_HEADERS, RateLimited, RateLimiter, limits_of
 from services.common import keys
 from services.common.metrics import AUTH_REFUSED
+from services.common.principal import ANONYMOUS, SCOPES, Principal
 from services.common.settings import Settings
 
 
