@@ -77,6 +77,31 @@ def test_folds_count_once_and_the_last_pushes_the_final_task_once(client: redis.
     assert client.hlen(keys.training_folds_key(JOB)) == 4
 
 
+def test_one_candidate_cross_validated_refits_beside_its_folds(client: redis.Redis) -> None:
+    tasks = submit(client, 1, 3)
+    assert [t.name for t in tasks] == ["refit", "0:0", "0:1", "0:2"]
+    refit = tasks[0]
+    assert refit.refit and not refit.final and refit.task_id == f"{JOB}-refit"
+    assert tj.FitTask.from_message(refit.message_kwargs()) == refit
+    # The refit is taken first (consumers pop the other end of the list): the longest fit.
+    assert client.rpop("training") == refit.task_id.encode()
+    client.delete("training")
+    record = tj.strings(client.hgetall(keys.job_key(JOB)))
+    assert (record["tasks_total"], record["refit"]) == ("4", "1")
+    start(client, tasks[1])
+    for task in tasks[1:]:
+        assert fold_done(client, task) == [1, 0]  # The refit is not done: no final task.
+    assert client.llen("training") == 0
+    assert fold_done(client, refit) == [1, 1]
+    assert client.lrange("training", 0, -1) == [b"final"]
+    # A grid keeps its final fit after the folds; a holdout fit has no refit.
+    assert "refit" not in tj.new_record(
+        model="m", dataset_id="d", dataset_sha256="", queue="training", spec={"estimator": "R"},
+        candidates=2, folds=3, alias=None, promote_if=None, trace_id=None, now=1.0)
+    assert not any(t.refit for t in tj.fold_tasks(JOB, "m", 2, 3, 1.0))
+    assert not any(t.refit for t in tj.fold_tasks(JOB, "m", 1, 1, 1.0))
+
+
 def test_progress_never_goes_back(client: redis.Redis) -> None:
     [task] = submit(client, 1, 1)
     start(client, task)
