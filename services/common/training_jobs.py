@@ -201,7 +201,7 @@ def new_record(
     trace_id: str | None, now: float,
 ) -> dict[str, str]:
     """A queued training job's record, as strings; ``spec`` is the checked training spec
-    (``ml.training.TrainingSpec.to_json``)."""
+    (``training_spec.TrainingSpec.to_json``)."""
     record = {
         "status": "queued",
         "kind": KIND,
