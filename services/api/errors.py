@@ -207,13 +207,6 @@ class JobNotSucceeded(ApiError):
     code = "job_not_succeeded"
 
 
-class TrainingUnavailable(ApiError):
-    """Training jobs asked of an API installed without scikit-learn, which checks them."""
-
-    status = 501
-    code = "training_unavailable"
-
-
 class RedisUnavailable(ApiError):
     status = 503
     code = "redis_unavailable"

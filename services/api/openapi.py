@@ -38,7 +38,6 @@ from services.api.errors import (
     TaskNotCancellable,
     TaskNotFound,
     TooManyRows,
-    TrainingUnavailable,
     Unauthenticated,
     UnfitColumns,
     UnsupportedMediaType,
@@ -553,11 +552,6 @@ TRAINING_SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
             "target column 'price' holds continuous values: a classifier needs classes",
             {"field": "target_column", "target_column": "price"})),
     "4XX": _OTHER,
-    501: _error("an API installed without scikit-learn, which checks training jobs",
-                TrainingUnavailable(
-                    "this API is installed without scikit-learn, which checks training jobs "
-                    "before they are queued; install inferq[worker] beside it",
-                    {"missing": "sklearn"})),
     503: _STORAGE_OR_REDIS_503,
 }
 

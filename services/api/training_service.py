@@ -6,8 +6,9 @@ the spec against the estimator's own parameter constraints and the dataset's col
 target column's values, the model and alias names and the promotion bar. Then it writes the
 job's record and its first tasks' messages on the training queue in one Lua script.
 
-The checks use ``ml.training`` (scikit-learn), imported on the first submit only: the API
-answers everything else without loading it.
+The checks are ``services.common.training_spec``'s: plain Python against a snapshot of
+scikit-learn's parameter constraints, so the API runs them without scikit-learn (the API
+image has none) and imports nothing of ``ml``.
 """
 
 from __future__ import annotations
@@ -16,25 +17,24 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from opentelemetry.trace import SpanKind
 
-from services.api.errors import InvalidTrainingSpec, TrainingUnavailable
+from services.api.errors import InvalidTrainingSpec
 from services.api.job_service import JobService
 from services.api.schemas import TrainingJobRequest
 from services.api.tracing import RequestTrace
 from services.common import jobs, keys
 from services.common import training_jobs as tj
+from services.common import training_spec as ts
 from services.common.catalog import invalid_name, valid_model_name
 from services.common.datasets import Dataset
 from services.common.messages import TRAINING_FINAL_TASK, TRAINING_FOLD_TASK, build_message
 from services.common.telemetry import inject, tracer
+from services.common.training_spec import SpecError, TrainingSpec
 
-if TYPE_CHECKING:
-    from ml.training import TrainingSpec
 
 def invalid(field: str, message: str, **details: Any) -> InvalidTrainingSpec:
     return InvalidTrainingSpec(message, {"field": field, **details})
@@ -73,11 +73,10 @@ class TrainingService(JobService):
                               trace: RequestTrace | None = None) -> dict[str, Any]:
         """Record the dataset's tenant's job and queue its first tasks in one round trip;
         the queued job. The version it registers is that tenant's (``tenants``)."""
-        training = _engine()
         job_id = str(uuid.uuid4())
         now = time.time()
         queue = self._settings.training_queue
-        candidates = len(training.candidates(spec))
+        candidates = len(ts.candidates(spec))
         folds = int(spec.validation.get("cv", 1))
         record = tj.new_record(
             model=model, dataset_id=dataset.dataset_id, dataset_sha256=dataset.sha256,
@@ -120,38 +119,23 @@ class TrainingService(JobService):
         return bool(cancelled), status.decode() if isinstance(status, bytes) else str(status)
 
 
-def _engine() -> ModuleType:
-    """``ml.training``, imported on first use; a 501 where scikit-learn is not installed."""
-    try:
-        from ml import training
-    except ImportError as exc:
-        raise TrainingUnavailable(
-            "this API is installed without scikit-learn, which checks training jobs "
-            "before they are queued; install inferq[worker] beside it",
-            {"missing": exc.name or str(exc)}) from None
-    return training
-
-
 def _check_spec(fields: dict[str, Any], columns: Sequence[Any]) -> TrainingSpec:
-    training = _engine()
     try:
-        return training.check_spec(fields, columns)
-    except training.SpecError as exc:
+        return ts.check_spec(fields, columns)
+    except SpecError as exc:
         raise invalid(exc.field, str(exc)) from None
 
 
 def _check_target(storage: Any, dataset: Dataset, spec: TrainingSpec) -> None:
-    training = _engine()
-    y = training.read_target(storage, dataset, spec.target)
+    y = ts.read_target(storage, dataset, spec.target)
     try:
-        training.check_target(spec, y)
-    except training.SpecError as exc:
+        ts.check_target(spec, y)
+    except SpecError as exc:
         raise invalid(exc.field, str(exc), target_column=spec.target) from None
 
 
 def _check_promote_if(spec: TrainingSpec, metric: str, high: float | None) -> None:
     """A ``max`` bar is for the metrics where lower is better (the engine checked the rest)."""
-    training = _engine()
-    if high is not None and training.higher_is_better(metric):
+    if high is not None and ts.higher_is_better(metric):
         raise invalid("promote_if.max", f"promote_if.max: {metric} is better higher; give "
                       "promote_if.min instead", metric=metric)

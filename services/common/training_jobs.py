@@ -4,10 +4,14 @@ A training job is a hash like a batch job's (``keys.job_key``) with ``kind`` ``t
 the same jobs index and active set, so the job gauges, the listing's index and the sweep
 count it. Its work is a fan-out on the training queue: one fold task per (candidate, fold)
 when the job cross-validates or searches a grid, then one final task; a job with neither
-is its final task alone. The chord is done with Redis, as batch chunks are counted: a fold
-task stores its metrics and joins the job's done set in the script that acknowledges its
-message, and the call that completes the set pushes the final task's message, in the same
-script. A fold run again after its worker died is counted once and pushes nothing.
+is its final task alone. A single candidate cross-validated does not wait for its folds to
+fit the model it registers: its refit task (on every row) is queued with the folds, keeps
+its fitted pipeline in storage (``refit_key``; the record's ``refit`` says so) and is
+counted as one more of them. The chord is done with Redis, as batch chunks are counted: a
+fold (or refit) task stores its result and joins the job's done set in the script that
+acknowledges its message, and the call that completes the set pushes the final task's
+message, in the same script; after a refit the final task only registers. A fold run
+again after its worker died is counted once and pushes nothing.
 
 States: queued -> running -> succeeded | failed, or queued | running -> cancelled. While
 running, ``phase`` says what happens (loading, fitting ..., evaluating, registering) and
@@ -113,14 +117,16 @@ return {1, 'cancelled'}
 
 @dataclass(frozen=True)
 class FitTask:
-    """One message of the training queue: a fold task (``candidate`` and ``fold`` set), or
-    the job's final task (both None)."""
+    """One message of the training queue: a fold task (``candidate`` and ``fold`` set), a
+    refit task (``refit``: the single candidate on every row, beside its folds), or the
+    job's final task (none of them)."""
 
     job_id: str
     model: str
     submitted_at: float
     candidate: int | None = None
     fold: int | None = None
+    refit: bool = False
 
     @classmethod
     def from_message(cls, kwargs: Mapping[str, Any]) -> FitTask:
@@ -128,39 +134,60 @@ class FitTask:
         return cls(job_id=kwargs["job_id"], model=kwargs["model"],
                    submitted_at=float(kwargs.get("submitted_at", 0.0)),
                    candidate=None if candidate is None else int(candidate),
-                   fold=None if fold is None else int(fold))
+                   fold=None if fold is None else int(fold),
+                   refit=bool(kwargs.get("refit", False)))
 
     def message_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"job_id": self.job_id, "model": self.model,
                                   "submitted_at": self.submitted_at}
         if self.candidate is not None:
             kwargs["candidate"], kwargs["fold"] = self.candidate, self.fold
+        if self.refit:
+            kwargs["refit"] = True
         return kwargs
 
     @property
     def final(self) -> bool:
-        return self.candidate is None
+        return self.candidate is None and not self.refit
 
     @property
     def name(self) -> str:
-        """The task's name in the job's done set and attempts: ``<candidate>:<fold>``, or
-        ``final``."""
+        """The task's name in the job's done set and attempts: ``<candidate>:<fold>``,
+        ``refit`` or ``final``."""
+        if self.refit:
+            return "refit"
         return "final" if self.final else f"{self.candidate}:{self.fold}"
 
     @property
     def task_id(self) -> str:
+        if self.refit:
+            return f"{self.job_id}-refit"
         return f"{self.job_id}-final" if self.final else \
             f"{self.job_id}-c{self.candidate}-f{self.fold}"
 
 
+def refits_early(candidates: int, folds: int) -> bool:
+    """Whether the model registered is fitted beside the folds rather than after them: one
+    candidate, cross-validated (its refit on every row needs nothing the folds find)."""
+    return candidates == 1 and folds > 1
+
+
+def refit_key(job_id: str) -> str:
+    """Where a refit task keeps its fitted pipeline in storage until the job registers it."""
+    return f"training-jobs/{job_id}/refit.joblib"
+
+
 def fold_tasks(job_id: str, model: str, candidates: int, folds: int,
                submitted_at: float) -> list[FitTask]:
-    """The tasks a job with ``candidates`` x ``folds`` fits starts with: one per fit, or the
-    final task alone when there is a single candidate and a holdout split."""
+    """The tasks a job with ``candidates`` x ``folds`` fits starts with: one per fit (the
+    refit first, the longest, when ``refits_early``), or the final task alone when there
+    is a single candidate and a holdout split."""
     if candidates == 1 and folds == 1:
         return [FitTask(job_id, model, submitted_at)]
-    return [FitTask(job_id, model, submitted_at, c, f)
-            for c in range(candidates) for f in range(folds)]
+    refit = [FitTask(job_id, model, submitted_at, refit=True)] \
+        if refits_early(candidates, folds) else []
+    return refit + [FitTask(job_id, model, submitted_at, c, f)
+                    for c in range(candidates) for f in range(folds)]
 
 
 def job_keys(job_id: str) -> list[str]:
@@ -174,7 +201,7 @@ def new_record(
     trace_id: str | None, now: float,
 ) -> dict[str, str]:
     """A queued training job's record, as strings; ``spec`` is the checked training spec
-    (``ml.training.TrainingSpec.to_json``)."""
+    (``training_spec.TrainingSpec.to_json``)."""
     record = {
         "status": "queued",
         "kind": KIND,
@@ -188,10 +215,12 @@ def new_record(
         "progress": "0",
         "candidates": str(candidates),
         "folds": str(folds),
-        "tasks_total": str(candidates * folds),
+        "tasks_total": str(candidates * folds + refits_early(candidates, folds)),
         "tasks_done": "0",
         "submitted_at": repr(now),
     }
+    if refits_early(candidates, folds):
+        record["refit"] = "1"
     if alias:
         record["alias"] = alias
     if promote_if:

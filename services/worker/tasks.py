@@ -174,6 +174,7 @@ class TrainingFoldTask(BatchedTask):
     @cached_property
     def runner(self) -> TrainingRunner:
         return TrainingRunner(_redis(self.settings), self.settings.model_store,
+                              storage_from_settings(self.settings),
                               self.settings.job_retention_seconds, self.queue)
 
     def cost_key(self, kwargs: dict[str, Any]) -> str:

@@ -7,6 +7,9 @@ task picks the best candidate by the job's selection metric, fits it (on the hol
 split's train rows, whose evaluation is then the one reported, or on every row after a
 cross-validation, whose fold metrics are then the estimate), registers the version, moves
 the alias, announces the change and ends the job (see ``services.common.training_jobs``).
+A single candidate cross-validated is fitted on every row by a refit task beside its folds,
+counted as one of them, which keeps the pipeline in storage: the final task then only
+registers it, and a task that finds the job ended deletes it.
 
 Each fit runs in a process of its own (``services.worker.training_fit``), which dies with
 the task's process. While it runs, the task reads the job's status a few times a second
@@ -18,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,6 +46,7 @@ from services.common.jobs import FINISH_SCRIPT, START_SCRIPT
 from services.common.messages import TRAINING_FINAL_TASK, build_message
 from services.common.metrics import JOB_SECONDS, JOBS_FINISHED, series
 from services.common.records import decoded
+from services.common.storage import Storage, StorageError
 from services.common.tenants import model_event, tenant_of, tenant_store
 from services.common.training_jobs import FitTask
 from services.worker import task_errors
@@ -71,9 +76,11 @@ class FitFailed(Exception):
 class TrainingRunner:
     """Runs training tasks in one worker process: its Redis client and model store."""
 
-    def __init__(self, client: redis.Redis, store: ModelStore, ttl: int, queue: str) -> None:
+    def __init__(self, client: redis.Redis, store: ModelStore, storage: Storage, ttl: int,
+                 queue: str) -> None:
         self._client = client
         self._store = model_storage(store)
+        self._storage = storage
         self._ttl = ttl
         self._queue = queue
         self._scripts = ScriptPipeline(client, START_SCRIPT, FINISH_SCRIPT,
@@ -88,6 +95,7 @@ class TrainingRunner:
         if status != "running":
             log.info("training task skipped", extra={"job_id": task.job_id, "task": task.name,
                                                       "status": status})
+            self._discard_refit(task.job_id)
             self._ack(tag)
             return
         if attempts > task_errors.MAX_ATTEMPTS:
@@ -98,11 +106,14 @@ class TrainingRunner:
         try:
             if task.final:
                 self._final(task, record, spec, tag)
+            elif task.refit:
+                self._refit(task, record, spec, tag, headers)
             else:
                 self._fold(task, record, spec, tag, headers)
         except Cancelled:
             log.info("training task stopped: its job ended",
                      extra={"job_id": task.job_id, "task": task.name})
+            self._discard_refit(task.job_id)
             self._ack(tag)
         except FitFailed as exc:
             log.warning("training fit failed; its job fails",
@@ -136,6 +147,37 @@ class TrainingRunner:
         result = {"candidate": task.candidate, "fold": task.fold, "metrics": answer["metrics"],
                   "hostname": socket.gethostname(), "worker": _worker_name(),
                   "seconds": round(time.time() - started, 3)}
+        self._count(task, result, tag, headers)
+
+    def _refit(self, task: FitTask, record: dict[str, str], spec: training.TrainingSpec,
+               tag: str, headers: Mapping[str, Any]) -> None:
+        """Fit the single candidate on every row beside its folds, keep the pipeline in
+        storage for the final task, and count the fit as one of the folds."""
+        handle, path = tempfile.mkstemp(prefix="inferq-fit-", suffix=".joblib")
+        os.close(handle)
+        try:
+            started = time.time()
+            self._run_fit(task, record, {
+                "spec": spec.to_json(), "dataset_id": record["dataset_id"],
+                "params": training.candidates(spec)[0], "mode": "all", "fold": 0,
+                "artifact": path}, "fitting")
+            seconds = time.time() - started
+            with open(path, "rb") as fitted, \
+                    self._storage.writer(tj.refit_key(task.job_id)) as kept:
+                while chunk := fitted.read(1 << 20):
+                    kept.write(chunk)
+        finally:
+            os.unlink(path)
+        result = {"refit": True, "hostname": socket.gethostname(), "worker": _worker_name(),
+                  "seconds": round(seconds, 3)}
+        if self._count(task, result, tag, headers) != "running":
+            self._discard_refit(task.job_id)
+
+    def _count(self, task: FitTask, result: dict[str, Any], tag: str,
+               headers: Mapping[str, Any]) -> str:
+        """Store and count a fold's (or the refit's) result and acknowledge its message in
+        one round trip; the call that counts the last pushes the final task. The job's
+        status."""
         final = FitTask(task.job_id, task.model, task.submitted_at)
         message = build_message(TRAINING_FINAL_TASK, final.task_id, self._queue,
                                 final.message_kwargs(),
@@ -153,6 +195,7 @@ class TrainingRunner:
         log.info("training fold done", extra={
             "job_id": task.job_id, "task": task.name, "status": decoded(status),
             "counted": bool(int(added)), "last": bool(int(completed))})
+        return decoded(status)
 
     # -- The final task.
 
@@ -161,33 +204,43 @@ class TrainingRunner:
         candidates = training.candidates(spec)
         results = [orjson.loads(v) for v in
                    self._client.hvals(keys.training_folds_key(task.job_id))]
-        best, fold_metrics = pick_best(spec, candidates, results)
+        refit = next((r for r in results if r.get("refit")), None)
+        trials = sorted((r for r in results if not r.get("refit")),
+                        key=lambda r: (r["candidate"], r["fold"]))
+        best, fold_metrics = pick_best(spec, candidates, trials)
         params = candidates[best]
         holdout = "holdout" in spec.validation
         handle, path = tempfile.mkstemp(prefix="inferq-fit-", suffix=".joblib")
         os.close(handle)
         try:
             started = time.time()
-            answer = self._run_fit(task, record, {
-                "spec": spec.to_json(), "dataset_id": record["dataset_id"], "params": params,
-                "mode": "holdout" if holdout else "all", "fold": 0,
-                "artifact": path}, "fitting")
-            if holdout:
-                metrics = answer["metrics"]
-                fold_metrics = [metrics]
+            if refit is None:
+                answer = self._run_fit(task, record, {
+                    "spec": spec.to_json(), "dataset_id": record["dataset_id"],
+                    "params": params, "mode": "holdout" if holdout else "all", "fold": 0,
+                    "artifact": path}, "fitting")
+                if holdout:
+                    fold_metrics = [answer["metrics"]]
             else:
-                metrics = training.summarize(fold_metrics)
+                # Fitted on every row beside the folds: its time is the refit task's.
+                started -= float(refit["seconds"])
+            metrics = fold_metrics[0] if holdout else training.summarize(fold_metrics)
             self._progress(task, "evaluating", 0.9)
             if decoded(self._scripts.execute(lambda pipe: self._scripts.call(
                     pipe, tj.REGISTER_SCRIPT, [keys.job_key(task.job_id)],
                     [repr(time.time())]))[0]) != "running":
                 raise Cancelled()
+            if refit is not None:
+                with self._storage.open(tj.refit_key(task.job_id)) as kept, \
+                        open(path, "wb") as copy:
+                    shutil.copyfileobj(kept, copy, 1 << 20)
             estimator = joblib.load(path)
         finally:
             os.unlink(path)
-        trials = sorted(results, key=lambda r: (r["candidate"], r["fold"]))
         self._register(task, record, spec, estimator, params, metrics, fold_metrics, trials,
                        time.time() - started, tag)
+        if refit is not None:
+            self._discard_refit(task.job_id)
 
     def _register(self, task: FitTask, record: dict[str, str], spec: training.TrainingSpec,
                   estimator: Any, params: dict[str, Any], metrics: dict[str, float],
@@ -301,6 +354,18 @@ class TrainingRunner:
         outcome, ended = self._scripts.execute(build)[0]
         if int(ended):
             self._observe_end(task, decoded(outcome))
+        self._discard_refit(task.job_id)
+
+    def _discard_refit(self, job_id: str) -> None:
+        """Delete the pipeline a refit task kept for the job, if the job has one: the job
+        succeeded or ended without it. A storage error leaves it, logged."""
+        if not self._client.hget(keys.job_key(job_id), "refit"):
+            return
+        try:
+            self._storage.delete(tj.refit_key(job_id))
+        except StorageError as exc:
+            log.warning("the refit's pipeline could not be deleted",
+                        extra={"job_id": job_id, "error": str(exc)})
 
     def _ack(self, tag: str) -> None:
         pipe = self._client.pipeline(transaction=False)

@@ -133,6 +133,36 @@ def test_api_and_worker_images_install_what_they_run(
     assert response.json()["result"]["predictions"] == ["setosa"]
 
 
+#: Run in the API image's virtualenv: no scikit-learn, and the training spec checked all the
+#: same; prints the field a bad hyperparameter is refused for.
+API_SPEC_CHECK = """
+import importlib.util
+assert importlib.util.find_spec("sklearn") is None, "the API image holds scikit-learn"
+from services.api.errors import InvalidTrainingSpec
+from services.api.training_service import _check_spec
+from services.common.datasets import Column
+columns = [Column("a", "float64"), Column("color", "string"), Column("y", "int64")]
+body = {"estimator": "RandomForestClassifier", "target_column": "y",
+        "hyperparameters": {"n_estimators": 50, "max_features": "sqrt"},
+        "search": {"grid": {"max_depth": [4, None]}}, "validation": {"cv": 5}}
+assert _check_spec(body, columns).grid == {"max_depth": [4, None]}
+try:
+    _check_spec({**body, "hyperparameters": {"n_estimators": 0}}, columns)
+except InvalidTrainingSpec as exc:
+    print(exc.details["field"], "|", exc.message)
+"""
+
+
+def test_the_api_image_checks_training_specs_without_scikit_learn(
+        image_venvs: dict[str, Path]) -> None:
+    run = subprocess.run([str(image_venvs["api"] / "python"), "-c", API_SPEC_CHECK],
+                         capture_output=True, text=True, timeout=60, cwd="/")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == (
+        "hyperparameters.n_estimators | hyperparameters.n_estimators: must be an int in the "
+        "range [1, inf); got 0")
+
+
 def path_without(program: str, root: Path) -> str:
     """PATH with ``program`` hidden: each directory that holds it is replaced by one of
     links to everything else in it."""

@@ -19,6 +19,7 @@ from processes import INFERQ, ServiceProcess, service_env, start_worker
 from training_client import alive, churn_csv, prices_csv, submit, wait_training
 
 from services.common import keys
+from services.common import training_jobs as tj
 from services.common.storage import Storage
 
 #: A fit that takes a few seconds on the datasets below: long enough to cancel or stop.
@@ -129,13 +130,21 @@ def test_a_classifier_with_string_features_trains_registers_and_predicts(
 
 
 def test_a_regressor_cross_validates_and_registers_the_refit(
-    client_module: httpx.Client, trainer: ServiceProcess, worker: ServiceProcess, prices: str,
+    client_module: httpx.Client, rdb: redis.Redis, storage: Storage, trainer: ServiceProcess,
+    worker: ServiceProcess, prices: str,
 ) -> None:
     client = client_module
     job = submit(client, "prices", dataset_id=prices, target_column="price",
                  estimator="Ridge", hyperparameters={"alpha": 0.1}, validation={"cv": 3})
     done = wait_training(client, job["job_id"])
     assert done["status"] == "succeeded", done
+    # The refit ran beside the folds, counted as one of them, and its kept pipeline is gone.
+    record = rdb.hgetall(keys.job_key(job["job_id"]))
+    assert (record[b"refit"], record[b"tasks_total"], record[b"tasks_done"]) == \
+        (b"1", b"4", b"4")
+    refit = orjson.loads(rdb.hget(keys.training_folds_key(job["job_id"]), "refit") or b"{}")
+    assert refit["refit"] is True and refit["seconds"] > 0
+    assert not storage.exists(tj.refit_key(job["job_id"]))
     assert len(done["fold_metrics"]) == 3
     for metric in ("r2", "mae", "rmse"):
         mean = sum(f[metric] for f in done["fold_metrics"]) / 3
@@ -144,6 +153,7 @@ def test_a_regressor_cross_validates_and_registers_the_refit(
     assert [(t["candidate"], t["fold"]) for t in done["trials"]] == [(0, 0), (0, 1), (0, 2)]
     [version] = versions(client, "prices")
     assert version["lineage"]["fold_metrics"] == done["fold_metrics"]
+    assert version["lineage"]["training_seconds"] >= refit["seconds"]
     assert version["metrics"] == done["metrics"]
     task = predict(client, "prices", [{"x1": 5.0, "x2": 1.0, "x3": 10.0}])
     assert task["result"]["predictions"][0] == pytest.approx(23.0, abs=2.0)
@@ -209,12 +219,15 @@ def test_a_fit_that_fails_fails_the_job_with_its_message(
 
 
 def test_a_cancel_stops_the_fit_and_registers_nothing(
-    client_module: httpx.Client, rdb: redis.Redis, trainer: ServiceProcess, churn: str,
+    client_module: httpx.Client, rdb: redis.Redis, storage: Storage, trainer: ServiceProcess,
+    churn: str,
 ) -> None:
     client = client_module
     job = submit(client, "churn-cancel", dataset_id=churn, target_column="churned",
                  validation={"cv": 2}, **SLOW_FIT)
-    wait_phase(client, job["job_id"], "fitting")
+    # The refit on every row ran first and is kept; the first fold fits.
+    wait_phase(client, job["job_id"], "fitting fold 1")
+    assert storage.exists(tj.refit_key(job["job_id"]))
     pid = int(rdb.hget(keys.job_key(job["job_id"]), "fit_pid") or 0)
     os.kill(pid, 0)  # The fit runs.
     asked = time.monotonic()
@@ -233,6 +246,7 @@ def test_a_cancel_stops_the_fit_and_registers_nothing(
     ended = client.get(f"/v1/training-jobs/{job['job_id']}").json()
     assert ended["status"] == "cancelled" and ended["version"] is None
     assert versions(client, "churn-cancel") == []
+    assert not storage.exists(tj.refit_key(job["job_id"]))
     assert client.delete(f"/v1/training-jobs/{job['job_id']}").status_code == 409
     assert trainer.process.poll() is None
     assert f"training task skipped job_id={job['job_id']}" in trainer.log()

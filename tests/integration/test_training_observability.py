@@ -53,7 +53,8 @@ def test_a_training_job_is_one_trace_and_is_counted(
     assert done["status"] == "succeeded" and done["trace_id"] == TRACE_ID
 
     deadline = time.monotonic() + 15
-    while len(receiver.trace(TRACE_ID)) < 5:  # Server, enqueue, two folds and the final.
+    # Server, enqueue, the refit beside two folds, and the final task.
+    while len(receiver.trace(TRACE_ID)) < 6:
         assert time.monotonic() < deadline, receiver.trace(TRACE_ID)
         time.sleep(0.1)
     spans = receiver.trace(TRACE_ID)
@@ -62,7 +63,7 @@ def test_a_training_job_is_one_trace_and_is_counted(
     tasks = [s for s in spans if s["name"] == "inferq.training"]
     assert server["parent"] == CLIENT_SPAN
     assert enqueue["parent"] == server["span_id"] and enqueue["kind"] == 4  # Producer.
-    assert len(tasks) == 3 and all(
+    assert len(tasks) == 4 and all(
         t["parent"] == enqueue["span_id"] and t["kind"] == 5 and t["service"] == "inferq-worker"
         for t in tasks)
 

@@ -11,7 +11,6 @@ import orjson
 import pytest
 from sklearn.datasets import load_diabetes, load_iris
 
-from ml import training
 from ml.training import (
     ESTIMATORS,
     METRICS,
@@ -30,6 +29,7 @@ from ml.training import (
     splits,
     summarize,
 )
+from services.common.catalog import Feature
 from services.common.dataset_formats import CsvValidator
 from services.common.datasets import Column, Dataset, dataset_key, new_dataset_id
 from services.common.storage import Storage
@@ -51,7 +51,8 @@ def refused(**body: Any) -> SpecError:
 
 
 def test_scikit_learns_private_validation_is_where_it_was() -> None:
-    """ml/training.py checks values with these; an upgrade that moves them fails here."""
+    """ml/training_constraints.py snapshots the constraints with these, and the snapshot
+    test compares with them; an upgrade that moves them fails here."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.utils import _param_validation
 
@@ -366,7 +367,7 @@ def test_a_feature_without_values_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="column 'x' is null"):
         check_spec({"estimator": "Ridge", "target_column": "y"}, dataset.columns)
     spec = TrainingSpec(estimator="Ridge", task="regression", hyperparameters={},
-                        features=[training.Feature(name="x")], target="y",
+                        features=[Feature(name="x")], target="y",
                         validation={"holdout": 0.2})
     with pytest.raises(SpecError, match="column 'x' has no values"):
         load_data(storage, dataset, spec)

@@ -4,6 +4,7 @@ candidate; the promotion bar."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from typing import Any
 
@@ -11,12 +12,10 @@ import orjson
 import pytest
 import redis
 
-from ml.training import TrainingSpec
-from services.api.errors import TrainingUnavailable
-from services.api.training_service import _engine
 from services.common import jobs, keys
 from services.common import training_jobs as tj
 from services.common.catalog import Feature
+from services.common.training_spec import TrainingSpec
 from services.worker.training import pick_best
 
 JOB = "job-1"
@@ -76,6 +75,31 @@ def test_folds_count_once_and_the_last_pushes_the_final_task_once(client: redis.
     record = tj.strings(client.hgetall(keys.job_key(JOB)))
     assert record["tasks_done"] == "4" and float(record["progress"]) == pytest.approx(0.85)
     assert client.hlen(keys.training_folds_key(JOB)) == 4
+
+
+def test_one_candidate_cross_validated_refits_beside_its_folds(client: redis.Redis) -> None:
+    tasks = submit(client, 1, 3)
+    assert [t.name for t in tasks] == ["refit", "0:0", "0:1", "0:2"]
+    refit = tasks[0]
+    assert refit.refit and not refit.final and refit.task_id == f"{JOB}-refit"
+    assert tj.FitTask.from_message(refit.message_kwargs()) == refit
+    # The refit is taken first (consumers pop the other end of the list): the longest fit.
+    assert client.rpop("training") == refit.task_id.encode()
+    client.delete("training")
+    record = tj.strings(client.hgetall(keys.job_key(JOB)))
+    assert (record["tasks_total"], record["refit"]) == ("4", "1")
+    start(client, tasks[1])
+    for task in tasks[1:]:
+        assert fold_done(client, task) == [1, 0]  # The refit is not done: no final task.
+    assert client.llen("training") == 0
+    assert fold_done(client, refit) == [1, 1]
+    assert client.lrange("training", 0, -1) == [b"final"]
+    # A grid keeps its final fit after the folds; a holdout fit has no refit.
+    assert "refit" not in tj.new_record(
+        model="m", dataset_id="d", dataset_sha256="", queue="training", spec={"estimator": "R"},
+        candidates=2, folds=3, alias=None, promote_if=None, trace_id=None, now=1.0)
+    assert not any(t.refit for t in tj.fold_tasks(JOB, "m", 2, 3, 1.0))
+    assert not any(t.refit for t in tj.fold_tasks(JOB, "m", 1, 1, 1.0))
 
 
 def test_progress_never_goes_back(client: redis.Redis) -> None:
@@ -152,13 +176,32 @@ def test_the_promotion_bar() -> None:
     assert not tj.promotes({"metric": "f1", "min": 0}, {"r2": 1.0})
 
 
-def test_an_api_without_scikit_learn_refuses_training_with_a_501(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import ml
-
-    monkeypatch.setitem(sys.modules, "ml.training", None)
-    monkeypatch.delattr(ml, "training")
-    with pytest.raises(TrainingUnavailable) as refused:
-        _engine()
-    assert refused.value.status == 501
+def test_the_api_checks_a_spec_without_ml_or_scikit_learn() -> None:
+    """The API's training service imports nothing of ml/ nor scikit-learn, and its checks
+    run where neither can be imported."""
+    script = """
+import sys
+sys.modules["sklearn"] = None
+sys.modules["ml"] = None
+from services.api.errors import InvalidTrainingSpec
+from services.api.training_service import _check_spec
+from services.common.datasets import Column
+columns = [Column("a", "float64"), Column("y", "int64")]
+spec = _check_spec({"estimator": "RandomForestClassifier", "target_column": "y",
+                    "hyperparameters": {"max_depth": 4}}, columns)
+assert spec.hyperparameters == {"max_depth": 4}, spec
+try:
+    _check_spec({"estimator": "RandomForestClassifier", "target_column": "y",
+                 "hyperparameters": {"max_depth": 0}}, columns)
+except InvalidTrainingSpec as exc:
+    print(exc.details["field"], str(exc))
+loaded = sorted(m for m, module in sys.modules.items()
+                if module is not None and m.split(".")[0] in ("ml", "sklearn", "scipy"))
+print(loaded)
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "hyperparameters.max_depth hyperparameters.max_depth: must be an int in the range "
+        "[1, inf) or None; got 0", "[]"]
