@@ -45,6 +45,7 @@ from services.api.errors import (
     error_body,
     wait_out_of_range,
 )
+from services.api.rate_limit import RateLimited
 from services.api.validation import FINITE_VALUES, MAX_MAGNITUDE
 from services.common.settings import Settings
 
@@ -621,10 +622,22 @@ _UNAUTHENTICATED = _error(
     InvalidApiKey("the API key has been revoked", {"key_id": "3f9a1c0e5b7d2468"}))
 
 
+_RATE_LIMITED = {
+    **_error("over one of the key's rate limits (requests per second, rows per minute); "
+             "`Retry-After` says in how many seconds the same request passes",
+             RateLimited("this key is over its rate limit; retry in 2 s", 2,
+                         {"retry_after": 2, "limits": {"requests": {"quota": 100, "window": 1},
+                                                       "rows": {"quota": 600000,
+                                                                "window": 60}}})),
+    "headers": {"Retry-After": {"description": "seconds until the request passes",
+                                "schema": {"type": "integer", "minimum": 1}}},
+}
+
+
 def secure_document(document: dict[str, Any],
                     route_scopes: dict[tuple[str, str], frozenset[str]]) -> None:
     """Declare the bearer scheme (the docs page's "Authorize") and, on every operation
-    under /v1, that it needs a key, the scopes it takes, and its 401 and 403."""
+    under /v1, that it needs a key, the scopes it takes, and its 401, 403 and 429."""
     components = document.setdefault("components", {})
     components.setdefault("securitySchemes", {})[BEARER] = {
         "type": "http", "scheme": "bearer", "bearerFormat": "inferq_<id>_<secret>",
@@ -637,6 +650,7 @@ def secure_document(document: dict[str, Any],
             operation["security"] = [{BEARER: []}]
             responses = operation.setdefault("responses", {})
             responses["401"] = _UNAUTHENTICATED
+            responses["429"] = _RATE_LIMITED
             responses["403"] = _error(
                 f"the key lacks the scope this route needs: {' or '.join(scopes)}",
                 InsufficientScope(
