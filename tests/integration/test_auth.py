@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from otlp_receiver import OtlpReceiver
 from processes import INFERQ, ServiceProcess, auth_on, create_key, service_env, start_api
 
 from services.api.auth import ROUTE_SCOPES
@@ -29,12 +30,15 @@ KEYS_SEEN: list[str] = [SEED_KEY]
 
 
 @pytest.fixture(scope="module")
-def auth_env(redis_server, model_store, tmp_path_factory) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def auth_env(redis_server, model_store, tmp_path_factory,  # type: ignore[no-untyped-def]
+             receiver: OtlpReceiver) -> dict[str, str]:
     seed = tmp_path_factory.mktemp("seed") / "keys.json"
     seed.write_text(json.dumps([{"key": SEED_KEY, "tenant": "ops", "scopes": ["admin"],
                                  "name": "first admin"}]))
     url = redis_server.url.rsplit("/", 1)[0] + "/6"
-    env = auth_on(service_env(url, model_store), INFERQ_AUTH_SEED_FILE=str(seed))
+    # Traced, every request: no span may carry a key.
+    env = auth_on(service_env(url, model_store), INFERQ_AUTH_SEED_FILE=str(seed),
+                  OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY="100")
     asyncio.run(_flush(url))
     return env
 
@@ -347,12 +351,18 @@ def test_refusals_are_counted(urls: list[str]) -> None:
                      r'route="/v1/models/\{model\}/predict",status="401"\} [1-9]', text)
 
 
-def test_zz_keys_never_appear_in_logs_or_metrics(auth_env: dict[str, str],
-                                                 apis: list[ServiceProcess],
-                                                 urls: list[str]) -> None:
+def test_zz_keys_never_appear_in_logs_metrics_or_traces(
+    auth_env: dict[str, str], apis: list[ServiceProcess], urls: list[str],
+    receiver: OtlpReceiver,
+) -> None:
     assert len(KEYS_SEEN) > 5
     texts = [api.log() for api in apis] + [httpx.get(url + "/metrics").text for url in urls]
     assert "api keys seeded" in texts[0]
+    deadline = time.monotonic() + 5
+    while not any(s["name"] == "POST /v1/api-keys" for s in receiver.spans):
+        assert time.monotonic() < deadline, "the API exported no span of a key's creation"
+        time.sleep(0.1)
+    texts.append(b"".join(receiver.raw).decode("latin-1"))
     for text in texts:
         assert auth_env["INFERQ_AUTH_SECRET"] not in text
         for key in KEYS_SEEN:

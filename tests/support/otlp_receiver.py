@@ -17,6 +17,8 @@ class OtlpReceiver:
 
     def __init__(self) -> None:
         self.spans: list[dict] = []
+        #: Every export as it came, decompressed: to look for what no span may carry.
+        self.raw: list[bytes] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -24,6 +26,7 @@ class OtlpReceiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
+                receiver.raw.append(body)
                 request = ExportTraceServiceRequest.FromString(body)
                 for resource in request.resource_spans:
                     service = next(a.value.string_value for a in resource.resource.attributes
