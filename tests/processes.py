@@ -68,3 +68,14 @@ def pool_worker(env: dict[str, str], logs: Path, pool: str,
     process = start_worker(env, logs, pool=pool, concurrency=concurrency)
     yield process
     process.stop()
+
+
+def own_store(model_store: Path, directory: Path) -> Path:
+    """``directory`` made a model store of a module's own: the session's models linked in,
+    so that what the module registers stays out of the session's store (a tenant's part,
+    ``_tenants``, is not linked: each module's tenants start with nothing)."""
+    for name in os.listdir(model_store):
+        if not name.startswith("_"):
+            os.symlink(Path(model_store) / name, directory / name)
+    return directory
+

@@ -14,7 +14,7 @@ import redis
 from chart.chart_redis import ChartRedis, secret_value
 from chart.manifests import component_name, named, scenario_objects, worker_deployments
 from job_client import iris_csv, iris_rows, submit_job, upload, wait_job
-from processes import ServiceProcess, service_env, start_api, start_worker
+from processes import ServiceProcess, own_store, service_env, start_api, start_worker
 from training_client import churn_csv, submit, wait_training
 
 from services.cli.redis_server import free_port
@@ -49,6 +49,7 @@ def stack(chart_redis: ChartRedis, model_store: Path,
     (worker,) = worker_deployments(manifests)["inference"]["spec"]["template"]["spec"][
         "containers"]
     logs = tmp_path_factory.mktemp("acl-logs")
+    model_store = own_store(model_store, tmp_path_factory.mktemp("acl-models"))
     storage = tmp_path_factory.mktemp("acl-storage")
     base = {"INFERQ_STORAGE_URL": str(storage), "INFERQ_BATCH_CHUNK_ROWS": "100"}
     api_env = service_env("unused", model_store, **base, **chart_redis.component_env(api))

@@ -8,7 +8,6 @@ show the caller's own; the shared demo models serve every tenant.
 from __future__ import annotations
 
 import json
-import os
 import random
 import string
 import time
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from job_client import iris_csv, iris_rows, submit_job, upload, wait_job
-from processes import ServiceProcess, auth_on, create_key, pool_worker, service_env
+from processes import ServiceProcess, auth_on, create_key, own_store, pool_worker, service_env
 from training_client import churn_csv, submit, wait_training
 
 from services.common.storage import Storage
@@ -40,10 +39,7 @@ CHURN_FIT = {"target_column": "churned", "feature_columns": ["age", "plan", "usa
 def stack_env(redis_server, model_store, storage: Storage,  # type: ignore[no-untyped-def]
               tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     redis_server.client().flushdb()
-    # A store of its own: the versions these tests register do not reach other modules.
-    store = tmp_path_factory.mktemp("tenant-models")
-    for name in os.listdir(model_store):
-        os.symlink(Path(model_store) / name, store / name)
+    store = own_store(model_store, tmp_path_factory.mktemp("tenant-models"))
     return auth_on(service_env(redis_server.url, store, INFERQ_STORAGE_URL=storage.url,
                                # No worker takes this queue: its tasks stay queued.
                                INFERQ_MODEL_QUEUES=json.dumps({"diabetes": "parked"})))
