@@ -83,7 +83,9 @@ def test_each_route_names_its_error_codes(document: dict[str, Any]) -> None:
         "413": {"too_many_rows", "payload_too_large"},
         "422": {"invalid_rows"}, "503": {"redis_unavailable", "redis_full"},
         "401": {"missing_credentials", "invalid_api_key"}, "403": {"insufficient_scope"},
+        "429": {"rate_limited"},
     }
+    assert "Retry-After" in predict["429"]["headers"]
     assert "`redis_full`" in predict["503"]["description"]
     cancel = document["paths"]["/v1/tasks/{task_id}"]["delete"]["responses"]
     assert set(cancel["409"]["content"]["application/json"]["examples"]) == {
