@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         stack.callback(redis.terminate)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("INFERQ_", "OTEL_"))}
         env.update(INFERQ_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-                   INFERQ_MODEL_STORE=str(root / "models"))
+                   INFERQ_MODEL_STORE=str(root / "models"), INFERQ_AUTH="off")
         if args.tracing != "off":
             env.update(OTEL_EXPORTER_OTLP_ENDPOINT=stack.enter_context(otlp_sink()),
                        OTEL_TRACES_SAMPLER="parentbased_traceidratio",

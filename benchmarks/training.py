@@ -87,7 +87,8 @@ def stack(root: Path) -> Iterator[tuple[str, dict[str, str], list[ServiceProcess
     redis = start_redis(redis_port, root / "redis", appendonly=False)
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFERQ_")}
     env.update(INFERQ_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-               INFERQ_MODEL_STORE=str(root / "models"), INFERQ_STORAGE_URL=str(root / "storage"))
+               INFERQ_MODEL_STORE=str(root / "models"), INFERQ_STORAGE_URL=str(root / "storage"),
+               INFERQ_AUTH="off")
     (root / "models").mkdir()
     (root / "api").mkdir()
     port = free_port()
