@@ -27,7 +27,7 @@ from services.api.errors import DatasetNotFound, StorageUnavailable, UnfitColumn
 from services.api.periodic import Periodic
 from services.api.schemas import BatchJobRequest
 from services.api.tracing import RequestTrace
-from services.api.waiter import TaskWaiter
+from services.api.waiter import TaskWaiter, woken
 from services.common import job_outputs, jobs, keys
 from services.common.catalog import ModelMetadata
 from services.common.datasets import Dataset, get_dataset
@@ -154,7 +154,7 @@ class JobService:
                 return None
             if raw["status"] in TERMINAL:
                 return self.public(job_id, raw)
-            done, _ = await asyncio.wait({ended}, timeout=wait)
+            done = await woken(ended, wait)
             carried = ended.result() if done else None
         if carried is not None:
             return self.public(job_id, jobs.strings(carried))

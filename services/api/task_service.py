@@ -10,7 +10,6 @@ task's end is told to this process alone (see ``waiter``).
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from contextlib import AbstractContextManager
@@ -21,7 +20,7 @@ from opentelemetry.trace import SpanKind
 
 from services.api.rate_limit import LIMITED_SUBMIT_SCRIPT, Charge
 from services.api.tracing import RequestTrace
-from services.api.waiter import TaskWaiter, Waiter
+from services.api.waiter import TaskWaiter, woken
 from services.common import keys
 from services.common.catalog import ModelMetadata
 from services.common.messages import PREDICT_TASK, build_message
@@ -96,7 +95,7 @@ class TaskService:
                 # worker, reading their cleared sampled flag, makes no span.
                 await self._enqueue(task_id, queue, record, kwargs,
                                     trace.headers if trace else {}, charge)
-            if wait > 0 and await _woken(finished, wait):
+            if wait > 0 and await woken(finished, wait):
                 done = finished.result()
                 if done is not None:
                     return to_public(task_id, done)
@@ -135,13 +134,13 @@ class TaskService:
                 return None
             if _status(raw) in TERMINAL:
                 return to_public(task_id, raw)
-            woken = await _woken(finished, wait)
-            done = finished.result() if woken else None
+            ended = await woken(finished, wait)
+            done = finished.result() if ended else None
         if done is not None:
             return to_public(task_id, done)
         # Woken without the record (the subscription came back): look again, and wait out
         # the rest; or the wait ran out: the record as it is now.
-        return await self.get(task_id, tenant, deadline - time.monotonic() if woken else 0)
+        return await self.get(task_id, tenant, deadline - time.monotonic() if ended else 0)
 
     async def cancel(self, task_id: str,
                      tenant: str = DEFAULT_TENANT) -> tuple[bool, str, str | None]:
@@ -166,12 +165,6 @@ def _producer_span(task_id: str, model: str, queue: str, rows: int) -> AbstractC
             "inferq.rows": rows,
         },
     )
-
-
-async def _woken(future: Waiter, timeout: float) -> bool:
-    """Sleep until ``future`` resolves or ``timeout`` passes; True when it resolved."""
-    done, _ = await asyncio.wait({future}, timeout=timeout)
-    return bool(done)
 
 
 def _status(raw: dict[Any, Any]) -> str:

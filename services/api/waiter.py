@@ -36,6 +36,12 @@ log = logging.getLogger(__name__)
 Waiter = asyncio.Future[dict[str, str] | None]
 
 
+async def woken(future: Waiter, timeout: float) -> bool:
+    """Sleep until ``future`` resolves or ``timeout`` passes; True when it resolved."""
+    done, _ = await asyncio.wait({future}, timeout=timeout)
+    return bool(done)
+
+
 class TaskWaiter:
     def __init__(self, client: aioredis.Redis, process_id: str | None = None) -> None:
         self._client = client
