@@ -37,12 +37,18 @@ from services.common.records import TERMINAL, WATCH_SCRIPT, decoded, pairs
 from services.common.settings import Settings
 from services.common.storage import Storage, StorageError
 from services.common.telemetry import inject, tracer
-from services.common.tenants import DEFAULT_TENANT, owned_by
+from services.common.tenants import DEFAULT_TENANT, owned_by, tenant_of
 
 log = logging.getLogger(__name__)
 
-#: Jobs one listing reads at most, newest first, before filtering.
+#: Jobs one listing reads at a time from its tenant's index, newest first, before filtering:
+#: it reads on until it has its ``limit`` or the index ends.
 LIST_SCAN = 1000
+
+#: How far back in submit time, in seconds, each pass of ``JobService.index_older`` looks
+#: again past the previous one: a job another API process submitted without indexing it
+#: for its tenant, as the processes' clocks differ.
+INDEX_OVERLAP = 300.0
 
 
 class JobService:
@@ -63,6 +69,8 @@ class JobService:
         self._submit = client.register_script(jobs.SUBMIT_SCRIPT)
         self._cancel = client.register_script(jobs.CANCEL_SCRIPT)
         self._watch = client.register_script(WATCH_SCRIPT)
+        #: Submit times up to which ``index_older`` indexed every job for its tenant.
+        self._indexed_until = float("-inf")
 
     async def dataset(self, dataset_id: str, tenant: str) -> Dataset:
         """``tenant``'s dataset; a 404 when it has none of that id."""
@@ -121,9 +129,15 @@ class JobService:
             for c in chunks
         ]
         await self._submit(
-            keys=[keys.job_key(job_id), keys.JOBS_INDEX, keys.queue_key(queue)],
+            keys=self.submit_keys(job_id, queue, record),
             args=[self._ttl, orjson.dumps(record), repr(float(record["submitted_at"])),
                   job_id, *messages])
+
+    def submit_keys(self, job_id: str, queue: str, record: dict[str, str]) -> list[str]:
+        """KEYS of ``jobs.SUBMIT_SCRIPT`` for a job of this kind: its record, the jobs'
+        index, its queue and its tenant's index."""
+        return [keys.job_key(job_id), keys.JOBS_INDEX, keys.queue_key(queue),
+                keys.tenant_jobs_index(tenant_of(record), self.kind)]
 
     def public(self, job_id: str, record: dict[str, str]) -> dict[str, Any]:
         """The job as the REST API shows it."""
@@ -163,26 +177,66 @@ class JobService:
 
     async def list(self, tenant: str, status: str | None, model: str | None,
                    limit: int) -> list[dict[str, Any]]:
-        """``tenant``'s jobs newest first, of ``status`` and ``model`` when given."""
-        newest: Any = await self._client.zrevrange(keys.JOBS_INDEX, 0, LIST_SCAN - 1)
-        ids = [decoded(i) for i in newest]
-        async with self._client.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hgetall(keys.job_key(job_id))
-            found = await pipe.execute()
-        listed = []
-        for job_id, raw in zip(ids, found, strict=True):
-            if not raw:
-                continue  # Expired: the sweep drops it from the index.
-            record = jobs.strings(raw)
-            if not self._own(record) or not owned_by(record, tenant) \
-                    or (status and record["status"] != status) \
-                    or (model and record["model"] != model):
-                continue
-            listed.append(self.public(job_id, record))
-            if len(listed) >= limit:
+        """``tenant``'s jobs newest first, of ``status`` and ``model`` when given: read
+        from the tenant's own index of this kind, ``LIST_SCAN`` at a time, so that only
+        the tenant's own jobs are read however many others there are."""
+        index = keys.tenant_jobs_index(tenant, self.kind)
+        listed: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        start = 0
+        while len(listed) < limit:
+            page: Any = await self._client.zrevrange(index, start, start + LIST_SCAN - 1)
+            if not page:
                 break
+            start += len(page)
+            # A job submitted meanwhile shifts the page down: one already listed comes again.
+            ids = [i for i in map(decoded, page) if i not in seen]
+            seen.update(ids)
+            async with self._client.pipeline(transaction=False) as pipe:
+                for job_id in ids:
+                    pipe.hgetall(keys.job_key(job_id))
+                found = await pipe.execute()
+            for job_id, raw in zip(ids, found, strict=True):
+                if not raw:
+                    continue  # Expired: the sweep drops it from the index.
+                record = jobs.strings(raw)
+                if not self._own(record) or not owned_by(record, tenant) \
+                        or (status and record["status"] != status) \
+                        or (model and record["model"] != model):
+                    continue
+                listed.append(self.public(job_id, record))
+                if len(listed) >= limit:
+                    break
         return listed
+
+    async def index_older(self) -> int:
+        """Add to its tenant's index each job of ``keys.JOBS_INDEX`` submitted since the
+        previous call (every job, the first time) that is in none: those an API of a
+        release without the tenants' indexes submitted. How many it added."""
+        since = self._indexed_until - INDEX_OVERLAP
+        now = time.time()
+        added = 0
+        newest: Any = await self._client.zrangebyscore(keys.JOBS_INDEX, since, "+inf",
+                                                       withscores=True)
+        for first in range(0, len(newest), LIST_SCAN):
+            page = [(decoded(i), score) for i, score in newest[first:first + LIST_SCAN]]
+            async with self._client.pipeline(transaction=False) as pipe:
+                for job_id, _ in page:
+                    pipe.hmget(keys.job_key(job_id), "kind", "tenant")
+                found = await pipe.execute()
+            async with self._client.pipeline(transaction=False) as pipe:
+                for (job_id, score), (kind, tenant) in zip(page, found, strict=True):
+                    if kind is None and tenant is None:
+                        continue  # Expired.
+                    index = keys.tenant_jobs_index(
+                        decoded(tenant) if tenant else DEFAULT_TENANT,
+                        decoded(kind) if kind else jobs.KIND)
+                    pipe.zadd(index, {job_id: score}, nx=True)
+                    pipe.sadd(keys.TENANT_JOBS_INDEXES, index)
+                results = await pipe.execute()
+            added += sum(results[::2])
+        self._indexed_until = now
+        return added
 
     async def cancel(self, job_id: str) -> tuple[bool, str]:
         """Whether this call cancelled the job, and its status (``missing`` when unknown)."""
@@ -209,19 +263,29 @@ class JobService:
         look at.
         """
         cutoff = (now or time.time()) - self._ttl
-        old: Any = await self._client.zrangebyscore(keys.JOBS_INDEX, "-inf", cutoff)
-        candidates = [decoded(i) for i in old]
-        if not candidates:
-            return 0
-        async with self._client.pipeline(transaction=False) as pipe:
-            for job_id in candidates:
-                pipe.exists(keys.job_key(job_id))
-            alive = await pipe.execute()
-        expired = [j for j, live in zip(candidates, alive, strict=True) if not live]
+        tenants: Any = await self._client.smembers(keys.TENANT_JOBS_INDEXES)
+        for index in sorted(map(decoded, tenants)):
+            gone = await _expired(self._client, index, cutoff)
+            if gone:
+                await self._client.zrem(index, *gone)
+        expired = await _expired(self._client, keys.JOBS_INDEX, cutoff)
         for job_id in expired:
             await asyncio.to_thread(self._storage().delete_prefix, job_outputs.job_prefix(job_id))
             await self._client.zrem(keys.JOBS_INDEX, job_id)
         return len(expired)
+
+
+async def _expired(client: aioredis.Redis, index: str, cutoff: float) -> list[str]:
+    """The jobs of ``index`` submitted by ``cutoff`` whose records expired."""
+    old: Any = await client.zrangebyscore(index, "-inf", cutoff)
+    candidates = [decoded(i) for i in old]
+    if not candidates:
+        return []
+    async with client.pipeline(transaction=False) as pipe:
+        for job_id in candidates:
+            pipe.exists(keys.job_key(job_id))
+        alive = await pipe.execute()
+    return [j for j, live in zip(candidates, alive, strict=True) if not live]
 
 
 async def _results(storage: Storage, job_id: str,
@@ -287,7 +351,9 @@ def check_columns(metadata: ModelMetadata, dataset: Dataset,
 
 
 class JobSweeper(Periodic):
-    """Deletes the outputs of expired jobs every ``interval`` s (``JobService.sweep``)."""
+    """Deletes the outputs of expired jobs every ``interval`` s (``JobService.sweep``), after
+    indexing for their tenants the jobs submitted without (``JobService.index_older``):
+    at the API's start, every job kept."""
 
     name = "inferq-job-sweeper"
 
@@ -296,6 +362,14 @@ class JobSweeper(Periodic):
         self._jobs = jobs_
 
     async def tick(self) -> None:
+        try:
+            indexed = await self._jobs.index_older()
+        except (RedisError, OSError) as exc:
+            log.warning("indexing jobs for their tenants failed; retrying at the next sweep",
+                        extra={"error": repr(exc)})
+        else:
+            if indexed:
+                log.info("older jobs indexed for their tenants", extra={"jobs": indexed})
         try:
             swept = await self._jobs.sweep()
         except (RedisError, OSError, StorageError, StorageUnavailable) as exc:

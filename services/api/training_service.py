@@ -26,7 +26,7 @@ from services.api.errors import InvalidTrainingSpec
 from services.api.job_service import JobService
 from services.api.schemas import TrainingJobRequest
 from services.api.tracing import RequestTrace
-from services.common import jobs, keys
+from services.common import jobs
 from services.common import training_jobs as tj
 from services.common import training_spec as ts
 from services.common.catalog import invalid_name, valid_model_name
@@ -107,7 +107,7 @@ class TrainingService(JobService):
             for t in tasks
         ]
         await self._submit(
-            keys=[keys.job_key(job_id), keys.JOBS_INDEX, keys.queue_key(queue)],
+            keys=self.submit_keys(job_id, queue, record),
             args=[self._ttl, orjson.dumps(record), repr(float(record["submitted_at"])),
                   job_id, *messages])
 

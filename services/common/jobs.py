@@ -1,11 +1,12 @@
 """Batch job records in Redis, and the scripts that move them.
 
-A job is one hash (``keys.job_key``), listed in ``keys.JOBS_INDEX``. Its progress and its end
-are counters in that hash, moved by the scripts below in the same round trip that
-acknowledges a chunk's message: nothing counts on a worker staying alive, and no chord or
-result backend is involved. A chunk is counted once: the script adds it to the job's done
-set (``keys.job_done_key``) and only a newly added chunk moves the counters, so a chunk run
-again after its worker died changes nothing but its (identical) output files.
+A job is one hash (``keys.job_key``), listed in ``keys.JOBS_INDEX`` and in its tenant's own
+index (``keys.tenant_jobs_index``). Its progress and its end are counters in that hash,
+moved by the scripts below in the same round trip that acknowledges a chunk's message:
+nothing counts on a worker staying alive, and no chord or result backend is involved. A
+chunk is counted once: the script adds it to the job's done set (``keys.job_done_key``) and
+only a newly added chunk moves the counters, so a chunk run again after its worker died
+changes nothing but its (identical) output files.
 
 States: queued -> running -> succeeded | failed, or queued | running -> cancelled. The
 scripts that end a job publish its end on the channels its ``notify`` names, as task
@@ -50,14 +51,19 @@ local function finish(status, now, ttl, job_id)
 end
 """
 
-# KEYS: record, index, queue; ARGV: ttl, the record as a JSON object of strings, the
-# submit time (the index's score), job id, then one message per chunk, in chunk order.
-# Writes the record and enqueues every chunk atomically: a job is never half submitted.
-# The job joins ``keys.JOBS_ACTIVE`` until it ends.
+# KEYS: record, index, queue, and the tenant's index of the job's kind
+# (``keys.tenant_jobs_index``; a caller may leave it out); ARGV: ttl, the record as a JSON
+# object of strings, the submit time (the indexes' score), job id, then one message per
+# chunk, in chunk order. Writes the record, indexes it and enqueues every chunk atomically:
+# a job is never half submitted. The job joins ``keys.JOBS_ACTIVE`` until it ends.
 SUBMIT_SCRIPT = "#!lua\n" + HSET_JSON + """
 hset_json(ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+if KEYS[4] then
+  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[4])
+  redis.call('SADD', '""" + keys.TENANT_JOBS_INDEXES + """', KEYS[4])
+end
 redis.call('SADD', '""" + keys.JOBS_ACTIVE + """', ARGV[4])
 for i = 5, #ARGV do
   redis.call('LPUSH', KEYS[3], ARGV[i])

@@ -55,12 +55,22 @@ def training_folds_key(job_id: str) -> str:
 #: JSON object: what ``inferq_training_metric`` exports.
 TRAINING_METRICS = f"{PREFIX}training:metrics"
 
-#: Every batch job's id, scored by the time it was submitted: listing, and the sweep of
-#: expired jobs' outputs.
+#: Every job's id (batch and training), scored by the time it was submitted: the sweep of
+#: expired jobs' outputs. Listings read the tenants' own indexes (``tenant_jobs_index``).
 JOBS_INDEX = f"{PREFIX}jobs"
 #: The ids of the batch jobs queued or running, as a set: what the API's exporter reads
 #: every few seconds, whatever the number of ended jobs kept.
 JOBS_ACTIVE = f"{PREFIX}jobs:active"
+#: The tenants' jobs indexes (``tenant_jobs_index``), as a set of key names: the sweep trims
+#: each of them as it trims ``JOBS_INDEX``.
+TENANT_JOBS_INDEXES = f"{PREFIX}jobs:indexes"
+
+
+def tenant_jobs_index(tenant: str, kind: str) -> str:
+    """The index of ``tenant``'s jobs of ``kind`` (``batch``, ``training``), scored as
+    ``JOBS_INDEX``: what the tenant's listing reads, so that another tenant's jobs, however
+    many, never push its own out of it."""
+    return f"{JOBS_INDEX}:{kind}:{tenant}"
 
 
 def queue_key(queue: str) -> str:

@@ -1,17 +1,18 @@
 """Training job records in Redis, the messages of their tasks, and the scripts that move them.
 
-A training job is a hash like a batch job's (``keys.job_key``) with ``kind`` ``training``, in
-the same jobs index and active set, so the job gauges, the listing's index and the sweep
-count it. Its work is a fan-out on the training queue: one fold task per (candidate, fold)
-when the job cross-validates or searches a grid, then one final task; a job with neither
-is its final task alone. A single candidate cross-validated does not wait for its folds to
-fit the model it registers: its refit task (on every row) is queued with the folds, keeps
-its fitted pipeline in storage (``refit_key``; the record's ``refit`` says so) and is
-counted as one more of them. The chord is done with Redis, as batch chunks are counted: a
-fold (or refit) task stores its result and joins the job's done set in the script that
-acknowledges its message, and the call that completes the set pushes the final task's
-message, in the same script; after a refit the final task only registers. A fold run
-again after its worker died is counted once and pushes nothing.
+A training job is a hash like a batch job's (``keys.job_key``) with ``kind`` ``training``,
+in the same jobs index and active set, so the job gauges and the sweep count it; its
+tenant's index of training jobs (``keys.tenant_jobs_index``) lists it. Its work is a fan-out
+on the training queue: one fold task per (candidate, fold) when the job cross-validates or
+searches a grid, then one final task; a job with neither is its final task alone. A single
+candidate cross-validated does not wait for its folds to fit the model it registers: its
+refit task (on every row) is queued with the folds, keeps its fitted pipeline in storage
+(``refit_key``; the record's ``refit`` says so) and is counted as one more of them. The
+chord is done with Redis, as batch chunks are counted: a fold (or refit) task stores its
+result and joins the job's done set in the script that acknowledges its message, and the
+call that completes the set pushes the final task's message, in the same script; after a
+refit the final task only registers. A fold run again after its worker died is counted once
+and pushes nothing.
 
 States: queued -> running -> succeeded | failed, or queued | running -> cancelled. While
 running, ``phase`` says what happens (loading, fitting ..., evaluating, registering) and
