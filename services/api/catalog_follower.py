@@ -14,6 +14,7 @@ import logging
 
 from services.api.periodic import Background
 from services.common.catalog import TenantCatalogs, valid_model_name
+from services.common.redaction import redact_url
 from services.common.storage import StorageError
 from services.common.tenants import DEFAULT_TENANT, parse_model_event
 
@@ -54,7 +55,7 @@ class CatalogFollower(Background):
                 await self._read(everything, names)
             except (StorageError, OSError) as exc:
                 log.warning("model store unreadable; serving the models known and "
-                            "reading again", extra={"store": self._catalogs.store.url,
+                            "reading again", extra={"store": redact_url(self._catalogs.store.url),
                                                     "error": str(exc)})
                 self._everything |= everything
                 self._names |= names

@@ -50,6 +50,7 @@ from services.common.api_keys import SeedFileError
 from services.common.catalog import Catalog, TenantCatalogs
 from services.common.heap import settle_heap
 from services.common.records import unreachable_redis, unsupported_redis
+from services.common.redaction import redact_url
 from services.common.settings import Settings, get_settings
 from services.common.storage import Storage, StorageError, storage_from_settings
 from services.common.telemetry import exporter_configured, init_tracing, shutdown_tracing
@@ -79,7 +80,7 @@ def _storage_or_none(settings: Settings) -> Storage | None:
         return storage_from_settings(settings)
     except (StorageError, ValueError) as exc:
         log.warning("storage unusable; dataset requests will fail until it is",
-                    extra={"storage": settings.storage_url, "error": str(exc)})
+                    extra={"storage": redact_url(settings.storage_url), "error": str(exc)})
         return None
 
 
@@ -175,7 +176,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info(
             "api ready",
             extra={"redis": settings.redis_url_redacted, "model_store": str(settings.model_store),
-                   "storage": settings.storage_url, "events_channel": waiter.channel},
+                   "storage": redact_url(settings.storage_url),
+                   "events_channel": waiter.channel},
         )
         try:
             yield

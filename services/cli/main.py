@@ -121,7 +121,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         # A local stack needs no API keys unless asked for (INFERQ_AUTH=on and a secret).
         os.environ.setdefault("INFERQ_AUTH", "off")
     settings = get_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, settings.secret_values)
     if args.command == "api":
         import uvicorn
 

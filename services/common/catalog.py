@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common.redaction import redact_url
 from services.common.storage import NotFound, Storage
 from services.common.tenants import DEFAULT_TENANT, tenant_store
 
@@ -163,7 +164,7 @@ def _read_aliases(storage: Storage, keys: list[str]) -> dict[str, dict[str, int]
             continue
         except (ValueError, KeyError, TypeError):
             log.warning("alias file unreadable; ignoring it",
-                        extra={"store": storage.url, "key": key})
+                        extra={"store": redact_url(storage.url), "key": key})
             continue
         if type(version) is int and version >= 1:
             found.setdefault(parts[0], {})[parts[2][:-5]] = version

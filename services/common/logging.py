@@ -1,4 +1,5 @@
-"""Structured logging: one JSON object a line (or plain text for a terminal)."""
+"""Structured logging: one JSON object a line (or plain text for a terminal), every line
+rid of URL passwords and of the secrets the process holds (``redaction``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from services.common.redaction import Redactor
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
@@ -19,6 +22,10 @@ _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
 class JsonFormatter(logging.Formatter):
     """Renders a record and the fields passed through ``extra=`` as one JSON line."""
 
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        super().__init__()
+        self.redact = redactor or Redactor()
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -29,23 +36,26 @@ class JsonFormatter(logging.Formatter):
         entry.update((k, v) for k, v in record.__dict__.items() if k not in _RESERVED)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        return self.redact(orjson.dumps(entry, default=str).decode())
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(JsonFormatter):
     def format(self, record: logging.LogRecord) -> str:
         extra = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in _RESERVED)
         base = f"{record.levelname:<7} {record.name}: {record.getMessage()}"
         text = f"{base} {extra}" if extra else base
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        return text
+        return self.redact(text)
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    """Route every logger (Celery's and uvicorn's included) through one stderr handler."""
+def configure_logging(level: str = "INFO", fmt: str = "json",
+                      secrets: tuple[str, ...] = ()) -> None:
+    """Route every logger (Celery's and uvicorn's included) through one stderr handler,
+    which hides URL passwords and ``secrets`` wherever a line holds them."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    redactor = Redactor(secrets)
+    handler.setFormatter(JsonFormatter(redactor) if fmt == "json" else TextFormatter(redactor))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

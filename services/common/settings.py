@@ -6,12 +6,13 @@ import ssl
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.pools import NAME_PATTERN, POOLS
+from services.common.redaction import redact_url
 
 
 def _default_model_store() -> str:
@@ -150,15 +151,17 @@ class Settings(BaseSettings):
 
     @property
     def broker_url(self) -> str:
-        """The Redis URL with the password from ``INFERQ_REDIS_PASSWORD`` merged in."""
+        """The Redis URL with the password from ``INFERQ_REDIS_PASSWORD`` merged in,
+        percent-encoded: any character of it (``/``, ``#``, ``@`` ...) reaches Redis as
+        given, and never spills into the URL's host or path."""
         url = self.redis_url.get_secret_value()
         if self.redis_password is None:
             return url
         parts = urlsplit(url)
         host = parts.netloc.rsplit("@", 1)[-1]
         user = parts.username or ""
-        netloc = f"{user}:{self.redis_password.get_secret_value()}@{host}"
-        return urlunsplit(parts._replace(netloc=netloc))
+        password = quote(self.redis_password.get_secret_value(), safe="")
+        return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
 
     @property
     def redis_uses_tls(self) -> bool:
@@ -191,11 +194,17 @@ class Settings(BaseSettings):
     @property
     def redis_url_redacted(self) -> str:
         """The Redis URL safe for logs: any password replaced by ``***``."""
-        parts = urlsplit(self.broker_url)
-        if parts.password is None:
-            return self.broker_url
-        host = parts.netloc.rsplit("@", 1)[-1]
-        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+        return redact_url(self.broker_url)
+
+    @property
+    def secret_values(self) -> tuple[str, ...]:
+        """The values of the secret settings (the Redis password, in the URL or on its
+        own, and the auth secret): what the logs hide wherever they appear."""
+        url_password = urlsplit(self.redis_url.get_secret_value()).password
+        found = [unquote(url_password) if url_password else None,
+                 *(s.get_secret_value() if s else None
+                   for s in (self.redis_password, self.auth_secret))]
+        return tuple(value for value in found if value)
 
 
 _CERT_REQUIREMENTS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL,

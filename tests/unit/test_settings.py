@@ -1,13 +1,18 @@
-"""Settings: defaults, the Redis password merged into the URL, secrets kept out of reprs."""
+"""Settings: defaults, the Redis password merged into the URL, secrets kept out of reprs and
+log lines."""
 
 from __future__ import annotations
 
+import logging
 import ssl
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from services.common.logging import JsonFormatter, TextFormatter
+from services.common.redaction import Redactor, redact_url
 from services.common.settings import Settings
 
 
@@ -117,3 +122,39 @@ def test_tls_options_follow_the_scheme_and_the_ca_file() -> None:
 def test_a_metrics_port_out_of_range_is_refused(port: int) -> None:
     with pytest.raises(ValidationError, match="metrics_port"):
         Settings(metrics_port=port)
+
+
+def test_a_password_of_any_characters_stays_in_its_place_and_hidden() -> None:
+    raw = "a/b#c?d@e:f%g"
+    settings = Settings(redis_url="redis://api@redis:6379/0", redis_password=raw,
+                        auth_secret="the-auth-secret")
+    parts = urlsplit(settings.broker_url)
+    assert (parts.hostname, parts.port, parts.path) == ("redis", 6379, "/0")
+    assert unquote(parts.password or "") == raw
+    assert settings.redis_url_redacted == "redis://api:***@redis:6379/0"
+    assert set(settings.secret_values) == {raw, "the-auth-secret"}
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://user:pw@host:6380/2", "redis://user:***@host:6380/2"),
+    ("redis://:pw@host/0", "redis://:***@host/0"),
+    # Not percent-encoded: hidden whole all the same.
+    ("redis://user:a/b#c@d@host:6379/0", "redis://user:***@host:6379/0"),
+    ("redis://user@host:6379/0", "redis://user@host:6379/0"),
+    ("redis://host:6379/0", "redis://host:6379/0"),
+    ("s3://bucket/prefix", "s3://bucket/prefix"),
+    ("/var/lib/inferq", "/var/lib/inferq"),
+])
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize("formatter", [JsonFormatter, TextFormatter])
+def test_log_lines_hide_url_passwords_and_secrets(formatter: type[JsonFormatter]) -> None:
+    record = logging.LogRecord("kombu", logging.ERROR, "", 0,
+                               "Cannot connect to redis://u:a/b#c@host:1/0: %s", ("refused",),
+                               None)
+    record.secret = "the token is s3cret-value"
+    line = formatter(Redactor(["s3cret-value", "a/b#c"])).format(record)
+    assert "redis://u:***@host:1/0" in line
+    assert "s3cret-value" not in line and "a/b#c" not in line and "a%2Fb%23c" not in line
