@@ -26,7 +26,9 @@ def _default_storage_url() -> str:
 class Settings(BaseSettings):
     """Every setting of the API and the workers. Secrets are ``SecretStr`` and never logged."""
 
-    model_config = SettingsConfigDict(env_prefix="INFERQ_", extra="ignore", frozen=True)
+    # An error names the setting and what is wrong, never the value given: it may be a secret.
+    model_config = SettingsConfigDict(env_prefix="INFERQ_", extra="ignore", frozen=True,
+                                      hide_input_in_errors=True)
 
     # -- Redis: broker, task records and notifications.
     redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
@@ -116,6 +118,26 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: str) -> str:
         return value.upper()
+
+    @field_validator("redis_url")
+    @classmethod
+    def _parsable_url(cls, value: SecretStr) -> SecretStr:
+        """A password that reserved characters cut short would reach Redis wrong, and the
+        rest of it would be read as the host, the port or the path: and shown in their
+        errors. The message names neither."""
+        parts = urlsplit(value.get_secret_value())
+        try:
+            parts.port  # noqa: B018 (parsed on access)
+        except ValueError:
+            broken = True
+        else:
+            broken = "@" in parts.path + parts.query + parts.fragment
+        if broken:
+            raise ValueError(
+                "INFERQ_REDIS_URL does not parse as redis://[user:password@]host[:port][/db]: "
+                "percent-encode the characters / # ? @ : % of its password, or give the "
+                "password in INFERQ_REDIS_PASSWORD")
+        return value
 
     @field_validator("predict_queue", "batch_queue", "training_queue")
     @classmethod

@@ -158,3 +158,11 @@ def test_log_lines_hide_url_passwords_and_secrets(formatter: type[JsonFormatter]
     line = formatter(Redactor(["s3cret-value", "a/b#c"])).format(record)
     assert "redis://u:***@host:1/0" in line
     assert "s3cret-value" not in line and "a/b#c" not in line and "a%2Fb%23c" not in line
+
+
+@pytest.mark.parametrize("url", ["redis://u:xyzzy/plugh@host:6379/0",
+                                 "redis://u:xyzzy#plugh@host/0", "redis://u:xyzzy?plugh@host/0"])
+def test_a_password_not_percent_encoded_is_refused_unshown(url: str) -> None:
+    with pytest.raises(ValidationError, match="percent-encode") as refused:
+        Settings(redis_url=url)
+    assert "xyzzy" not in str(refused.value) and "plugh" not in str(refused.value)
