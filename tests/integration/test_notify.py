@@ -8,7 +8,6 @@ to the queue ``parked``, which no worker consumes: its tasks stay queued until c
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import httpx
 import pytest
 import redis
 from processes import ServiceProcess, service_env, start_api
+from task_events import Events, channel_of, notify_of, until_registered
 
 from services.cli.redis_server import free_port
 from services.common import keys
@@ -67,59 +67,11 @@ def store(redis_server) -> redis.Redis:  # type: ignore[no-untyped-def]
     return client
 
 
-def channel_of(api: ServiceProcess) -> str:
-    """The events channel the API process announced when it started."""
-    found = re.search(r"events_channel=(inferq:events:[0-9a-f]{32})\b", api.log())
-    assert found, "the API did not log its events channel"
-    return found.group(1)
-
-
-class Events:
-    """Every task event published on any API process's channel, as a raw subscriber sees it."""
-
-    def __init__(self, client: redis.Redis, pattern: str) -> None:
-        self._pubsub = client.pubsub()
-        self._pubsub.psubscribe(pattern)
-        confirmed = self._pubsub.get_message(timeout=5)
-        assert confirmed is not None and confirmed["type"] == "psubscribe"
-
-    def messages(self, settle: float = 0.5) -> list[tuple[str, bytes]]:
-        """(channel, event) of each event, read until ``settle`` s pass without one."""
-        found = []
-        while (message := self._pubsub.get_message(timeout=settle)) is not None:
-            if message["type"] == "pmessage":
-                found.append((message["channel"].decode(), message["data"]))
-        return found
-
-    def seen(self, settle: float = 0.5) -> dict[str, list[str]]:
-        """Task id to the channels its event came on."""
-        told: dict[str, list[str]] = {}
-        for channel, data in self.messages(settle):
-            told.setdefault(parse_event(data)[0], []).append(channel)
-        return {task_id: sorted(channels) for task_id, channels in told.items()}
-
-    def close(self) -> None:
-        self._pubsub.close()
-
-
 @pytest.fixture
 def events(store: redis.Redis) -> Iterator[Events]:
     subscription = Events(store, keys.events_channel("*"))
     yield subscription
     subscription.close()
-
-
-def notify_of(store: redis.Redis, task_id: str) -> str | None:
-    value = store.hget(keys.task_key(task_id), "notify")
-    return value.decode() if value is not None else None
-
-
-def until_registered(store: redis.Redis, task_id: str) -> None:
-    """Wait until a waiting GET has named its process's channel in the task's record."""
-    deadline = time.monotonic() + 5
-    while notify_of(store, task_id) is None:
-        assert time.monotonic() < deadline, "the waiting GET did not register"
-        time.sleep(0.02)
 
 
 def assert_told(store: redis.Redis, events: Events, task_id: str,
