@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -213,30 +213,43 @@ class JobService:
         """Add to its tenant's index each job of ``keys.JOBS_INDEX`` submitted since the
         previous call (every job, the first time) that is in none: those an API of a
         release without the tenants' indexes submitted. How many it added."""
-        since = self._indexed_until - INDEX_OVERLAP
+        low: float = self._indexed_until - INDEX_OVERLAP
         now = time.time()
         added = 0
-        newest: Any = await self._client.zrangebyscore(keys.JOBS_INDEX, since, "+inf",
-                                                       withscores=True)
-        for first in range(0, len(newest), LIST_SCAN):
-            page = [(decoded(i), score) for i, score in newest[first:first + LIST_SCAN]]
-            async with self._client.pipeline(transaction=False) as pipe:
-                for job_id, _ in page:
-                    pipe.hmget(keys.job_key(job_id), "kind", "tenant")
-                found = await pipe.execute()
-            async with self._client.pipeline(transaction=False) as pipe:
-                for (job_id, score), (kind, tenant) in zip(page, found, strict=True):
-                    if kind is None and tenant is None:
-                        continue  # Expired.
-                    index = keys.tenant_jobs_index(
-                        decoded(tenant) if tenant else DEFAULT_TENANT,
-                        decoded(kind) if kind else jobs.KIND)
-                    pipe.zadd(index, {job_id: score}, nx=True)
-                    pipe.sadd(keys.TENANT_JOBS_INDEXES, index)
-                results = await pipe.execute()
-            added += sum(results[::2])
+        # ``LIST_SCAN`` at a time by submit time from ``low``; those at ``low`` itself that
+        # were read already are skipped.
+        at_low: set[str] = set()
+        while True:
+            found: Any = await self._client.zrangebyscore(
+                keys.JOBS_INDEX, low, "+inf", start=0, num=LIST_SCAN + len(at_low),
+                withscores=True)
+            page = [(decoded(i), score) for i, score in found if decoded(i) not in at_low]
+            if not page:
+                break
+            added += await self._index(page)
+            top = page[-1][1]
+            at_low = {i for i, score in page if score == top} | (at_low if top == low else set())
+            low = top
         self._indexed_until = now
         return added
+
+    async def _index(self, page: Sequence[tuple[str, float]]) -> int:
+        """Add each job of ``page`` (id, submit time) that still has a record to its
+        tenant's index of its kind; how many were not there."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for job_id, _ in page:
+                pipe.hmget(keys.job_key(job_id), "status", "kind", "tenant")
+            found = await pipe.execute()
+        async with self._client.pipeline(transaction=False) as pipe:
+            for (job_id, score), (status, kind, tenant) in zip(page, found, strict=True):
+                if status is None:
+                    continue  # Expired.
+                index = keys.tenant_jobs_index(decoded(tenant) if tenant else DEFAULT_TENANT,
+                                               decoded(kind) if kind else jobs.KIND)
+                pipe.zadd(index, {job_id: score}, nx=True)
+                pipe.sadd(keys.TENANT_JOBS_INDEXES, index)
+            results = await pipe.execute()
+        return sum(results[::2])
 
     async def cancel(self, job_id: str) -> tuple[bool, str]:
         """Whether this call cancelled the job, and its status (``missing`` when unknown)."""

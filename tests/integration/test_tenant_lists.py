@@ -142,29 +142,39 @@ def old_job(client: redis.Redis, tenant: str | None, kind: str, submitted_at: fl
 
 
 def test_older_jobs_are_indexed_for_their_tenants_and_expired_ones_trimmed(
-        clean_redis: redis.Redis, redis_server: Any, tmp_path: Path) -> None:
+        clean_redis: redis.Redis, redis_server: Any, tmp_path: Path, small_pages: int) -> None:
     now = time.time()
     globex_batch = old_job(clean_redis, "globex", jobs.KIND, now - 10)
     globex_training = old_job(clean_redis, "globex", tj.KIND, now - 9)
     default_batch = old_job(clean_redis, None, jobs.KIND, now - 8)
+    # From before job kinds too: a batch job's record without ``kind``.
+    clean_redis.hdel(keys.job_key(default_batch), "kind")
+    # More than a page submitted in the same instant, across a page's end.
+    same_time = sorted(old_job(clean_redis, "initech", jobs.KIND, now - 5)
+                       for _ in range(small_pages + 2))
+    expired = old_job(clean_redis, "initech", jobs.KIND, now - 4)
+    clean_redis.delete(keys.job_key(expired))
 
     async def scenario() -> None:
         services = Services(redis_server.url, Storage.from_url(str(tmp_path)))
         assert await services.batch.list("globex", None, None, 100) == []
-        assert await services.batch.index_older() == 3
+        assert await services.batch.index_older() == 3 + len(same_time)
         assert [j["job_id"] for j in await services.batch.list("globex", None, None, 100)] \
             == [globex_batch]
         assert [j["job_id"] for j in await services.training.list("globex", None, None, 10)] \
             == [globex_training]
         assert [j["job_id"] for j in await services.batch.list("default", None, None, 10)] \
             == [default_batch]
+        assert sorted(j["job_id"] for j in await services.batch.list("initech", None, None,
+                                                                      100)) == same_time
+        assert clean_redis.zscore(keys.tenant_jobs_index("initech", jobs.KIND), expired) is None
         # Indexed once: the next pass finds nothing new.
         assert await services.batch.index_older() == 0
 
         # A job whose record expired leaves its tenant's index at the sweep, as it leaves
         # the shared one; a job alive stays.
         clean_redis.delete(keys.job_key(globex_batch))
-        assert await services.batch.sweep(now=now + 7200) == 1
+        assert await services.batch.sweep(now=now + 7200) == 2  # With initech's expired.
         index = keys.tenant_jobs_index("globex", jobs.KIND)
         assert clean_redis.zscore(index, globex_batch) is None
         assert clean_redis.zscore(keys.JOBS_INDEX, globex_batch) is None
