@@ -2,8 +2,8 @@
 and the values of the settings that are secrets.
 
 Every URL a process logs goes through ``redact_url``; every line the processes log goes
-through a ``Redactor`` (``services.common.logging``), which also catches a URL a library
-puts in its own messages and a secret a message quotes bare.
+through a ``Redactor`` (``services.common.logging``), which also catches a URL that Celery,
+kombu or redis-py put in their own messages, and a secret a message quotes bare.
 """
 
 from __future__ import annotations
