@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from conftest import require_tool
-from processes import ServiceProcess, service_env, start_api, start_worker
+from processes import ServiceProcess, service_env
 
 from services.cli.redis_server import free_port, port_open
 
@@ -103,11 +103,30 @@ def answers(http: httpx.Client) -> list[httpx.Response]:
             http.get("/v1/datasets")]
 
 
+@pytest.fixture
+def started() -> Iterator[list[ServiceProcess]]:
+    """The processes a test starts: every one stopped at its end, passed or failed."""
+    processes: list[ServiceProcess] = []
+    yield processes
+    for process in processes:
+        process.stop()
+
+
+def start(started: list[ServiceProcess], args: list[str], env: dict[str, str],
+          log: Path) -> ServiceProcess:
+    started.append(ServiceProcess(args, env, log))
+    return started[-1]
+
+
 def test_no_redis_password_in_logs_answers_or_metrics(
-        acl_redis: AclRedis, envs: dict[str, dict[str, str]], tmp_path: Path) -> None:
+        acl_redis: AclRedis, envs: dict[str, dict[str, str]], tmp_path: Path,
+        started: list[ServiceProcess]) -> None:
     port = free_port()
-    api = start_api(envs["api"], port, tmp_path)
-    worker = start_worker(envs["worker"], tmp_path)
+    api = start(started, ["api", "--port", str(port)], envs["api"], tmp_path / "api.log")
+    worker = start(started, ["worker", "--pool", "inference", "--concurrency", "1"],
+                   envs["worker"], tmp_path / "worker.log")
+    api.wait_http(f"http://127.0.0.1:{port}/readyz")
+    worker.wait_for_log(" ready.")
     seen: list[httpx.Response] = []
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
@@ -136,10 +155,10 @@ def test_no_redis_password_in_logs_answers_or_metrics(
 
     # Processes that start with a password Redis refuses (it now takes WRONG).
     port = free_port()
-    late_api = ServiceProcess(["api", "--port", str(port)], envs["api"],
-                              tmp_path / "api-refused.log")
-    late_worker = ServiceProcess(["worker", "--pool", "inference", "--concurrency", "1"],
-                                 envs["worker"], tmp_path / "worker-refused.log")
+    late_api = start(started, ["api", "--port", str(port)], envs["api"],
+                     tmp_path / "api-refused.log")
+    late_worker = start(started, ["worker", "--pool", "inference", "--concurrency", "1"],
+                        envs["worker"], tmp_path / "worker-refused.log")
     try:
         late_api.wait_for_log("Application startup complete")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
