@@ -1,0 +1,89 @@
+"""A training fit past the pool's hard time limit: its pool process and its fit process are
+killed, the job fails with ``time_limit_exceeded``, nothing is registered, and the same
+worker runs the next job."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from job_client import upload
+from processes import own_store, service_env, start_worker
+from training_client import alive, churn_csv, submit, wait_training
+
+from services.common import keys
+from services.common.storage import Storage
+
+#: The hard limit, set alone: the training pool's default soft limit (10740 s) is past it.
+HARD_LIMIT = 4
+#: A fit of far more than ``HARD_LIMIT`` seconds.
+ENDLESS_FIT = {"estimator": "RandomForestClassifier",
+               "hyperparameters": {"n_estimators": 50000, "max_features": None}}
+
+
+@pytest.fixture(scope="module")
+def stack_env(redis_server, model_store, storage: Storage,  # type: ignore[no-untyped-def]
+              tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    redis_server.client().flushdb()
+    store = own_store(model_store, tmp_path_factory.mktemp("limit-models"))
+    return service_env(redis_server.url, store, INFERQ_STORAGE_URL=storage.url,
+                       INFERQ_HARD_TIME_LIMIT=str(HARD_LIMIT))
+
+
+@pytest.fixture(scope="module")
+def client_module(api_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, timeout=40) as http:
+        yield http
+
+
+def _fit_pid(rdb: redis.Redis, job_id: str) -> int:
+    deadline = time.monotonic() + 15
+    while not (pid := rdb.hget(keys.job_key(job_id), "fit_pid")):
+        assert time.monotonic() < deadline, "the fit never started"
+        time.sleep(0.02)
+    return int(pid)
+
+
+def test_a_fit_past_the_hard_time_limit_is_killed_and_the_worker_runs_the_next_job(
+    client_module: httpx.Client, redis_server, stack_env: dict[str, str],  # type: ignore[no-untyped-def]
+    logs: Path,
+) -> None:
+    client = client_module
+    rdb: redis.Redis = redis_server.client()
+    churn = upload(client, churn_csv(), "csv", name="churn")
+    trainer = start_worker(stack_env, logs, pool="training", concurrency=1)
+    try:
+        endless = submit(client, "churn-endless", dataset_id=churn, target_column="churned",
+                         **ENDLESS_FIT)
+        # Queued behind it on the same worker (one child): runs once the first is killed.
+        following = submit(client, "churn-after", dataset_id=churn, target_column="churned",
+                           estimator="DecisionTreeClassifier")
+        pid = _fit_pid(rdb, endless["job_id"])
+        started = time.monotonic()
+        done: dict[str, Any] = wait_training(client, endless["job_id"], timeout=30)
+        assert done["status"] == "failed", done
+        assert done["error"]["code"] == "time_limit_exceeded", done["error"]
+        assert f"hard time limit of {HARD_LIMIT}" in done["error"]["message"]
+        # Killed at the hard limit, not at the soft default hours later.
+        assert time.monotonic() - started < HARD_LIMIT + 10
+        deadline = time.monotonic() + 5
+        while alive(pid):
+            assert time.monotonic() < deadline, f"the fit {pid} outlived its task's process"
+            time.sleep(0.05)
+        assert done["version"] is None
+        assert client.get("/v1/models/churn-endless/versions").status_code == 404
+        # The worker lives on and runs the next job with a fresh child.
+        after = wait_training(client, following["job_id"], timeout=60)
+        assert after["status"] == "succeeded", after
+        assert after["version"] == 1
+        assert trainer.process.poll() is None
+        # Nothing is held or waiting: the killed job's message was acknowledged once.
+        assert rdb.llen("training") == 0 and rdb.hlen(keys.unacked_key("training")) == 0
+        assert client.get(f"/v1/training-jobs/{endless['job_id']}").json()["status"] == "failed"
+    finally:
+        trainer.stop()
