@@ -5,7 +5,6 @@ worker runs the next job."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +34,6 @@ def stack_env(redis_server, model_store, storage: Storage,  # type: ignore[no-un
                        INFERQ_HARD_TIME_LIMIT=str(HARD_LIMIT))
 
 
-@pytest.fixture(scope="module")
-def client_module(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=40) as http:
-        yield http
-
 
 def _fit_pid(rdb: redis.Redis, job_id: str) -> int:
     deadline = time.monotonic() + 15
@@ -50,10 +44,9 @@ def _fit_pid(rdb: redis.Redis, job_id: str) -> int:
 
 
 def test_a_fit_past_the_hard_time_limit_is_killed_and_the_worker_runs_the_next_job(
-    client_module: httpx.Client, redis_server, stack_env: dict[str, str],  # type: ignore[no-untyped-def]
+    client: httpx.Client, redis_server, stack_env: dict[str, str],  # type: ignore[no-untyped-def]
     logs: Path,
 ) -> None:
-    client = client_module
     rdb: redis.Redis = redis_server.client()
     churn = upload(client, churn_csv(), "csv", name="churn")
     trainer = start_worker(stack_env, logs, pool="training", concurrency=1)
