@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from job_client import IRIS_FEATURES, iris_csv, iris_rows, submit_job, upload, wait_job
-from processes import own_store, service_env, start_worker
+from job_client import IRIS_FEATURES, iris_csv, iris_rows, run_job, submit_job, upload
+from processes import own_store, service_env
 
 from ml.store import load_estimator, save_model, set_alias
 from services.common.storage import Storage
@@ -60,10 +60,6 @@ def test_a_finished_job_keeps_the_alias_and_was_scored_by_its_version(
     client: httpx.Client, stack_env: dict[str, str], logs: Path, dataset: str,
 ) -> None:
     job = submit_job(client, dataset, model="flowers", alias="staging")
-    scorer = start_worker(stack_env, logs, pool="batch", concurrency=1)
-    try:
-        done = wait_job(client, job["job_id"])
-    finally:
-        scorer.stop()
+    done = run_job(client, job["job_id"], stack_env, logs)
     assert done["status"] == "succeeded", done
     assert (done["version"], done["alias"]) == (2, "staging")
