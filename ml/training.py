@@ -7,9 +7,10 @@ own parameter constraints that ``ml.training_constraints`` writes; no check of a
 is left to this module, and what neither checks (combinations of parameters, such as
 LogisticRegression's penalty with its solver) scikit-learn refuses at fit time, failing
 the job with its own message. The model
-is a pipeline that takes rows in feature order as the API serves them: numeric columns
-imputed with their median, string columns with their most frequent value and one-hot
-encoded, then the estimator, seeded and held to one core.
+is a pipeline that takes rows in feature order as the API serves them: numeric columns, and
+boolean ones as the numbers 0 and 1 (a row's true or false is one of them), imputed with
+their median; string columns with their most frequent value and one-hot encoded; then the
+estimator, seeded and held to one core.
 """
 
 from __future__ import annotations
@@ -101,8 +102,9 @@ _IGNORES_N_JOBS = frozenset({"LogisticRegression"})
 
 def load_data(storage: Storage, dataset: Dataset,
               spec: TrainingSpec) -> tuple[np.ndarray, np.ndarray]:
-    """The features in spec order and the target. X is float64 (NaN where missing) when
-    every feature is numeric, else object with None for missing strings. Raises
+    """The features in spec order and the target. X is float64 (NaN where missing;
+    booleans as 0 and 1) when no feature is a string, else object with None for missing
+    strings. Raises
     ``SpecError`` as ``check_target`` does, or for a feature without a single value."""
     names = [f.name for f in spec.features]
     table = read_rows(storage, dataset, 0, dataset.rows, [*names, spec.target])
@@ -151,6 +153,7 @@ def build_pipeline(spec: TrainingSpec, params: Mapping[str, Any]) -> Pipeline:
     if spec.estimator in _IGNORES_N_JOBS:
         del ours["n_jobs"]
     estimator.set_params(**{k: v for k, v in ours.items() if k in known})
+    # Booleans among the numbers: 0 and 1, as rows of true and false arrive.
     numeric = [j for j, f in enumerate(spec.features) if f.dtype != STRING_DTYPE]
     strings = [j for j, f in enumerate(spec.features) if f.dtype == STRING_DTYPE]
     steps: list[tuple[str, Any, list[int]]] = []

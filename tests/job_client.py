@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import numpy as np
 import orjson
+from processes import start_worker
 
 from ml.predict import predict
 from ml.store import load_estimator
@@ -64,6 +65,16 @@ def wait_job(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[str
         if job["status"] not in ("queued", "running"):
             return job
         assert time.monotonic() < deadline, f"job {job_id} still {job['status']}: {job}"
+
+
+def run_job(client: httpx.Client, job_id: str, env: dict[str, str],
+            logs: Path) -> dict[str, Any]:
+    """The job, ended, run by a batch worker started for it and stopped after."""
+    scorer = start_worker(env, logs, pool="batch", concurrency=1)
+    try:
+        return wait_job(client, job_id)
+    finally:
+        scorer.stop()
 
 
 def wait_drained(redis: Any, timeout: float = 20) -> None:

@@ -23,7 +23,7 @@ from services.api.task_service import TaskService
 from services.api.training_service import TrainingService
 from services.api.waiter import TaskWaiter
 from services.common import catalog
-from services.common.catalog import Catalog, ModelMetadata, TenantCatalogs
+from services.common.catalog import DEFAULT_ALIAS, Catalog, ModelMetadata, TenantCatalogs
 from services.common.settings import Settings
 from services.common.storage import Storage
 
@@ -116,6 +116,16 @@ def resolve_model(models: Catalog, name: str, version: int | None,
         f"model {name!r} has no version {version}; it has {', '.join(map(str, versions))}",
         {"model": name, "version": version, "versions": versions},
     )
+
+
+def served_alias(models: Catalog, name: str, version: int | None, alias: str | None,
+                 served: int) -> str | None:
+    """The alias through which a request was served version ``served`` of ``name``: the
+    one it named, else ``production`` when it named neither a version nor an alias and
+    that alias points at ``served``; None when it pinned a version or got the latest."""
+    if alias is not None or version is not None:
+        return alias
+    return DEFAULT_ALIAS if models.aliases(name).get(DEFAULT_ALIAS) == served else None
 
 
 def model_not_found(name: str) -> ModelNotFound:

@@ -82,10 +82,11 @@ class JobService:
         return dataset
 
     async def submit(self, metadata: ModelMetadata, dataset: Dataset, body: BatchJobRequest,
-                     trace: RequestTrace | None = None,
-                     owner: str = DEFAULT_TENANT) -> dict[str, Any]:
+                     trace: RequestTrace | None = None, owner: str = DEFAULT_TENANT,
+                     alias: str | None = None) -> dict[str, Any]:
         """Record the dataset's tenant's job and queue its chunks in one round trip; the
-        queued job. ``owner`` is the tenant whose part of the store holds the model."""
+        queued job. ``owner`` is the tenant whose part of the store holds the model;
+        ``alias`` the alias the version was found through (None: pinned, or the latest)."""
         columns = check_columns(metadata, dataset, body)
         job_id = str(uuid.uuid4())
         now = time.time()
@@ -94,7 +95,8 @@ class JobService:
         bounds = jobs.chunk_bounds(dataset.rows, self._settings.batch_chunk_rows,
                                    [row for row, _ in dataset.index])
         record = jobs.new_job_record(
-            model=metadata.name, version=metadata.version, dataset_id=dataset.dataset_id,
+            model=metadata.name, version=metadata.version, alias=alias,
+            dataset_id=dataset.dataset_id,
             queue=queue, input_format=dataset.format, output_format=output_format,
             id_column=body.id_column, passthrough=body.passthrough_columns, columns=columns,
             return_probabilities=body.return_probabilities,

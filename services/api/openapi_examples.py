@@ -101,7 +101,7 @@ JSONL_UPLOAD = ('{"sepal_length_cm": 5.1, "sepal_width_cm": 3.5, "petal_length_c
 
 JOB_ID = "5d0f8e1c-3b7a-4c2e-9f61-8a4d2b7c9e03"
 JOB_QUEUED: dict[str, Any] = {
-    "job_id": JOB_ID, "kind": "batch", "model": "iris", "version": 1,
+    "job_id": JOB_ID, "kind": "batch", "model": "iris", "version": 1, "alias": "production",
     "dataset_id": "3f2c9a7e5b1d4e8f9a0b1c2d3e4f5a6b", "status": "queued",
     "progress": {"rows_total": 120000, "rows_done": 0, "rows_failed": 0, "chunks_total": 3,
                  "chunks_done": 0},

@@ -10,7 +10,7 @@ import orjson
 
 from services.api.errors import InvalidRows, MalformedBody, TooManyRows
 from services.common.catalog import NUMERIC_DTYPES, ModelMetadata
-from services.common.values import FINITE_VALUES, MAX_MAGNITUDE, STRING_DTYPE
+from services.common.values import BOOL_DTYPE, FINITE_VALUES, MAX_MAGNITUDE, STRING_DTYPE
 
 _FIELDS = ("instances", "version", "alias", "return_probabilities")
 
@@ -100,13 +100,19 @@ def _kind(value: Any) -> str:
     )
 
 
+def _shown(value: Any) -> str:
+    return f"the number {value}" if type(value) in (int, float) else _kind(value)
+
+
 def check_rows(instances: list[Any], metadata: ModelMetadata) -> list[list[Any]]:
     """Rows as lists in feature order; a 422 that names the row and column otherwise.
-    A numeric feature takes a number; a string feature a string, or null for a missing
-    value (the model fills it in as it was trained to)."""
+    A numeric feature takes a number; a boolean feature true or false (or 0 or 1); a string
+    feature a string, or null for a missing value (the model fills it in as it was trained
+    to)."""
     names = metadata.feature_names
     numeric = [f.dtype in NUMERIC_DTYPES for f in metadata.features]
     strings = [j for j, f in enumerate(metadata.features) if f.dtype == STRING_DTYPE]
+    booleans = [j for j, f in enumerate(metadata.features) if f.dtype == BOOL_DTYPE]
     all_numeric = all(numeric)
     width = len(names)
     rows: list[list[Any]] = []
@@ -143,11 +149,19 @@ def check_rows(instances: list[Any], metadata: ModelMetadata) -> list[list[Any]]
                     f"row {i}, column {j} ({names[j]!r}) is {_kind(value)}; expected a number",
                     {"row": i, "column": names[j]},
                 )
+        for j in booleans:
+            if type(row[j]) is not bool and not (type(row[j]) in (int, float)
+                                                and row[j] in (0, 1)):
+                raise InvalidRows(
+                    f"row {i}, column {j} ({names[j]!r}) is {_shown(row[j])}; expected true "
+                    "or false",
+                    {"row": i, "column": names[j]},
+                )
         for j in strings:
             if row[j] is not None and type(row[j]) is not str:
-                what = f"the number {row[j]}" if type(row[j]) in (int, float) else _kind(row[j])
                 raise InvalidRows(
-                    f"row {i}, column {j} ({names[j]!r}) is {what}; expected a string or null",
+                    f"row {i}, column {j} ({names[j]!r}) is {_shown(row[j])}; expected a "
+                    "string or null",
                     {"row": i, "column": names[j]},
                 )
         # max and min walk the row in C; the Python loop only runs to name a culprit.

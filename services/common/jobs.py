@@ -265,7 +265,8 @@ def chunk_bounds(rows: int, chunk_rows: int, starts: Sequence[int] = ()) -> list
 
 
 def new_job_record(
-    *, model: str, version: int, dataset_id: str, queue: str, input_format: str,
+    *, model: str, version: int, alias: str | None = None, dataset_id: str, queue: str,
+    input_format: str,
     output_format: str, id_column: str | None, passthrough: Sequence[str],
     columns: Sequence[str], return_probabilities: bool, max_failed_rows: int, rows: int,
     chunks: int, chunk_rows: int, trace_id: str | None, now: float, notify: str | None,
@@ -294,6 +295,8 @@ def new_job_record(
         "output_bytes": str(len(csv_header(columns)) if output_format == "csv" else 0),
         "submitted_at": repr(now),
     }
+    if alias:
+        record["alias"] = alias
     if id_column:
         record["id_column"] = id_column
     if trace_id:
@@ -318,6 +321,8 @@ def to_public(job_id: str, raw: Mapping[Any, Any]) -> dict[str, Any]:
         "kind": record.get("kind", KIND),
         "model": record.get("model"),
         "version": int(record["version"]) if record.get("version") else None,
+        # The alias the version was found through; None for a version named or the latest.
+        "alias": record.get("alias"),
         "dataset_id": record.get("dataset_id"),
         "status": record["status"],
         "progress": {

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from services.common.catalog import Feature
 from services.common.datasets import Column, Dataset, read_rows
-from services.common.values import STRING_DTYPE
+from services.common.values import BOOL_DTYPE, STRING_DTYPE
 
 if TYPE_CHECKING:
     from services.common.storage import Storage
@@ -64,8 +64,7 @@ MAX_CANDIDATES = 100
 #: The snapshot of scikit-learn's parameter constraints, next to this module.
 CONSTRAINTS_FILE = "training_constraints.json"
 
-#: Dataset dtypes read as numbers: every integer and float type, and decimals. Booleans are
-#: no feature: predictions and batch jobs take no booleans for a model's features.
+#: Dataset dtypes read as numbers: every integer and float type, and decimals.
 _NUMERIC_PREFIXES = ("int", "uint", "float", "double", "halffloat", "decimal")
 
 #: The name of each type a JSON value has in Python, as the snapshot lists them.
@@ -227,14 +226,20 @@ def _check_columns(body: Mapping[str, Any],
             raise SpecError("feature_columns", f"{name!r} is listed twice")
         seen.add(name)
         dtype = dtypes[name]
-        if dtype != STRING_DTYPE and not _is_numeric(dtype):
+        if dtype not in (STRING_DTYPE, BOOL_DTYPE) and not _is_numeric(dtype):
             raise SpecError("feature_columns", f"column {name!r} is {dtype}; a feature is a "
-                            "number or a string"
+                            "number, a boolean or a string"
                             + ("" if chosen else "; list the feature_columns to use"))
     if not names:
         raise SpecError("feature_columns", "the dataset has no column besides the target")
-    return target, [Feature(name=n, dtype=STRING_DTYPE if dtypes[n] == STRING_DTYPE else "float64")
-                    for n in names]
+    return target, [Feature(name=n, dtype=feature_dtype(dtypes[n])) for n in names]
+
+
+def feature_dtype(column_dtype: str) -> str:
+    """The dtype of a feature learnt from a column of ``column_dtype``: a string or a
+    boolean feature stays one (a model takes text, and true or false, for it); any number
+    is a float64 one."""
+    return column_dtype if column_dtype in (STRING_DTYPE, BOOL_DTYPE) else "float64"
 
 
 def _check_target_dtype(task: str, target: str, dtype: str) -> None:
@@ -242,7 +247,7 @@ def _check_target_dtype(task: str, target: str, dtype: str) -> None:
     if task == REGRESSION and not _is_numeric(dtype):
         raise SpecError("target_column", f"column {target!r} is {dtype}, not a number; use a "
                         "classifier such as RandomForestClassifier")
-    if dtype not in (STRING_DTYPE, "bool") and not _is_numeric(dtype):
+    if dtype not in (STRING_DTYPE, BOOL_DTYPE) and not _is_numeric(dtype):
         raise SpecError("target_column", f"column {target!r} is {dtype}; a classifier's "
                         "target is a number, a boolean or a string")
 

@@ -13,3 +13,6 @@ FINITE_VALUES = (f"every value must be a finite number between {-MAX_MAGNITUDE:.
 #: The dtype of a feature that holds text (a trained model's categories): its values are
 #: strings, or null where missing.
 STRING_DTYPE = "string"
+#: The dtype of a feature that holds booleans: its values are true or false (0 and 1 stand
+#: for them), which the model takes as the numbers 0 and 1.
+BOOL_DTYPE = "bool"

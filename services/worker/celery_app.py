@@ -22,10 +22,11 @@ def create_celery_app(settings: Settings, pool: PoolSpec) -> Celery:
     What a pool holds sits in its own ``unacked`` hash: pools with different time limits
     restore their own messages by their own visibility timeout, and that hash is what the
     autoscaler counts as in flight. When the worker stops, what it holds but does not run
-    goes back to the queue at once (``HandBackAtStop``).
+    goes back to the queue at once (``HandBackAtStop``). A soft time limit not below the
+    hard one is dropped (``effective_soft_limit``).
     """
-    soft = settings.soft_time_limit or pool.soft_time_limit
     hard = settings.hard_time_limit or pool.hard_time_limit
+    soft = effective_soft_limit(settings.soft_time_limit or pool.soft_time_limit, hard)
     visibility = visibility_timeout(hard, settings.visibility_timeout)
     memory_mib = (pool.max_memory_per_child_mib if settings.worker_max_memory_mib is None
                   else settings.worker_max_memory_mib)
@@ -72,3 +73,12 @@ def create_celery_app(settings: Settings, pool: PoolSpec) -> Celery:
     )
     app.steps["consumer"].add(HandBackAtStop)
     return app
+
+
+def effective_soft_limit(soft: float, hard: float) -> float | None:
+    """The soft time limit a pool runs with: ``soft`` when it comes before ``hard``, else
+    none. The pool arms the hard limit only once the soft one has passed, so a soft limit
+    at or past the hard one would push the hard kill back to it: a hard limit of 5 s set
+    alone, under the training pool's default soft limit of 10740 s, would end a task only
+    after 10740 s."""
+    return soft if soft < hard else None

@@ -2,8 +2,9 @@
 
 Plain functions of a table of rows and a model; no Redis, no storage. A row that cannot be
 scored (a numeric feature missing, not a number, not finite, beyond float32's range, a
-string feature that is not text, or one the model refuses) is rejected with its row number
-and the reason, and never fails the chunk.
+boolean feature missing or not true or false, a string feature that is not text, or one
+the model refuses) is rejected with its row number and the reason, and never fails the
+chunk.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ml.predict import predict
 from services.common.catalog import Feature, ModelMetadata
 from services.common.dataset_formats import ROW_COLUMN
 from services.common.job_outputs import PREDICTION_COLUMN, PROBABILITY_PREFIX
-from services.common.values import MAX_MAGNITUDE, STRING_DTYPE
+from services.common.values import BOOL_DTYPE, MAX_MAGNITUDE, STRING_DTYPE
 from services.worker import task_errors
 
 
@@ -33,6 +34,7 @@ class RejectCode:
     MISSING = "missing_value"
     NOT_A_NUMBER = "not_a_number"
     NOT_A_STRING = "not_a_string"
+    NOT_A_BOOLEAN = "not_a_boolean"
     NON_FINITE = "non_finite_value"
     OUT_OF_RANGE = "out_of_range"
     PREDICTION_FAILED = "prediction_failed"
@@ -106,14 +108,16 @@ def score(table: pa.Table, metadata: ModelMetadata, estimator: Any,
 def feature_matrix(table: pa.Table,
                    features: Sequence[Feature]) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
     """The feature values, one row a row, and the first problem of each rejected row, by
-    its index in ``table``: (code, message). Floats, or objects when a feature is a string
-    (its values str, or None where missing); rejected rows hold 0 (None for strings)."""
+    its index in ``table``: (code, message). Floats (booleans as 0 and 1), or objects when a
+    feature is a string (its values str, or None where missing); rejected rows hold 0 (None
+    for strings)."""
     text = [f.dtype == STRING_DTYPE for f in features]
     matrix = np.zeros((table.num_rows, len(features)),
                       dtype=object if any(text) else np.float64)
     problems: dict[int, tuple[str, str]] = {}
     for j, feature in enumerate(features):
-        read = _text_values if text[j] else _column_values
+        read = (_text_values if text[j] else _boolean_values if feature.dtype == BOOL_DTYPE
+                else _column_values)
         values, column_problems = read(table[feature.name], feature.name)
         for i, problem in column_problems.items():
             problems.setdefault(i, problem)
@@ -138,6 +142,42 @@ def _text_values(column: pa.ChunkedArray,
         f"of type {kind}")
     problem = (RejectCode.NOT_A_STRING, f"column {name!r} is {what}; expected a string")
     return [None] * len(column), {int(i): problem for i in present}
+
+
+#: The text a boolean feature's cell may hold, as it reads (any case).
+_BOOLEAN_TEXT = {"true": 1.0, "false": 0.0, "1": 1.0, "0": 0.0}
+
+
+def _boolean_values(column: pa.ChunkedArray,
+                    name: str) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
+    """A boolean feature's values as 0 and 1: from booleans, the numbers 0 and 1, or the
+    text true, false, 1 or 0; anything else is refused row by row, as is a missing value."""
+    kind = column.type
+    problems: dict[int, tuple[str, str]] = {}
+    if pa.types.is_boolean(kind):  # The common case, read at once.
+        values = np.array(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False))
+        for row in np.flatnonzero(np.isnan(values)):
+            problems[int(row)] = (RejectCode.MISSING, f"column {name!r} has no value")
+        values[np.isnan(values)] = 0.0
+        return values, problems
+    values = np.zeros(len(column))
+    for i, cell in enumerate(column.to_pylist()):
+        if cell is None or (isinstance(cell, str) and not cell.strip()):
+            problems[i] = (RejectCode.MISSING, f"column {name!r} has no value")
+            continue
+        if isinstance(cell, str):
+            found = _BOOLEAN_TEXT.get(cell.strip().lower())
+        elif isinstance(cell, bool) or (isinstance(cell, int | float) and cell in (0, 1)):
+            found = float(cell)
+        else:
+            found = None
+        if found is None:
+            shown = repr(cell) if len(repr(cell)) <= 24 else f"{repr(cell)[:20]}..."
+            problems[i] = (RejectCode.NOT_A_BOOLEAN,
+                           f"column {name!r} is {shown} ({kind}); expected true or false")
+            continue
+        values[i] = found
+    return values, problems
 
 
 def _column_values(column: pa.ChunkedArray,

@@ -173,9 +173,13 @@ class TrainingFoldTask(BatchedTask):
 
     @cached_property
     def runner(self) -> TrainingRunner:
+        # With a soft limit the pool raises SoftTimeLimitExceeded in the task; without one
+        # the runner keeps the hard limit itself (see services.worker.training).
+        conf = self.app.conf
         return TrainingRunner(_redis(self.settings), self.settings.model_store,
                               storage_from_settings(self.settings),
-                              self.settings.job_retention_seconds, self.queue)
+                              self.settings.job_retention_seconds, self.queue,
+                              None if conf.task_soft_time_limit else conf.task_time_limit)
 
     def cost_key(self, kwargs: dict[str, Any]) -> str:
         return f"training:{kwargs.get('model')}"

@@ -13,7 +13,10 @@ registers it, and a task that finds the job ended deletes it.
 
 Each fit runs in a process of its own (``services.worker.training_fit``), which dies with
 the task's process. While it runs, the task reads the job's status a few times a second
-and kills it when the job is cancelled; a soft time limit kills it too, failing the job.
+and kills it when the job is cancelled. A time limit kills it too, failing the job: the
+pool's soft limit (``soft_time_limit_exceeded``) when it has one, else the runner ends the
+fit ``hard_limit_margin`` before the pool's hard limit (``time_limit_exceeded``), so that
+the task fails the job itself rather than its process being killed with it.
 """
 
 from __future__ import annotations
@@ -65,6 +68,14 @@ class Cancelled(Exception):
     """The job ended (cancelled, or failed by another of its tasks) while a fit ran."""
 
 
+class FitTimedOut(Exception):
+    """The fit ran to the task's hard time limit (``limit`` s) and was killed."""
+
+    def __init__(self, limit: float) -> None:
+        super().__init__(f"the fit ran to the hard time limit of {limit:g} s")
+        self.limit = limit
+
+
 class FitFailed(Exception):
     """The fit's process answered an error, or ended without an answer."""
 
@@ -77,8 +88,13 @@ class TrainingRunner:
     """Runs training tasks in one worker process: its Redis client and model store."""
 
     def __init__(self, client: redis.Redis, store: ModelStore, storage: Storage, ttl: int,
-                 queue: str) -> None:
+                 queue: str, hard_time_limit: float | None = None) -> None:
+        """``hard_time_limit``: the pool's hard limit when it has no soft limit before it,
+        which the runner then keeps itself (``hard_limit_margin``)."""
         self._client = client
+        self._hard_limit = hard_time_limit
+        #: When the running task's fit is killed (``time.monotonic``); None: never.
+        self._deadline: float | None = None
         self._store = model_storage(store)
         self._storage = storage
         self._ttl = ttl
@@ -91,6 +107,8 @@ class TrainingRunner:
         """Run ``task`` unless its job ended; acknowledge its message once its outcome is
         stored. An unexpected error leaves the message unacknowledged (the worker hands it
         back); a task started ``task_errors.MAX_ATTEMPTS`` times fails its job instead."""
+        self._deadline = (time.monotonic() + self._hard_limit
+                          - hard_limit_margin(self._hard_limit) if self._hard_limit else None)
         status, attempts = self._start(task)
         if status != "running":
             log.info("training task skipped", extra={"job_id": task.job_id, "task": task.name,
@@ -119,6 +137,10 @@ class TrainingRunner:
             log.warning("training fit failed; its job fails",
                         extra={"job_id": task.job_id, "task": task.name, "error": str(exc)})
             self.fail(task, exc.error, tag)
+        except FitTimedOut as exc:
+            log.warning("training fit killed at the hard time limit; its job fails",
+                        extra={"job_id": task.job_id, "task": task.name, "limit": exc.limit})
+            self.fail(task, task_errors.hard_time_limit(f"{exc.limit:g}"), tag)
 
     def _start(self, task: FitTask) -> tuple[str, int]:
         replies = self._scripts.execute(lambda pipe: self._scripts.call(
@@ -293,7 +315,8 @@ class TrainingRunner:
                  fitting: str) -> dict[str, Any]:
         """Run one fit in a process of its own and return its answer; the job's phase
         follows it. Raises ``Cancelled`` (the process killed) when the job ends meanwhile,
-        ``FitFailed`` when the fit fails."""
+        ``FitFailed`` when the fit fails, ``FitTimedOut`` (the process killed) at the task's
+        deadline."""
         fold_task = not task.final
         self._progress(task, "loading", 0.02)
         process = subprocess.Popen(
@@ -327,6 +350,10 @@ class TrainingRunner:
         return answer
 
     def _ended(self, task: FitTask) -> bool:
+        """Whether the task's job ended; raises ``FitTimedOut`` past the task's deadline."""
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            assert self._hard_limit is not None
+            raise FitTimedOut(self._hard_limit)
         status = self._client.hget(keys.job_key(task.job_id), "status")
         return status is None or decoded(status) != "running"
 
@@ -378,6 +405,13 @@ class TrainingRunner:
         if task.submitted_at:
             series(JOB_SECONDS, tj.KIND, task.model).observe(
                 max(0.0, time.time() - task.submitted_at))
+
+
+def hard_limit_margin(hard_time_limit: float) -> float:
+    """How long before the pool's hard limit the runner ends a fit: time to kill it and
+    fail the job before the pool kills the task's process (a quarter of the limit, at
+    most 5 s)."""
+    return min(5.0, hard_time_limit / 4)
 
 
 def pick_best(spec: training.TrainingSpec, candidates: list[dict[str, Any]],

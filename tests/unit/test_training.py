@@ -149,10 +149,11 @@ def test_a_good_request_becomes_a_spec_that_round_trips() -> None:
     ({"feature_columns": ["a", "z"]}, "feature_columns", "the dataset has no column 'z'"),
     ({"feature_columns": ["a", "y"]}, "feature_columns", "'y' is the target column"),
     ({"feature_columns": ["a", "a"]}, "feature_columns", "'a' is listed twice"),
-    ({"feature_columns": ["flag"]}, "feature_columns",
-     "column 'flag' is bool; a feature is a number or a string"),
+    ({"feature_columns": ["when"]}, "feature_columns",
+     "column 'when' is timestamp[us]; a feature is a number, a boolean or a string"),
     ({"feature_columns": None}, "feature_columns",
-     "column 'flag' is bool; a feature is a number or a string; list the feature_columns"),
+     "column 'when' is timestamp[us]; a feature is a number, a boolean or a string; list the "
+     "feature_columns"),
 ])
 def test_each_bad_field_is_named(body: dict[str, Any], field: str, message: str) -> None:
     error = refused(**body)
@@ -354,6 +355,12 @@ def test_load_data_reads_features_in_order_and_the_target(tmp_path: Path) -> Non
     flags = check_spec({"estimator": "RandomForestClassifier", "target_column": "flag",
                         "feature_columns": ["size"]}, dataset.columns)
     assert load_data(storage, dataset, flags)[1][:3].tolist() == [0, 1, 0]
+    # A boolean feature stays one in the spec and is read as 0 and 1.
+    booleans = check_spec({"estimator": "Ridge", "target_column": "price",
+                           "feature_columns": ["flag", "color"]}, dataset.columns)
+    assert [f.dtype for f in booleans.features] == ["bool", "string"]
+    X, _ = load_data(storage, dataset, booleans)
+    assert X[:3, 0].tolist() == [0.0, 1.0, 0.0]
     continuous = check_spec({"estimator": "RandomForestClassifier", "target_column": "price",
                              "feature_columns": ["size"]}, dataset.columns)
     with pytest.raises(SpecError, match="is continuous"):

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from services.api.deps import StateDep, resolve_model, wait_seconds
+from services.api.deps import StateDep, resolve_model, served_alias, wait_seconds
 from services.api.errors import JobNotCancellable, JobNotFound, JobNotSucceeded
 from services.api.job_service import observe_cancelled
 from services.api.openapi import (
@@ -42,14 +42,18 @@ async def submit_batch_job(request: Request, state: StateDep, model: str,
                            body: BatchJobRequest) -> Response:
     """Score every row of a dataset with a model version (`version`, else the one `alias`
     points at, else the alias `production`'s, else the latest), on the batch pool, in
-    chunks; the job names the version used. The model's features must be columns of the
-    dataset; a row whose values do not fit is rejected alone (`GET .../errors` lists it),
-    and the job fails when more than `max_failed_rows` are."""
+    chunks; the job names the version used, and the alias it came from (`alias`, or
+    `production` when neither was given; null for a version given or the latest). The
+    model's features must be columns of the dataset; a row whose values do not fit is
+    rejected alone (`GET .../errors` lists it), and the job fails when more than
+    `max_failed_rows` are."""
     tenant = principal_of(request).tenant
     catalog, owner = state.catalogs.serving(tenant, model)
     metadata = resolve_model(catalog, model, body.version, body.alias)
+    alias = served_alias(catalog, model, body.version, body.alias, metadata.version)
     dataset = await state.jobs.dataset(body.dataset_id, tenant)
-    job = await state.jobs.submit(metadata, dataset, body, request_trace(request.scope), owner)
+    job = await state.jobs.submit(metadata, dataset, body, request_trace(request.scope), owner,
+                                  alias)
     return json_response(job, 202, {"Location": f"/v1/batch-jobs/{job['job_id']}"})
 
 
