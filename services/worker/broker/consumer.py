@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
+from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import WorkerLostError
 from celery import Celery, bootsteps
 from kombu.message import Message
@@ -100,8 +101,7 @@ class Broker:
         """Run ``function(*args)`` in a pool child, now if one is idle; the job's handle.
         ``on_error`` gets the exception (``ChildLost`` when the child died)."""
         def failed(error: Any) -> None:
-            # billiard reports a child's exception wrapped in an ``ExceptionInfo``.
-            on_error(getattr(error, "exception", None) or error)
+            on_error(unwrapped(error))
 
         job = self._pool.apply_async(function, args, callback=on_done, error_callback=failed,
                                      soft_timeout=soft_timeout, timeout=hard_timeout)
@@ -143,6 +143,14 @@ class Broker:
 
     def _hand_back_held(self) -> int:
         return self.hand_back(self._holder.release()) if self._holder is not None else 0
+
+
+def unwrapped(error: Any) -> BaseException:
+    """The exception a pool job failed with, as billiard reports it to an error callback:
+    an ``ExceptionInfo`` whose ``exception`` wraps the exception again, with its traceback
+    (``ExceptionWithTraceback``), a hard time limit's ``TimeLimitExceeded`` included."""
+    exc = getattr(error, "exception", None) or error
+    return exc.exc if isinstance(exc, ExceptionWithTraceback) else exc
 
 
 def strategy(task: BatchingTask, app: Celery, consumer: Any, **_: Any) -> Callable[..., None]:
