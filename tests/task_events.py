@@ -9,12 +9,12 @@ import redis
 from processes import ServiceProcess
 
 from services.common import keys
-from services.common.records import parse_event
+from services.common.records import parse_event, split_events
 
 
 def channel_of(api: ServiceProcess) -> str:
     """The events channel the API process announced when it started."""
-    found = re.search(r"events_channel=(inferq:events:[0-9a-f]{32})\b", api.log())
+    found = re.search(r"events_channel=(inferq:events:batched:[0-9a-f]{32})\b", api.log())
     assert found, "the API did not log its events channel"
     return found.group(1)
 
@@ -40,7 +40,8 @@ class Events:
         """Task id to the channels its event came on."""
         told: dict[str, list[str]] = {}
         for channel, data in self.messages(settle):
-            told.setdefault(parse_event(data)[0], []).append(channel)
+            for event in split_events(data):
+                told.setdefault(parse_event(event)[0], []).append(channel)
         return {task_id: sorted(channels) for task_id, channels in told.items()}
 
     def close(self) -> None:

@@ -18,7 +18,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from opentelemetry.trace import SpanKind
 
-from services.api.rate_limit import LIMITED_SUBMIT_SCRIPT, Charge
+from services.api.rate_limit import Charge
+from services.api.submits import SubmitBatcher
 from services.api.tracing import RequestTrace
 from services.api.waiter import TaskWaiter, woken
 from services.common import keys
@@ -26,7 +27,6 @@ from services.common.catalog import ModelMetadata
 from services.common.messages import PREDICT_TASK, build_message
 from services.common.records import (
     CANCEL_SCRIPT,
-    SUBMIT_SCRIPT,
     TERMINAL,
     WATCH_SCRIPT,
     decoded,
@@ -46,8 +46,7 @@ class TaskService:
         self._ttl = settings.task_ttl_seconds
         self._waiter = waiter
         self._cancel = client.register_script(CANCEL_SCRIPT)
-        self._submit = client.register_script(SUBMIT_SCRIPT)
-        self._limited_submit = client.register_script(LIMITED_SUBMIT_SCRIPT)
+        self._submits = SubmitBatcher(client)
         self._watch = client.register_script(WATCH_SCRIPT)
 
     async def submit_prediction(
@@ -105,17 +104,17 @@ class TaskService:
     async def _enqueue(self, task_id: str, queue: str, record: dict[str, str],
                        kwargs: dict[str, Any], headers: dict[str, str],
                        charge: Charge | None) -> None:
-        """Store the task's record and push its message, in one round trip, with what the
-        request takes from its rate limits when it has some."""
+        """Store the task's record and push its message, in one round trip (shared with the
+        submits of other requests of the same moment), with what the request takes from its
+        rate limits when it has some."""
         message = build_message(PREDICT_TASK, task_id, queue, kwargs, headers)
         task_keys = [keys.task_key(task_id), keys.queue_key(queue)]
         args = submit_args(self._ttl, message, record)
         if charge is None:
-            await self._submit(keys=task_keys, args=args)
+            await self._submits.submit(task_keys, args)
         else:
-            charge.settle(await self._limited_submit(
-                keys=[*task_keys, *charge.plan.buckets], args=[*args, charge.plan.spec,
-                                                                charge.rows]))
+            charge.settle(await self._submits.submit(task_keys, args, charge.plan.buckets,
+                                                     [charge.plan.spec, charge.rows]))
 
     async def get(self, task_id: str, tenant: str = DEFAULT_TENANT,
                   wait: float = 0) -> dict[str, Any] | None:

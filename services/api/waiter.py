@@ -4,7 +4,8 @@ Each API process subscribes to a channel of its own, ``keys.events_channel`` of 
 when its waiter is built. A request that waits for a task registers a future here, then
 names this process's channel in the task's record (the submit, or ``WATCH_SCRIPT`` for a
 ``GET ?wait=``); the script that ends the task publishes its id on the channels the record
-names, with its record when the result is small. So a process hears only of the tasks its
+names, with its record when the result is small, the ends of a worker's whole batch in one
+message per channel. So a process hears only of the tasks its
 own requests wait for. Hundreds of waiters cost one connection and no thread, and nobody
 polls Redis in a loop. The future's value is the record the event carried (None without
 one), so a woken request usually answers without reading Redis again.
@@ -27,7 +28,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from services.common import keys
-from services.common.records import event_record, parse_event
+from services.common.records import event_record, parse_event, split_events
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,8 @@ class TaskWaiter:
             if followed is not None:
                 followed[0](data)
             else:
-                self._wake(data)
+                for event in split_events(data):
+                    self._wake(event)
         elif kind == "subscribe":
             if followed is not None:
                 followed[1]()

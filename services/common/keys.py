@@ -15,9 +15,15 @@ from services.common.tenants import DEFAULT_TENANT
 PREFIX = "inferq:"
 
 
+#: What names a channel that takes the ends of several tasks in one message, as every API
+#: process's own does (``records.split_events``). A channel without it (an API process of
+#: an earlier release) is told of each task in a message of its own.
+BATCHED_EVENTS = f"{PREFIX}events:batched:"
+
+
 def events_channel(process_id: str) -> str:
     """The channel on which the API process ``process_id`` hears of its tasks' ends."""
-    return f"{PREFIX}events:{process_id}"
+    return f"{BATCHED_EVENTS}{process_id}"
 
 
 #: The channel on which a change of a model's versions or aliases is announced, the

@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from services.common import keys
 from services.common.tenants import DEFAULT_TENANT
 
 #: The first line of a script Redis runs even when full: it finishes, cancels or reads work
@@ -78,75 +79,120 @@ class Status(StrEnum):
 
 TERMINAL: frozenset[str] = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 
-#: Lua: writes KEYS[1], a hash, from ``json``, a JSON object of strings.
+#: Lua: ``hset_json_at(key, json)`` writes the hash ``key`` from ``json``, a JSON object of
+#: strings; ``hset_json(json)`` writes KEYS[1].
 HSET_JSON = """
-local function hset_json(json)
+local function hset_json_at(key, json)
   local fields = {}
   for name, value in pairs(cjson.decode(json)) do
     fields[#fields + 1] = name
     fields[#fields + 1] = value
   end
-  redis.call('HSET', KEYS[1], unpack(fields))
+  redis.call('HSET', key, unpack(fields))
 end
+local function hset_json(json) hset_json_at(KEYS[1], json) end
 """
 
 # KEYS[1] record, KEYS[2] queue; ARGV: ttl, message, the record as a JSON object of strings.
 # Writes the record and enqueues its message atomically, in one command and one reply. The
 # record travels as one argument: redis-py packs each argument in Python (about 90 bytecodes
-# apiece), which cost the API more than the rest of the submit's bookkeeping. The function
-# alone serves scripts that do more in the same call (the API's rate limits).
+# apiece), which cost the API more than the rest of the submit's bookkeeping. The functions
+# alone serve scripts that do more in the same call (the API's rate limits, or several
+# submits at once): ``submit_task`` takes a task's keys and arguments, ``submit`` the
+# script's own.
 SUBMIT_FUNCTION = HSET_JSON + """
+local function submit_task(record_key, queue_key, ttl, message, record)
+  hset_json_at(record_key, record)
+  redis.call('EXPIRE', record_key, ttl)
+  return redis.call('LPUSH', queue_key, message)
+end
 local function submit()
-  hset_json(ARGV[3])
-  redis.call('EXPIRE', KEYS[1], ARGV[1])
-  return redis.call('LPUSH', KEYS[2], ARGV[2])
+  return submit_task(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 end
 """
 SUBMIT_SCRIPT = "#!lua\n" + SUBMIT_FUNCTION + "return submit()\n"
 
-# KEYS[1] record; ARGV[1] now. Returns {status, attempts}. Redelivery after a worker died
-# finds "running": run again.
+# KEYS: the tasks' records; ARGV[1] now. Returns {status, attempts} for each task: a queued
+# or running one is marked running (redelivery after a worker died finds "running": run
+# again) and its attempts counted; any other is left as it is, with 0.
 START_SCRIPT = ALLOW_OOM + """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'missing', 0} end
-if status == 'queued' or status == 'running' then
-  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
-  return {'running', redis.call('HINCRBY', KEYS[1], 'attempts', 1)}
+local replies = {}
+for i, key in ipairs(KEYS) do
+  local status = redis.call('HGET', key, 'status')
+  if not status then
+    replies[i] = {'missing', 0}
+  elseif status == 'queued' or status == 'running' then
+    redis.call('HSET', key, 'status', 'running', 'started_at', ARGV[1])
+    replies[i] = {'running', redis.call('HINCRBY', key, 'attempts', 1)}
+  else
+    replies[i] = {status, 0}
+  end
 end
-return {status, 0}
+return replies
 """
 
 #: A finished task's notification carries its whole record when its result or error is no
 #: larger than this, so a waiting request answers without reading the record again.
 EVENT_RECORD_MAX_BYTES = 64 * 1024
 
-# KEYS[1] record; ARGV: status, now, field, value, ttl, task id, max event bytes, and the
-# time the task started when it was run straight from the queue, never marked running (a
-# lone cheap task run in the worker's main process): then a queued record finishes too.
-# The event is the task id, then (small results) a newline and the record as a JSON array
-# of alternating field names and values, as HGETALL returns it (see parse_event). It goes
-# to every channel in the record's ``notify``; to none (and is not built) without one.
+#: What separates the events of a message that tells an API process of several tasks' ends
+#: at once (a record separator, which the JSON of a record escapes wherever it occurs).
+EVENT_SEPARATOR = b"\x1e"
+
+# KEYS: the tasks' records. ARGV: now, ttl, max event bytes, then for each task its status,
+# field, value, task id, and the time it started when it was run straight from the queue,
+# never marked running (a lone cheap task run in the worker's main process: then a queued
+# record finishes too), or '' when it was marked running. Returns each task's status after
+# the call: the one given when this call ended it, else the one it had (or 'missing').
+# A task's event is its id, then (small results) a newline and the record as a JSON array of
+# alternating field names and values, as HGETALL returns it (see parse_event). It goes to
+# every channel in the record's ``notify``; to none (and is not built) without one. The
+# events for one channel that takes several at once (``keys.BATCHED_EVENTS``, every API
+# process's own) go in ONE message, separated by EVENT_SEPARATOR: one PUBLISH, and one
+# message for the API process to read, per batch.
 FINISH_SCRIPT = ALLOW_OOM + """
-local found = redis.call('HMGET', KEYS[1], 'status', 'notify')
-local status, notify = found[1], found[2]
-if status == 'queued' and ARGV[8] then
-  redis.call('HSET', KEYS[1], 'started_at', ARGV[8])
-elseif status ~= 'running' then
-  return status or 'missing'
-end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], ARGV[3], ARGV[4])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-if notify then redis.call('HDEL', KEYS[1], 'notify') end
-if notify and notify ~= '' then
-  local event = ARGV[6]
-  if #ARGV[4] <= tonumber(ARGV[7]) then
-    event = event .. '\\n' .. cjson.encode(redis.call('HGETALL', KEYS[1]))
+local now, ttl, max_bytes = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local replies, batched, order = {}, {}, {}
+for i, key in ipairs(KEYS) do
+  local a = 4 + (i - 1) * 5
+  local ending, field, value, task_id, start = ARGV[a], ARGV[a + 1], ARGV[a + 2],
+    ARGV[a + 3], ARGV[a + 4]
+  local found = redis.call('HMGET', key, 'status', 'notify')
+  local status, notify = found[1], found[2]
+  if status == 'queued' and start ~= '' then
+    redis.call('HSET', key, 'started_at', start)
+    status = 'running'
   end
-  for channel in string.gmatch(notify, '%S+') do
-    redis.call('PUBLISH', channel, event)
+  if status ~= 'running' then
+    replies[i] = status or 'missing'
+  else
+    redis.call('HSET', key, 'status', ending, 'finished_at', now, field, value)
+    redis.call('EXPIRE', key, ttl)
+    if notify then redis.call('HDEL', key, 'notify') end
+    if notify and notify ~= '' then
+      local event = task_id
+      if #value <= max_bytes then
+        event = event .. '\\n' .. cjson.encode(redis.call('HGETALL', key))
+      end
+      for channel in string.gmatch(notify, '%S+') do
+        if string.find(channel, '""" + keys.BATCHED_EVENTS + """', 1, true) then
+          if not batched[channel] then
+            batched[channel] = {}
+            order[#order + 1] = channel
+          end
+          table.insert(batched[channel], event)
+        else
+          redis.call('PUBLISH', channel, event)
+        end
+      end
+    end
+    replies[i] = ending
   end
 end
-return ARGV[1]
+for _, channel in ipairs(order) do
+  redis.call('PUBLISH', channel, table.concat(batched[channel], '\\30'))
+end
+return replies
 """
 
 # KEYS[1] record; ARGV: now, ttl, task id, the caller's tenant. Returns {cancelled now?,
@@ -220,24 +266,21 @@ def submit_args(ttl: int, message: bytes, record: Mapping[str, str]) -> list[Any
     return [ttl, message, orjson.dumps(record)]
 
 
-def finish_args(
-    task_id: str, status: Status, payload: Mapping[str, Any], ttl: int,
-    unannounced_start: float | None = None,
-) -> list[str | bytes]:
-    """ARGV for FINISH_SCRIPT: ``payload`` is the result or the error object;
-    ``unannounced_start``, when the task ran without being marked running, its start."""
-    field = "result" if status is Status.SUCCEEDED else "error"
-    args: list[str | bytes] = [
-        status.value,
-        repr(time.time()),
-        field,
-        orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
-        str(ttl),
-        task_id,
-        str(EVENT_RECORD_MAX_BYTES),
-    ]
-    if unannounced_start is not None:
-        args.append(repr(unannounced_start))
+def task_end(task_id: str, status: Status, payload: Mapping[str, Any],
+             unannounced_start: float | None = None) -> list[str | bytes]:
+    """One task's part of FINISH_SCRIPT's arguments: ``payload`` is the result or the error
+    object; ``unannounced_start``, when the task ran without being marked running, its
+    start."""
+    return [status.value, "result" if status is Status.SUCCEEDED else "error",
+            orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), task_id,
+            "" if unannounced_start is None else repr(unannounced_start)]
+
+
+def finish_args(ttl: int, ends: Sequence[Sequence[str | bytes]]) -> list[str | bytes]:
+    """ARGV for FINISH_SCRIPT: the tasks' ``task_end``s, in the order of its KEYS."""
+    args: list[str | bytes] = [repr(time.time()), str(ttl), str(EVENT_RECORD_MAX_BYTES)]
+    for end in ends:
+        args += end
     return args
 
 
@@ -246,6 +289,13 @@ def parse_event(data: bytes | str) -> tuple[str, bytes]:
     raw = data if isinstance(data, bytes) else data.encode()
     task_id, _, record = raw.partition(b"\n")
     return task_id.decode(), record
+
+
+def split_events(data: bytes | str) -> list[bytes]:
+    """The events a message on an events channel carries: one, or (on a channel that takes
+    several at once) several."""
+    raw = data if isinstance(data, bytes) else data.encode()
+    return raw.split(EVENT_SEPARATOR)
 
 
 def event_record(record: bytes) -> dict[str, str] | None:

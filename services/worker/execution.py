@@ -30,7 +30,14 @@ from services.common.metrics import (
     TASKS_FINISHED,
     series,
 )
-from services.common.records import FINISH_SCRIPT, START_SCRIPT, Status, decoded, finish_args
+from services.common.records import (
+    FINISH_SCRIPT,
+    START_SCRIPT,
+    Status,
+    decoded,
+    finish_args,
+    task_end,
+)
 from services.common.telemetry import tracer
 from services.common.tenants import DEFAULT_TENANT
 from services.worker import task_errors
@@ -93,14 +100,15 @@ class Executor:
     ) -> tuple[list[PredictRequest], list[Outcome]]:
         """Mark the tasks running: those that should run, and the failures of those tried
         too often (their workers died running them)."""
-        return self._runnable(requests, self._scripts.execute(self._start_commands(requests)))
+        return self._runnable(requests, self._scripts.execute(self._start_commands(requests))[0])
 
     def _start_commands(self, requests: Sequence[PredictRequest]) -> Callable[[Pipeline], None]:
+        """One call of ``START_SCRIPT`` for every task of the batch."""
         now = repr(time.time())
+        task_keys = [keys.task_key(request.task_id) for request in requests]
 
         def build(pipe: Pipeline) -> None:
-            for request in requests:
-                self._scripts.call(pipe, START_SCRIPT, [keys.task_key(request.task_id)], [now])
+            self._scripts.call(pipe, START_SCRIPT, task_keys, [now])
 
         return build
 
@@ -127,17 +135,22 @@ class Executor:
         record is final: a worker that dies before that leaves the message to be restored.
         ``announced=False``: the tasks ran straight from the queue, never marked running.
         """
+        task_keys = [keys.task_key(o.request.task_id) for o in outcomes]
+        args = finish_args(self._ttl, [
+            task_end(o.request.task_id, o.status, o.payload, None if announced else o.started_at)
+            for o in outcomes])
+
         def build(pipe: Pipeline) -> None:
-            for o in outcomes:
-                args = finish_args(o.request.task_id, o.status, o.payload, self._ttl,
-                                   None if announced else o.started_at)
-                self._scripts.call(pipe, FINISH_SCRIPT, [keys.task_key(o.request.task_id)], args)
+            # Every outcome in one call, which tells each waiting API process of them all
+            # in one message.
+            if outcomes:
+                self._scripts.call(pipe, FINISH_SCRIPT, task_keys, args)
             if delivery_tags:
                 acknowledge_in(pipe, self._queue, delivery_tags)
 
         replies = self._scripts.execute(build)
         stored = time.time()
-        for outcome, reply in zip(outcomes, replies[:len(outcomes)], strict=True):
+        for outcome, reply in zip(outcomes, replies[0] if outcomes else [], strict=True):
             status = decoded(reply)
             if status != outcome.status:
                 continue  # Not running any more (cancelled or finished elsewhere).
@@ -178,7 +191,7 @@ class Executor:
             try:
                 outcomes = predict_all(self._cache, requests)
             finally:
-                runnable, refused = self._runnable(requests, sent.read())
+                runnable, refused = self._runnable(requests, sent.read()[0])
             started = {id(r) for r in runnable}
             outcomes = [o for o in outcomes if id(o.request) in started]
         outcomes += refused

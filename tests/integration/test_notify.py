@@ -31,6 +31,8 @@ from services.common.records import (
     finish_args,
     new_record,
     parse_event,
+    split_events,
+    task_end,
     to_public,
 )
 
@@ -265,8 +267,8 @@ def test_the_finish_script_publishes_on_every_channel_named_and_on_none_without(
         for key in (named, unnamed):
             task_id = key.removeprefix(keys.task_key(""))
             reply = finish(keys=[key], args=finish_args(
-                task_id, Status.SUCCEEDED, {"predictions": [1]}, 60))
-            assert reply == b"succeeded"
+                60, [task_end(task_id, Status.SUCCEEDED, {"predictions": [1]})]))
+            assert reply == [b"succeeded"]
 
         named_id = named.removeprefix(keys.task_key(""))
         messages = told.messages()
@@ -281,6 +283,41 @@ def test_the_finish_script_publishes_on_every_channel_named_and_on_none_without(
             shown = to_public(task_id, carried)
             assert shown["status"] == "succeeded" and shown["result"] == {"predictions": [1]}
             assert "notify" not in shown
+    finally:
+        told.close()
+
+
+def test_one_finish_tells_each_api_process_of_its_tasks_in_one_message(
+    store: redis.Redis,
+) -> None:
+    """Three tasks ended in one call: an API process's channel gets one message holding the
+    three events, each with its record; a channel of an earlier release (no batched
+    mark) gets each event in a message of its own; a task already ended is left alone."""
+    batched, earlier = keys.events_channel("script-5"), "inferq:events:script-6"
+    told = Events(store, "inferq:events:*script-[56]")
+    try:
+        tasks = [recorded(store, status="running", notify=f"{batched} {earlier}")
+                 for _ in range(3)]
+        ended = recorded(store, status="cancelled", notify=batched)
+        ids = [key.removeprefix(keys.task_key("")) for key in [*tasks, ended]]
+        finish = store.register_script(FINISH_SCRIPT)
+        reply = finish(keys=[*tasks, ended], args=finish_args(60, [
+            task_end(task_id, Status.SUCCEEDED, {"predictions": [n]})
+            for n, task_id in enumerate(ids)]))
+        assert reply == [b"succeeded"] * 3 + [b"cancelled"]
+
+        messages = told.messages()
+        on_batched = [data for channel, data in messages if channel == batched]
+        on_earlier = [data for channel, data in messages if channel == earlier]
+        assert len(on_batched) == 1 and len(on_earlier) == 3
+        events = [parse_event(event) for event in split_events(on_batched[0])]
+        assert [task_id for task_id, _ in events] == ids[:3]
+        assert [parse_event(data)[0] for data in on_earlier] == ids[:3]
+        for n, (task_id, raw) in enumerate(events):
+            carried = event_record(raw)
+            assert carried is not None
+            assert to_public(task_id, carried)["result"] == {"predictions": [n]}
+        assert store.hget(ended, "status") == b"cancelled"
     finally:
         told.close()
 
