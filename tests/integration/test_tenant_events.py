@@ -26,7 +26,7 @@ from task_events import Events, channel_of, notify_of, until_registered
 
 from services.cli.redis_server import free_port
 from services.common import keys
-from services.common.records import FINISH_SCRIPT, Status, finish_args
+from services.common.records import FINISH_SCRIPT, Status, finish_args, task_end
 from services.common.storage import Storage
 
 PARKED_ROW = [0.0] * 10  # diabetes, on the queue nobody consumes
@@ -98,9 +98,8 @@ def test_a_tasks_end_reaches_its_tenants_wait_alone(
         assert notify_of(store, task_id) == channel_of(api)
         finish = store.register_script(FINISH_SCRIPT)
         # As a worker that ran it in its main process ends it: from queued.
-        assert finish(keys=[keys.task_key(task_id)], args=finish_args(
-            task_id, Status.SUCCEEDED, {"predictions": [42.0]}, 600, time.time())) == \
-            b"succeeded"
+        assert finish(keys=[keys.task_key(task_id)], args=finish_args(600, [task_end(
+            task_id, Status.SUCCEEDED, {"predictions": [42.0]}, time.time())])) == [b"succeeded"]
         done = waiting.result(timeout=20)
     assert done.status_code == 200 and done.json()["status"] == "succeeded", done.text
     assert done.json()["result"] == {"predictions": [42.0]}
