@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
-import secrets
 import statistics
 import sys
 import tempfile
@@ -29,31 +27,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 import client
-from common import Stack, local_stack, machine, percentiles
+from common import Stack, auth_env, bearer, local_stack, machine, new_key, percentiles
 from throughput import cpu_seconds
 
 BODIES = [b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}', b'{"instances": [[6.7, 3.0, 5.2, 2.3]]}']
 SETTINGS = ("off", "on")
-
-
-def new_key() -> str:
-    """A key in the API's format: ``inferq_<16 hex id>_<32 random bytes, base64url>``."""
-    secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
-    return f"inferq_{secrets.token_hex(8)}_{secret}"
-
-
-def auth_env(setting: str, root: Path, key: str) -> dict[str, str]:
-    """The API's environment for ``setting``: off, or on with ``key`` seeded and limits."""
-    if setting == "off":
-        return {"INFERQ_AUTH": "off"}
-    seed = root / "keys.json"
-    seed.write_text(json.dumps([{"key": key, "tenant": "bench", "scopes": ["predict"],
-                                 "name": "bench"}]))
-    return {"INFERQ_AUTH": "on", "INFERQ_AUTH_SECRET": secrets.token_hex(32),
-            "INFERQ_AUTH_SEED_FILE": str(seed),
-            # Limits every request takes from, never reached.
-            "INFERQ_RATE_LIMIT_REQUESTS_PER_SECOND": "1000000",
-            "INFERQ_RATE_LIMIT_ROWS_PER_MINUTE": "1000000000"}
 
 
 def measure(stack: Stack, headers: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -119,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         root = Path(tmp)
         stacks = {setting: exit.enter_context(local_stack(extra_env=auth_env(setting, root, key)))
                   for setting in SETTINGS}
-        headers = {"off": "", "on": f"Authorization: Bearer {key}\r\n"}
+        headers = {"off": "", "on": bearer(key)}
         for pair in range(args.pairs):
             order = SETTINGS if pair % 2 == 0 else SETTINGS[::-1]
             for setting in order:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
 import platform
+import secrets
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,6 +57,32 @@ def percentiles(samples_s: list[float]) -> dict[str, float]:
     }
 
 
+def new_key() -> str:
+    """A key in the API's format: ``inferq_<16 hex id>_<32 random bytes, base64url>``."""
+    secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+    return f"inferq_{secrets.token_hex(8)}_{secret}"
+
+
+def auth_env(setting: str, root: Path, key: str) -> dict[str, str]:
+    """The API's environment for ``setting``: off, or on with ``key`` (tenant ``bench``,
+    scope ``predict``) seeded at start and rate limits every request takes from, set high
+    enough that none is refused."""
+    if setting == "off":
+        return {"INFERQ_AUTH": "off"}
+    seed = root / "keys.json"
+    seed.write_text(json.dumps([{"key": key, "tenant": "bench", "scopes": ["predict"],
+                                 "name": "bench"}]))
+    return {"INFERQ_AUTH": "on", "INFERQ_AUTH_SECRET": secrets.token_hex(32),
+            "INFERQ_AUTH_SEED_FILE": str(seed),
+            "INFERQ_RATE_LIMIT_REQUESTS_PER_SECOND": "1000000",
+            "INFERQ_RATE_LIMIT_ROWS_PER_MINUTE": "1000000000"}
+
+
+def bearer(key: str | None) -> str:
+    """The header line a client sends ``key`` with (none without a key)."""
+    return f"Authorization: Bearer {key}\r\n" if key else ""
+
+
 @dataclass
 class Stack:
     url: str
@@ -68,14 +96,17 @@ class Stack:
     apis: list[ServiceProcess] = field(default_factory=list)
     #: The port of each API process, in the order of ``apis``.
     ports: list[int] = field(default_factory=list)
+    #: The header lines every request carries: the API key, when authentication is on.
+    headers: str = ""
 
 
 @contextlib.contextmanager
 def local_stack(store: Path | None = None, worker_args: tuple[str, ...] = (),
                 concurrency: int = 1, extra_env: dict[str, str] | None = None,
-                api_replicas: int = 1) -> Iterator[Stack]:
+                api_replicas: int = 1, auth: bool = False) -> Iterator[Stack]:
     """Redis, the API (``api_replicas`` processes) and one inference worker, all on this
-    machine, torn down after."""
+    machine, torn down after. ``auth``: authentication and rate limits on, as the chart
+    runs the API, with a key in ``Stack.headers``."""
     with tempfile.TemporaryDirectory(prefix="inferq-bench-") as tmp:
         root = Path(tmp)
         if store is None:
@@ -88,7 +119,8 @@ def local_stack(store: Path | None = None, worker_args: tuple[str, ...] = (),
         env = {k: v for k, v in os.environ.items() if not k.startswith("INFERQ_")}
         env.update(INFERQ_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
                    INFERQ_MODEL_STORE=str(store))
-        env.update({"INFERQ_AUTH": "off", **(extra_env or {})})
+        key = new_key() if auth else None
+        env.update({**auth_env("on" if auth else "off", root, key or ""), **(extra_env or {})})
         ports = [free_port() for _ in range(max(1, api_replicas))]
         apis = []
         for i, port in enumerate(ports):
@@ -98,7 +130,7 @@ def local_stack(store: Path | None = None, worker_args: tuple[str, ...] = (),
         workers = [start_worker(env, root, concurrency=concurrency, extra=worker_args)]
         try:
             yield Stack(f"http://127.0.0.1:{ports[0]}", env["INFERQ_REDIS_URL"], store, env,
-                        apis[0], workers, redis.pid, apis, ports)
+                        apis[0], workers, redis.pid, apis, ports, bearer(key))
         finally:
             for worker in workers:
                 worker.stop()
