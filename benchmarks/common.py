@@ -101,12 +101,14 @@ class Stack:
 
 
 @contextlib.contextmanager
-def local_stack(store: Path | None = None, worker_args: tuple[str, ...] = (),
+def local_stack(store: Path | None = None,
+                worker_args: tuple[str, ...] | list[tuple[str, ...]] = (),
                 concurrency: int = 1, extra_env: dict[str, str] | None = None,
                 api_replicas: int = 1, auth: bool = False) -> Iterator[Stack]:
-    """Redis, the API (``api_replicas`` processes) and one inference worker, all on this
-    machine, torn down after. ``auth``: authentication and rate limits on, as the chart
-    runs the API, with a key in ``Stack.headers``."""
+    """Redis, the API (``api_replicas`` processes) and inference workers, all on this
+    machine, torn down after: one worker with ``worker_args``, or one per entry when it is a
+    list. ``auth``: authentication and rate limits on, as the chart runs the API, with a
+    key in ``Stack.headers``."""
     with tempfile.TemporaryDirectory(prefix="inferq-bench-") as tmp:
         root = Path(tmp)
         if store is None:
@@ -127,7 +129,9 @@ def local_stack(store: Path | None = None, worker_args: tuple[str, ...] = (),
             replica_dir = root / f"api-{i}"
             replica_dir.mkdir()
             apis.append(start_api(env, port, replica_dir))
-        workers = [start_worker(env, root, concurrency=concurrency, extra=worker_args)]
+        each = worker_args if isinstance(worker_args, list) else [worker_args]
+        workers = [start_worker(env, root, concurrency=concurrency, extra=extra)
+                   for extra in each]
         try:
             yield Stack(f"http://127.0.0.1:{ports[0]}", env["INFERQ_REDIS_URL"], store, env,
                         apis[0], workers, redis.pid, apis, ports, bearer(key))
