@@ -14,6 +14,7 @@ from pathlib import Path
 
 import bentoml
 import numpy as np
+from bentoml.exceptions import InvalidArgument
 from serving import COUNTS_DIR_ENV, MODEL_DIR_ENV, BatchCounter, load_models
 
 
@@ -25,6 +26,9 @@ class Predictor:
         self._counter = BatchCounter(Path(os.environ[COUNTS_DIR_ENV]))
 
     def _predict(self, model: str, instances: np.ndarray) -> np.ndarray:
+        if instances.ndim != 2 or instances.shape[1] != self._models[model].n_features_in_:
+            raise InvalidArgument(f"instances are rows of {self._models[model].n_features_in_}"
+                                  f" numbers, not of shape {instances.shape[1:]}")
         self._counter.add(model, len(instances))
         return self._models[model].predict(instances)
 

@@ -22,6 +22,7 @@ from serving import (
     Rows,
     load_models,
     predict_grouped,
+    rows_problem,
 )
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -48,8 +49,9 @@ class Predictor:
             rows = (await request.json())["instances"]
         except (ValueError, KeyError, TypeError):
             return error(400, "invalid_body", 'the body is {"instances": [[...], ...]}')
-        if not isinstance(rows, list) or not rows:
-            return error(400, "invalid_body", "instances is a non-empty list of rows")
+        problem = rows_problem(self._models[model], rows)
+        if problem:
+            return error(400, "invalid_body", problem)
         # A Response, not a dict: Serve would send a dict chunked, with no Content-Length.
         return JSONResponse({"predictions": await self.predict((model, rows))})
 

@@ -64,6 +64,20 @@ def load_models(directory: Path) -> dict[str, Any]:
     return {name: joblib.load(Path(directory) / f"{name}.joblib") for name in MODELS}
 
 
+def rows_problem(model: Any, rows: Any) -> str | None:
+    """Why ``rows`` cannot go to ``model`` (one bad request would fail its whole batch),
+    or None."""
+    features = model.n_features_in_
+    if not isinstance(rows, list) or not rows:
+        return "instances is a non-empty list of rows"
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != features:
+            return f"instances[{i}] is not a row of {features} numbers"
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in row):
+            return f"instances[{i}] holds something other than numbers"
+    return None
+
+
 def predict_grouped(models: dict[str, Any], counter: BatchCounter | None,
                     requests: Sequence[tuple[str, Rows]]) -> list[list[Any]]:
     """Each request's predictions, in order, with one model call per model in the batch."""

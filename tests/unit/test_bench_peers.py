@@ -215,3 +215,17 @@ def test_inferq_bench_passes_the_peers_venvs_on(tmp_path: Path) -> None:
     default = throughput_command(_parser().parse_args(["bench"]))
     assert "--peers-venvs" not in default
     assert default[default.index("--systems") + 1] == "inferq,classic,sync"
+
+
+@pytest.mark.parametrize(("rows", "problem"), [
+    ([[0.5, 1]], None),
+    ([], "instances is a non-empty list of rows"),
+    ({"a": 1}, "instances is a non-empty list of rows"),
+    ([[0.5, 1], [0.5]], "instances[1] is not a row of 2 numbers"),
+    ([[0.5, "x"]], "instances[0] holds something other than numbers"),
+    ([[0.5, True]], "instances[0] holds something other than numbers"),
+])
+def test_bad_rows_are_named_before_they_reach_a_batch(serving: ModuleType, rows: object,
+                                                      problem: str | None) -> None:
+    model = LogisticRegression().fit([[0.0, 0.0], [1.0, 1.0]], [0, 1])
+    assert serving.rows_problem(model, rows) == problem
