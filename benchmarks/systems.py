@@ -4,6 +4,7 @@ the peers Ray Serve and BentoML (benchmarks/peers/)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import models
 import psutil
 from common import local_stack
 from peers import venvs
@@ -25,7 +27,7 @@ from services.cli.redis_server import free_port, start_redis
 HERE = Path(__file__).parent
 PEERS = HERE / "peers"
 #: A body every system's predict route takes, to tell when a system is ready.
-PROBE = b'{"instances": [[' + b",".join([b"0.0"] * 20) + b"]]}"
+PROBE = json.dumps({"instances": [[0.0] * models.FEATURES]}).encode()
 
 
 @dataclass
