@@ -15,7 +15,7 @@ from pathlib import Path
 import bentoml
 import numpy as np
 from bentoml.exceptions import InvalidArgument
-from serving import COUNTS_DIR_ENV, MODEL_DIR_ENV, BatchCounter, load_models
+from serving import COUNTS_DIR_ENV, MODEL_DIR_ENV, BatchCounter, load_models, predict
 
 
 # No access log: the other systems write none either.
@@ -30,7 +30,7 @@ class Predictor:
             raise InvalidArgument(f"instances are rows of {self._models[model].n_features_in_}"
                                   f" numbers, not of shape {instances.shape[1:]}")
         self._counter.add(model, len(instances))
-        return self._models[model].predict(instances)
+        return predict(self._models[model], instances)
 
     @bentoml.api(route="/predict/forest", batchable=True, max_batch_size=128)
     def forest(self, instances: np.ndarray) -> np.ndarray:

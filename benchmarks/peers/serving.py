@@ -12,6 +12,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,16 @@ def load_models(directory: Path) -> dict[str, Any]:
     return {name: joblib.load(Path(directory) / f"{name}.joblib") for name in MODELS}
 
 
+def predict(model: Any, rows: np.ndarray) -> np.ndarray:
+    """``model.predict(rows)`` under one warnings filter, as inferq's worker calls it
+    (ml/predict.py): scikit-learn re-applies the process's filters around each tree of a
+    forest, and a serving process has many (Ray's workers more still)."""
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        warnings.simplefilter("ignore")
+        return np.asarray(model.predict(rows))
+
+
 def rows_problem(model: Any, rows: Any) -> str | None:
     """Why ``rows`` cannot go to ``model`` (one bad request would fail its whole batch),
     or None."""
@@ -87,7 +98,7 @@ def predict_grouped(models: dict[str, Any], counter: BatchCounter | None,
     answers: list[list[Any]] = [[] for _ in requests]
     for model, indices in by_model.items():
         rows = [row for i in indices for row in requests[i][1]]
-        predicted = models[model].predict(np.asarray(rows, dtype=np.float64)).tolist()
+        predicted = predict(models[model], np.asarray(rows, dtype=np.float64)).tolist()
         if counter is not None:
             counter.add(model, len(rows))
         start = 0
