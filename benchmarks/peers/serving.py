@@ -68,7 +68,7 @@ def load_models(directory: Path) -> dict[str, Any]:
 def predict(model: Any, rows: np.ndarray) -> np.ndarray:
     """``model.predict(rows)`` under one warnings filter, as inferq's worker calls it
     (ml/predict.py): scikit-learn re-applies the process's filters around each tree of a
-    forest, and a serving process has many (Ray's workers more still)."""
+    forest, and a serving process may have many."""
     with warnings.catch_warnings():
         warnings.resetwarnings()
         warnings.simplefilter("ignore")
