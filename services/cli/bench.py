@@ -12,10 +12,16 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 def add_bench_parser(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser(
-        "bench", help="run inferq, the classic Celery design and a sync endpoint side by side"
+        "bench", help="run inferq, the classic Celery design and a sync endpoint side by side "
+                      "(and on request Ray Serve and BentoML)"
     )
     bench.add_argument("--systems", default="inferq,classic,sync",
-                       help="comma-separated: inferq, classic, sync")
+                       help="comma-separated: inferq, classic, sync, ray (Ray Serve), bentoml; "
+                            "the last two are installed into virtualenvs of their own the "
+                            "first time (--peers-venvs)")
+    bench.add_argument("--peers-venvs", type=Path, default=None,
+                       help="where the Ray Serve and BentoML virtualenvs are installed and "
+                            "reused (default ~/.cache/inferq-bench/venvs)")
     bench.add_argument("--workloads", default="forest,logistic",
                        help="comma-separated models: forest, logistic")
     bench.add_argument("--concurrency", default="1,8,32,128",
@@ -74,14 +80,21 @@ def run_bench(args: argparse.Namespace) -> int:
         return subprocess.call([sys.executable, str(BENCHMARKS / "batch.py"),
                                 "--rows", str(args.rows or 1_000_000), "--models",
                                 args.workloads, "--out", str(args.out / "batch")])
+    return subprocess.call(throughput_command(args))
+
+
+def throughput_command(args: argparse.Namespace) -> list[str]:
+    """The command line of ``benchmarks/throughput.py``, the default of ``inferq bench``."""
     command = [
-        sys.executable, str(script),
+        sys.executable, str(BENCHMARKS / "throughput.py"),
         "--systems", args.systems, "--models", args.workloads,
         "--concurrency", args.concurrency, "--duration", str(args.duration),
         "--warmup", str(args.warmup), "--slices", str(args.slices), "--soak", str(args.soak),
         "--out", str(args.out),
     ]
-    return subprocess.call(command)
+    if args.peers_venvs is not None:
+        command += ["--peers-venvs", str(args.peers_venvs)]
+    return command
 
 
 def training_command(args: argparse.Namespace) -> list[str]:

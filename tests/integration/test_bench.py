@@ -23,6 +23,7 @@ def test_bench_runs_inferq_and_the_sync_endpoint_side_by_side(tmp_path: Path) ->
     for run in runs.values():
         assert run["errors"] == 0 and run["n"] > 0 and run["throughput_rps"] > 0
         assert run["cpu_seconds"]["machine"] > 0
+        assert run["system_cpu_ms_per_prediction"] > 0 and run["client_cpu_ms_per_prediction"] > 0
     # Concurrency 1 alternates the systems, each measured in its own slices.
     assert runs[("inferq", 1)]["slices"] == runs[("sync", 1)]["slices"] == 2
     assert "slices" not in runs[("inferq", 8)]
