@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,25 +45,52 @@ class System:
     #: Splits each role's process tree into parts by process (``role.part`` in the CPU).
     parts: tuple[str, ...] = ()
     part_of: Callable[[psutil.Process], str] | None = None
+    #: Header lines every request carries (inferq's API key).
+    headers: str = ""
 
     def __post_init__(self) -> None:
         self.ports = self.ports or [self.port]
 
 
 @contextlib.contextmanager
-def inferq(store: Path, concurrency: int, api_replicas: int = 1) -> Iterator[System]:
-    metrics_port = free_port()
+def inferq(store: Path, concurrency: int, api_replicas: int = 1, workers: int = 1,
+           auth: bool = True) -> Iterator[System]:
+    """inferq as the chart runs it: ``api_replicas`` API processes with authentication and
+    rate limits on (``auth``; every request carries a key), ``workers`` inference workers
+    of ``concurrency`` pool processes each, and Redis."""
+    metrics_ports = [free_port() for _ in range(max(1, workers))]
     # Batching settings given to the benchmark reach the worker (the stack drops INFERQ_*).
     batching = {k: v for k, v in os.environ.items()
                 if k.startswith(("INFERQ_BATCH_", "INFERQ_INLINE_", "INFERQ_WORKER_PREFETCH"))}
     with local_stack(store=store, concurrency=concurrency, extra_env=batching,
-                     worker_args=("--metrics-port", str(metrics_port)),
-                     api_replicas=api_replicas) as stack:
+                     worker_args=[("--metrics-port", str(port)) for port in metrics_ports],
+                     api_replicas=api_replicas, auth=auth) as stack:
         apis = {("api" if i == 0 else f"api-{i + 1}"): api.pid
                 for i, api in enumerate(stack.apis)}
-        yield System("inferq", stack.ports[0], {**apis, "worker": stack.workers[0].pid,
-                                                "redis": stack.redis_pid},
-                     f"http://127.0.0.1:{metrics_port}/metrics", stack.ports)
+        pool = {("worker" if i == 0 else f"worker-{i + 1}"): worker.pid
+                for i, worker in enumerate(stack.workers)}
+        urls = [f"http://127.0.0.1:{port}/metrics" for port in metrics_ports]
+        yield System("inferq", stack.ports[0], {**apis, **pool, "redis": stack.redis_pid},
+                     urls[0], stack.ports, batch_counts=lambda model: inferq_batches(urls, model),
+                     headers=stack.headers)
+
+
+def inferq_batches(metrics_urls: list[str], model: str) -> tuple[int, int]:
+    """(model calls, rows) of ``model`` so far over every worker, from each one's
+    rows-per-call histogram."""
+    calls = rows = 0.0
+    for url in metrics_urls:
+        text = httpx.get(url, timeout=5).text
+        for suffix in ("count", "sum"):
+            found = re.search(
+                rf'^inferq_inference_batch_rows_{suffix}\{{model="{model}"\}} (\S+)$', text,
+                re.MULTILINE)
+            value = float(found.group(1)) if found else 0.0
+            if suffix == "count":
+                calls += value
+            else:
+                rows += value
+    return int(calls), int(rows)
 
 
 def _spawn(args: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import re
 import sys
 import tempfile
 import time
@@ -27,7 +26,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import joblib
 import numpy as np
 import orjson
@@ -113,20 +111,12 @@ def snapshot(system: systems.System,
 
 
 def batch_rows(system: systems.System, model: str) -> tuple[float, float]:
-    """(model calls, rows) so far: the peers count them themselves, the inferq worker in
-    its rows-per-call histogram."""
-    if system.batch_counts is not None:
-        calls, rows = system.batch_counts(model)
-        return float(calls), float(rows)
-    if not system.metrics_url:
+    """(model calls, rows) so far, as the system counts them (the peers themselves, the
+    inferq workers in their rows-per-call histograms)."""
+    if system.batch_counts is None:
         return 0.0, 0.0
-    text = httpx.get(system.metrics_url, timeout=5).text
-    values = []
-    for suffix in ("count", "sum"):
-        found = re.search(rf'^inferq_inference_batch_rows_{suffix}\{{model="{model}"\}} (\S+)$',
-                          text, re.MULTILINE)
-        values.append(float(found.group(1)) if found else 0.0)
-    return values[0], values[1]
+    calls, rows = system.batch_counts(model)
+    return float(calls), float(rows)
 
 
 async def measured_run(system: systems.System, model: str, bodies: list[bytes],
@@ -141,7 +131,7 @@ async def measured_run(system: systems.System, model: str, bodies: list[bytes],
 
     load, _ = await asyncio.gather(
         client.closed_loop("127.0.0.1", system.ports, CALLS[system.name](model), bodies,
-                           concurrency, warmup, duration),
+                           concurrency, warmup, duration, system.headers),
         sampler(),
     )
     cpu = {role: shots[1][role] - shots[0][role] for role in shots[0]}
@@ -202,7 +192,7 @@ def run_alternating(running: list[systems.System], args: argparse.Namespace,
         for system in running:  # Warm-up, not measured.
             asyncio.run(client.closed_loop("127.0.0.1", system.ports,
                                            CALLS[system.name](model), bodies, concurrency,
-                                           0.0, args.warmup))
+                                           0.0, args.warmup, system.headers))
         slices: dict[str, list[dict[str, Any]]] = {s.name: [] for s in running}
         for turn in range(args.slices):
             for system in running if turn % 2 == 0 else running[::-1]:
@@ -222,7 +212,7 @@ async def measured_slice(system: systems.System, model: str, bodies: list[bytes]
     their turn, their CPU kept out of the machine's)."""
     before = snapshot(system, idle)
     load = await client.closed_loop("127.0.0.1", system.ports, CALLS[system.name](model),
-                                    bodies, concurrency, 0.0, seconds)
+                                    bodies, concurrency, 0.0, seconds, system.headers)
     after = snapshot(system, idle)
     return {"load": load, "cpu": {role: after[role] - before[role] for role in before}}
 
@@ -259,13 +249,13 @@ def soak(store: Path, args: argparse.Namespace, bodies: list[bytes]) -> dict[str
     """inferq under steady load for ``--soak`` seconds, memory sampled every ``interval``."""
     interval = max(5.0, args.soak / 20)
     samples = []
-    with systems.inferq(store, args.inferq_worker_concurrency,
-                                                         args.inferq_api_replicas) as system:
+    with systems.inferq(store, args.inferq_worker_concurrency, args.inferq_api_replicas,
+                        args.inferq_workers, args.inferq_auth == "on") as system:
         call = client.inferq_call("forest")
 
         async def load() -> client.LoadResult:
             return await client.closed_loop("127.0.0.1", system.ports, call, bodies, 32,
-                                            0.0, args.soak)
+                                            0.0, args.soak, system.headers)
 
         async def watch() -> None:
             started = time.monotonic()
@@ -364,6 +354,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--inferq-api-replicas", type=int, default=2,
                         help="inferq API processes, the client's connections spread over "
                              "them (the chart runs two replicas)")
+    parser.add_argument("--inferq-workers", type=int, default=1,
+                        help="inferq inference workers (processes), each with "
+                             "--inferq-worker-concurrency children")
+    parser.add_argument("--inferq-auth", choices=("on", "off"), default="on",
+                        help="inferq's API keys and rate limits (on, as the chart runs it: "
+                             "every request carries a key and takes from its limits)")
     parser.add_argument("--slices", type=int, default=6,
                         help="turns each system takes at concurrency 1, where all systems "
                              "run at once and alternate (0: one after the other)")
@@ -397,7 +393,9 @@ def main(argv: list[str] | None = None) -> None:
         for name, path in paths.items():
             import_model(store, path, name)
         starters = {"inferq": lambda: systems.inferq(store, args.inferq_worker_concurrency,
-                                                      args.inferq_api_replicas),
+                                                      args.inferq_api_replicas,
+                                                      args.inferq_workers,
+                                                      args.inferq_auth == "on"),
                     "classic": lambda: systems.classic(paths["forest"].parent,
                                                        args.worker_concurrency),
                     "sync": lambda: systems.sync(paths["forest"].parent),

@@ -28,6 +28,13 @@ def add_bench_parser(commands: argparse._SubParsersAction) -> None:
                        help="comma-separated closed-loop concurrencies")
     bench.add_argument("--duration", type=float, default=10.0, help="seconds measured per run")
     bench.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
+    bench.add_argument("--api-replicas", type=int, default=2,
+                       help="inferq API processes (the chart runs two)")
+    bench.add_argument("--workers", type=int, default=1,
+                       help="inferq inference workers, one pool child each")
+    bench.add_argument("--auth", choices=("on", "off"), default="on",
+                       help="inferq's API keys and rate limits (on: every request carries a "
+                            "key, as behind the chart)")
     bench.add_argument("--slices", type=int, default=6,
                        help="at concurrency 1 all systems run at once and take this many "
                             "turns each (0: one after the other)")
@@ -90,7 +97,8 @@ def throughput_command(args: argparse.Namespace) -> list[str]:
         "--systems", args.systems, "--models", args.workloads,
         "--concurrency", args.concurrency, "--duration", str(args.duration),
         "--warmup", str(args.warmup), "--slices", str(args.slices), "--soak", str(args.soak),
-        "--out", str(args.out),
+        "--inferq-api-replicas", str(args.api_replicas), "--inferq-workers", str(args.workers),
+        "--inferq-auth", args.auth, "--out", str(args.out),
     ]
     if args.peers_venvs is not None:
         command += ["--peers-venvs", str(args.peers_venvs)]

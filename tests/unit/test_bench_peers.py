@@ -217,6 +217,18 @@ def test_inferq_bench_passes_the_peers_venvs_on(tmp_path: Path) -> None:
     assert default[default.index("--systems") + 1] == "inferq,classic,sync"
 
 
+def test_inferq_bench_runs_inferq_as_the_chart_does_unless_told() -> None:
+    """Authentication on, two API processes, one worker by default; each can be changed."""
+    default = throughput_command(_parser().parse_args(["bench"]))
+    assert default[default.index("--inferq-auth") + 1] == "on"
+    assert default[default.index("--inferq-api-replicas") + 1] == "2"
+    assert default[default.index("--inferq-workers") + 1] == "1"
+    told = throughput_command(_parser().parse_args(
+        ["bench", "--auth", "off", "--api-replicas", "1", "--workers", "2"]))
+    assert [told[told.index(flag) + 1] for flag in
+            ("--inferq-auth", "--inferq-api-replicas", "--inferq-workers")] == ["off", "1", "2"]
+
+
 @pytest.mark.parametrize(("rows", "problem"), [
     ([[0.5, 1]], None),
     ([], "instances is a non-empty list of rows"),
