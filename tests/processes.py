@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from services.cli.processes import INFERQ, ServiceProcess, start_api, start_worker
 
@@ -79,3 +80,11 @@ def own_store(model_store: Path, directory: Path) -> Path:
             os.symlink(Path(model_store) / name, directory / name)
     return directory
 
+
+def module_env(redis_server: Any, model_store: Path, storage_url: str, directory: Path,
+               **extra: str) -> dict[str, str]:
+    """A module's services' environment: Redis emptied, a model store of its own
+    (``own_store`` in ``directory``) and the storage at ``storage_url``."""
+    redis_server.client().flushdb()
+    return service_env(redis_server.url, own_store(model_store, directory),
+                       INFERQ_STORAGE_URL=storage_url, **extra)

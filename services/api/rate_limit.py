@@ -35,7 +35,7 @@ from services.api.principal import PRINCIPAL
 from services.common import keys
 from services.common.metrics import AUTH_REFUSED
 from services.common.principal import Principal
-from services.common.records import ALLOW_OOM, SUBMIT_FUNCTION
+from services.common.records import ALLOW_OOM
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,17 +88,6 @@ end
 # KEYS: the request's buckets; ARGV: their spec and the rows. Allowed under maxmemory: the
 # buckets are tiny and expire, and reads must stay limited when Redis refuses new tasks.
 LIMIT_SCRIPT = ALLOW_OOM + TAKE_LIMITS + "return take_limits(KEYS, ARGV[1], ARGV[2])\n"
-
-# A prediction's limits and its submit in one call: KEYS record, queue, then the buckets;
-# ARGV SUBMIT_SCRIPT's three, then the buckets' spec and the rows. The task is stored and
-# queued only when every limit lets it through. Refused under maxmemory, as SUBMIT_SCRIPT is.
-LIMITED_SUBMIT_SCRIPT = "#!lua\n" + SUBMIT_FUNCTION + TAKE_LIMITS + """
-local buckets = {}
-for i = 3, #KEYS do buckets[#buckets + 1] = KEYS[i] end
-local reply = take_limits(buckets, ARGV[4], ARGV[5])
-if reply[1] == 1 then submit() end
-return reply
-"""
 
 
 class RateLimited(ApiError):

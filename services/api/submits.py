@@ -6,8 +6,8 @@ pool, writes it and wakes the loop for its reply, and Redis runs one script call
 that bookkeeping costs the API and Redis more than the submit's own work. So a request
 hands its submit to a ``SubmitBatcher``: the first of a turn schedules a flush for the next
 turn, which sends every submit gathered by then in ONE call of ``SUBMIT_MANY_SCRIPT`` and
-gives each request its own reply. A submit with no company by then goes alone, by the
-one-task scripts, so an idle API answers as fast as before.
+gives each request its own reply. A submit with no company by then goes alone, a call of
+one task, so an idle API waits for nothing.
 
 Each task in a call is written exactly as it would be alone: its rate limits taken first
 (``take_limits``), then its record and its message, or nothing when a limit refuses it. A
@@ -24,17 +24,17 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from services.api.rate_limit import LIMITED_SUBMIT_SCRIPT, TAKE_LIMITS
-from services.common.records import SUBMIT_FUNCTION, SUBMIT_SCRIPT
+from services.api.rate_limit import TAKE_LIMITS
+from services.common.records import SUBMIT_FUNCTION
 
 #: Submits sent in one call at most; more gathered in one turn go in several calls.
 MAX_BATCH = 128
 
 # KEYS: each task's record and queue, then its buckets (none without rate limits). ARGV[1]:
 # how many tasks; then for each: its buckets' count, ttl, message, record, and with buckets
-# their spec and the rows. Returns each task's reply, as the one-task scripts would: the
+# their spec and the rows. Returns each task's reply, as a call for it alone would: the
 # queue's length, or (with limits) take_limits' reply. Refused under maxmemory before it
-# writes anything, as SUBMIT_SCRIPT is.
+# writes anything, as ``records.SUBMIT_SCRIPT`` is.
 SUBMIT_MANY_SCRIPT = "#!lua\n" + SUBMIT_FUNCTION + TAKE_LIMITS + """
 local replies, k, a = {}, 1, 2
 for i = 1, tonumber(ARGV[1]) do
@@ -69,15 +69,13 @@ class SubmitBatcher:
     """Gathers the submits of one turn of the event loop into one script call."""
 
     def __init__(self, client: aioredis.Redis) -> None:
-        self._one = client.register_script(SUBMIT_SCRIPT)
-        self._one_limited = client.register_script(LIMITED_SUBMIT_SCRIPT)
         self._many = client.register_script(SUBMIT_MANY_SCRIPT)
         self._pending: list[_Submit] = []
         self._sending: set[asyncio.Task[None]] = set()
 
     async def submit(self, task_keys: Sequence[str], args: Sequence[Any],
                      buckets: Sequence[str] = (), limits: Sequence[Any] = ()) -> Any:
-        """Store and queue one task (``SUBMIT_SCRIPT``'s keys and arguments), taking
+        """Store and queue one task (``records.SUBMIT_SCRIPT``'s keys and arguments), taking
         ``limits`` (spec and rows) from ``buckets`` first when given; its script's reply."""
         loop = asyncio.get_running_loop()
         if not self._pending:
@@ -95,8 +93,7 @@ class SubmitBatcher:
 
     async def _send(self, batch: list[_Submit]) -> None:
         try:
-            replies = [await self._send_one(batch[0])] if len(batch) == 1 else \
-                await self._send_many(batch)
+            replies = await self._send_many(batch)
         except Exception as exc:
             for submit in batch:
                 if not submit.reply.done():
@@ -105,12 +102,6 @@ class SubmitBatcher:
         for submit, reply in zip(batch, replies, strict=True):
             if not submit.reply.done():  # Its request may be gone (the client left).
                 submit.reply.set_result(reply)
-
-    async def _send_one(self, submit: _Submit) -> Any:
-        if submit.buckets:
-            return await self._one_limited(keys=[*submit.keys, *submit.buckets],
-                                           args=[*submit.args, *submit.limits])
-        return await self._one(keys=submit.keys, args=submit.args)
 
     async def _send_many(self, batch: list[_Submit]) -> list[Any]:
         keys: list[str] = []

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from job_client import run_job, submit_job, upload
-from processes import own_store, service_env, start_worker
+from processes import module_env, start_worker
 from training_client import submit, wait_training
 
 from services.common.storage import Storage
@@ -50,9 +50,8 @@ def parquet(table: pa.Table) -> bytes:
 @pytest.fixture(scope="module")
 def stack_env(redis_server, model_store, storage: Storage,  # type: ignore[no-untyped-def]
               tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    redis_server.client().flushdb()
-    store = own_store(model_store, tmp_path_factory.mktemp("boolean-models"))
-    return service_env(redis_server.url, store, INFERQ_STORAGE_URL=storage.url)
+    return module_env(redis_server, model_store, storage.url,
+                      tmp_path_factory.mktemp("boolean-models"))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import orjson
 import pytest
 import redis
 from job_client import upload
-from processes import INFERQ, ServiceProcess, own_store, service_env, start_worker
+from processes import INFERQ, ServiceProcess, module_env, start_worker
 from training_client import alive, churn_csv, prices_csv, submit, wait_training
 
 from services.common import keys
@@ -30,11 +30,9 @@ SLOW_FIT = {"estimator": "RandomForestClassifier",
 @pytest.fixture(scope="module")
 def stack_env(redis_server, model_store, storage: Storage,  # type: ignore[no-untyped-def]
               tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    redis_server.client().flushdb()
-    store = own_store(model_store, tmp_path_factory.mktemp("training-models"))
-    return service_env(redis_server.url, store, INFERQ_STORAGE_URL=storage.url,
-                       INFERQ_SOFT_TIME_LIMIT="60", INFERQ_HARD_TIME_LIMIT="70",
-                       INFERQ_VISIBILITY_TIMEOUT="80")
+    return module_env(redis_server, model_store, storage.url,
+                      tmp_path_factory.mktemp("training-models"), INFERQ_SOFT_TIME_LIMIT="60",
+                      INFERQ_HARD_TIME_LIMIT="70", INFERQ_VISIBILITY_TIMEOUT="80")
 
 
 @pytest.fixture(scope="module")

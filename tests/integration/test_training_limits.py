@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis
 from job_client import upload
-from processes import own_store, service_env, start_worker
+from processes import module_env, start_worker
 from training_client import alive, churn_csv, submit, wait_training
 
 from services.common import keys
@@ -30,9 +30,8 @@ ENDLESS_FIT = {"estimator": "RandomForestClassifier",
 @pytest.fixture(scope="module")
 def stack_env(redis_server, model_store, storage: Storage,  # type: ignore[no-untyped-def]
               tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    redis_server.client().flushdb()
-    store = own_store(model_store, tmp_path_factory.mktemp("limit-models"))
-    return service_env(redis_server.url, store, INFERQ_STORAGE_URL=storage.url)
+    return module_env(redis_server, model_store, storage.url,
+                      tmp_path_factory.mktemp("limit-models"))
 
 
 def _fit_pid(rdb: redis.Redis, job_id: str) -> int:
