@@ -10,7 +10,9 @@ Then, for each number of training workers in ``--workers`` (1, then 2):
   ``--grid-cv`` folds;
 
 each timed from submit to succeeded (the final fit on every row and the registration
-included). In the same run, the direct baseline in one process: scikit-learn's
+included). The workers of each count are started afresh with ``INFERQ_TRAINING_FIT_PARTS``
+set as the chart sets it, to the number of training worker processes (``--fit-parts``
+fixes it instead). In the same run, the direct baseline in one process: scikit-learn's
 ``cross_validate`` with ``n_jobs=--baseline-jobs`` plus the final fit, and
 ``GridSearchCV(n_jobs=--baseline-jobs)`` (its refit included), scoring the same three
 metrics. Writes results.json and results.md to ``--out``.
@@ -186,7 +188,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {"rows": args.rows, "features": args.features, "trees": args.trees,
                      "cv": args.cv, "candidates": args.candidates, "grid_cv": args.grid_cv,
                      "grid": grid(args.candidates), "workers": args.workers,
-                     "baseline_jobs": args.baseline_jobs},
+                     "baseline_jobs": args.baseline_jobs,
+                     "fit_parts": args.fit_parts or "the number of training workers"},
         "inferq": [], "baseline": {}}
     x, y = dataset(args.rows, args.features)
     with tempfile.TemporaryDirectory(prefix="inferq-training-bench-") as tmp:
@@ -202,8 +205,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report["upload"] = {"mib": round(path.stat().st_size / 2**20, 1),
                                 "seconds": round(seconds, 2)}
             for count in args.workers:
-                while len(workers) < count:
-                    workers.append(start_worker(env, root, pool="training", concurrency=1))
+                while workers:
+                    workers.pop().stop()
+                parts = str(args.fit_parts or count)
+                workers.extend(start_worker({**env, "INFERQ_TRAINING_FIT_PARTS": parts}, root,
+                                            pool="training", concurrency=1)
+                               for _ in range(count))
                 for name, body in job_bodies(args, dataset_id).items():
                     if name not in args.jobs:
                         continue
@@ -296,6 +303,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="which jobs: cv, grid or both (comma-separated)")
     parser.add_argument("--baseline-jobs", type=_positive, default=2,
                         help="n_jobs of cross_validate and GridSearchCV")
+    parser.add_argument("--fit-parts", type=_positive, default=None,
+                        help="INFERQ_TRAINING_FIT_PARTS of every worker (default: as many as "
+                             "training workers, as the chart sets it)")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--timeout", type=float, default=7200.0,
                         help="seconds one job may take before it is cancelled")

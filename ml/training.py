@@ -18,6 +18,7 @@ from __future__ import annotations
 import platform
 from collections.abc import Mapping, Sequence
 from importlib import metadata as package_metadata
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 import joblib
@@ -94,6 +95,15 @@ ESTIMATORS: dict[str, tuple[type, str]] = {
 MAX_CATEGORIES = 100
 #: Estimators that take no sparse input: the one-hot columns reach them dense.
 _DENSE_ONLY = frozenset({"HistGradientBoostingClassifier", "HistGradientBoostingRegressor"})
+
+#: Tree ensembles whose fit on every row can be split by trees into parts fitted apart
+#: (``tree_parts``, ``fit_trees``) and joined (``join_trees``) into the forest one fit grows.
+SPLITTABLE = frozenset({"RandomForestClassifier", "RandomForestRegressor",
+                        "ExtraTreesClassifier", "ExtraTreesRegressor"})
+#: The fewest trees a part of a split fit holds.
+MIN_PART_TREES = 10
+#: The bound of the tree seeds a forest draws (scikit-learn's ``MAX_INT``).
+_TREE_SEED_BOUND = int(np.iinfo(np.int32).max)
 
 #: Estimators whose n_jobs does nothing and warns when set (LogisticRegression since
 #: scikit-learn 1.8); they run on one core under the fit's thread limit all the same.
@@ -176,6 +186,47 @@ def fit_all(spec: TrainingSpec, params: Mapping[str, Any], X: np.ndarray,
     with threadpool_limits(limits=1):
         pipeline.fit(X, y)
     return pipeline
+
+
+def tree_parts(spec: TrainingSpec, params: Mapping[str, Any],
+               parts: int) -> list[tuple[int, int]]:
+    """The trees (``[start, stop)``) of each part when the fit of ``params`` on every row is
+    split into at most ``parts`` parts of at least ``MIN_PART_TREES`` trees; none when it is
+    not split: one part, not a forest, or a forest with out-of-bag scores or a warm start."""
+    if spec.estimator not in SPLITTABLE or params.get("oob_score") or params.get("warm_start"):
+        return []
+    trees = int(params.get("n_estimators",
+                           ESTIMATORS[spec.estimator][0]().get_params()["n_estimators"]))
+    count = min(parts, trees // MIN_PART_TREES)
+    if count < 2:
+        return []
+    bounds = [trees * i // count for i in range(count + 1)]
+    return list(pairwise(bounds))
+
+
+def fit_trees(spec: TrainingSpec, params: Mapping[str, Any], X: np.ndarray, y: np.ndarray,
+              start: int, stop: int) -> Pipeline:
+    """The pipeline fitted on every row with the forest's trees ``start`` to ``stop`` only:
+    each grown from the seed a single fit of ``params`` gives it (the forest draws one seed
+    a tree, in order, from ``spec.seed``)."""
+    pipeline = build_pipeline(spec, params)
+    seeds = np.random.RandomState(spec.seed)
+    seeds.randint(_TREE_SEED_BOUND, size=start)
+    pipeline.named_steps["estimator"].set_params(n_estimators=stop - start, random_state=seeds)
+    with threadpool_limits(limits=1):
+        pipeline.fit(X, y)
+    return pipeline
+
+
+def join_trees(spec: TrainingSpec, parts: Sequence[Pipeline]) -> Pipeline:
+    """One pipeline from the parts ``fit_trees`` fitted, in tree order: the first part's
+    column preparation (every part fits the same) and the forest of all their trees."""
+    joined = parts[0]
+    forest = joined.named_steps["estimator"]
+    forest.estimators_ = [tree for part in parts
+                          for tree in part.named_steps["estimator"].estimators_]
+    forest.set_params(n_estimators=len(forest.estimators_), random_state=spec.seed)
+    return joined
 
 
 def fit_and_score(spec: TrainingSpec, params: Mapping[str, Any], X: np.ndarray, y: np.ndarray,

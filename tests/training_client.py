@@ -71,3 +71,19 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def cancel_during_fit(client: httpx.Client, redis: Any, job_id: str, pid: int) -> None:
+    """Cancel the job while its fit ``pid`` runs: the fit ends within 2 s, and every
+    training message left is taken and acknowledged within 10 s."""
+    asked = time.monotonic()
+    response = client.delete(f"/v1/training-jobs/{job_id}")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "cancelled"
+    while alive(pid):
+        assert time.monotonic() - asked < 2, "the fit still runs 2 s after the cancel"
+        time.sleep(0.05)
+    deadline = time.monotonic() + 10
+    while redis.llen("training") or redis.hlen("inferq:unacked:training"):
+        assert time.monotonic() < deadline, "training messages still queued or held"
+        time.sleep(0.05)

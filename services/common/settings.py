@@ -90,8 +90,11 @@ class Settings(BaseSettings):
     batch_queue: str = "batch"
     job_retention_seconds: int = Field(7 * 86_400, gt=0)
     job_sweep_seconds: float = Field(3600.0, gt=0)
-    # -- Training jobs: the queue their tasks go to (their records share the jobs' retention).
+    # -- Training jobs: the queue their tasks go to (their records share the jobs' retention),
+    # and how many part tasks a forest's fit on every row after a search is split into at
+    # most, so that every training worker takes some of its trees (1: one task fits it).
     training_queue: str = "training"
+    training_fit_parts: int = Field(1, ge=1, le=64)
 
     # -- The API's /metrics on a port of its own (then the main port answers 404 for it),
     # so that whatever reaches the API's port does not reach its metrics.

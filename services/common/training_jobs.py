@@ -14,6 +14,13 @@ call that completes the set pushes the final task's message, in the same script;
 refit the final task only registers. A fold run again after its worker died is counted once
 and pushes nothing.
 
+A forest's fit on every row after a cross-validation can be split by trees
+(``ml.training.tree_parts``, up to ``INFERQ_TRAINING_FIT_PARTS``): the final task then picks
+the best candidate, records it (``best``, ``parts``) and pushes one part task per range of
+trees with ``SPLIT_SCRIPT``, in the round trip that acknowledges it. Each part keeps its
+pipeline in storage (``part_key``) and is counted like a fold; the last pushes the join
+task, which joins the parts into one forest (the one a single fit grows) and registers it.
+
 States: queued -> running -> succeeded | failed, or queued | running -> cancelled. While
 running, ``phase`` says what happens (loading, fitting ..., evaluating, registering) and
 ``progress`` how far (0 to 1). A job whose final task moved it to ``registering``
@@ -54,10 +61,12 @@ return 'running'
 """
 
 # KEYS: record, done set, fold results, queue; ARGV: fold ("<candidate>:<fold>"), its
-# result (JSON), now, the final task's message. Counts a running job's fold once; the call
-# that counts the last one pushes the final task. Returns {status, added, completed}.
+# result (JSON), now, the next task's message. Counts a running job's fold (or part) once;
+# the call that counts the last one pushes the next task: the final task after the folds,
+# the join task after the parts. Progress never moves back (a split adds tasks). Returns
+# {status, added, completed}.
 FOLD_DONE_SCRIPT = ALLOW_OOM + """
-local found = redis.call('HMGET', KEYS[1], 'status', 'tasks_total')
+local found = redis.call('HMGET', KEYS[1], 'status', 'tasks_total', 'progress')
 local status = found[1]
 if not status then return {'missing', 0, 0} end
 if status ~= 'running' then return {status, 0, 0} end
@@ -67,8 +76,8 @@ redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 local done = redis.call('HINCRBY', KEYS[1], 'tasks_done', 1)
 local total = tonumber(found[2])
 local share = """ + repr(FOLDS_SHARE) + """
-redis.call('HSET', KEYS[1], 'progress', tostring(0.05 + share * done / total),
-           'progressed_at', ARGV[3])
+local progress = math.max(tonumber(found[3] or '0'), 0.05 + share * done / total)
+redis.call('HSET', KEYS[1], 'progress', tostring(progress), 'progressed_at', ARGV[3])
 local ttl = redis.call('TTL', KEYS[1])
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[2], ttl)
@@ -77,6 +86,22 @@ end
 if done < total then return {status, 1, 0} end
 redis.call('LPUSH', KEYS[4], ARGV[4])
 return {status, 1, 1}
+"""
+
+# KEYS: record, queue; ARGV: now, parts, best candidate, phase, then the parts' messages.
+# Splits a running job's fit on every row into its part tasks, once: a final task run again
+# after its worker died finds the job split and pushes nothing. Returns the job's status.
+SPLIT_SCRIPT = ALLOW_OOM + """
+local found = redis.call('HMGET', KEYS[1], 'status', 'parts')
+if not found[1] then return 'missing' end
+if found[1] ~= 'running' or found[2] then return found[1] end
+redis.call('HSET', KEYS[1], 'parts', ARGV[2], 'best', ARGV[3], 'parts_started_at', ARGV[1],
+           'phase', ARGV[4], 'progressed_at', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'tasks_total', tonumber(ARGV[2]))
+for i = 5, #ARGV do
+  redis.call('LPUSH', KEYS[2], ARGV[i])
+end
+return 'running'
 """
 
 # KEYS: record; ARGV: now. Moves a running job to its registering phase, after which it can
@@ -119,8 +144,10 @@ return {1, 'cancelled'}
 @dataclass(frozen=True)
 class FitTask:
     """One message of the training queue: a fold task (``candidate`` and ``fold`` set), a
-    refit task (``refit``: the single candidate on every row, beside its folds), or the
-    job's final task (none of them)."""
+    refit task (``refit``: the single candidate on every row, beside its folds), a part
+    task (``part`` and its ``trees``: some of the best candidate's trees, on every row), the
+    join task (``join``: the parts joined and registered), or the job's final task (none of
+    them)."""
 
     job_id: str
     model: str
@@ -128,15 +155,22 @@ class FitTask:
     candidate: int | None = None
     fold: int | None = None
     refit: bool = False
+    part: int | None = None
+    trees: tuple[int, int] | None = None
+    join: bool = False
 
     @classmethod
     def from_message(cls, kwargs: Mapping[str, Any]) -> FitTask:
         candidate, fold = kwargs.get("candidate"), kwargs.get("fold")
+        part, trees = kwargs.get("part"), kwargs.get("trees")
         return cls(job_id=kwargs["job_id"], model=kwargs["model"],
                    submitted_at=float(kwargs.get("submitted_at", 0.0)),
                    candidate=None if candidate is None else int(candidate),
                    fold=None if fold is None else int(fold),
-                   refit=bool(kwargs.get("refit", False)))
+                   refit=bool(kwargs.get("refit", False)),
+                   part=None if part is None else int(part),
+                   trees=None if trees is None else (int(trees[0]), int(trees[1])),
+                   join=bool(kwargs.get("join", False)))
 
     def message_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"job_id": self.job_id, "model": self.model,
@@ -145,24 +179,35 @@ class FitTask:
             kwargs["candidate"], kwargs["fold"] = self.candidate, self.fold
         if self.refit:
             kwargs["refit"] = True
+        if self.part is not None:
+            kwargs["part"], kwargs["trees"] = self.part, list(self.trees or (0, 0))
+        if self.join:
+            kwargs["join"] = True
         return kwargs
 
     @property
     def final(self) -> bool:
-        return self.candidate is None and not self.refit
+        return (self.candidate is None and not self.refit and self.part is None
+                and not self.join)
 
     @property
     def name(self) -> str:
         """The task's name in the job's done set and attempts: ``<candidate>:<fold>``,
-        ``refit`` or ``final``."""
+        ``refit``, ``part:<part>``, ``join`` or ``final``."""
         if self.refit:
             return "refit"
+        if self.part is not None:
+            return f"part:{self.part}"
+        if self.join:
+            return "join"
         return "final" if self.final else f"{self.candidate}:{self.fold}"
 
     @property
     def task_id(self) -> str:
-        if self.refit:
-            return f"{self.job_id}-refit"
+        if self.refit or self.join:
+            return f"{self.job_id}-{self.name}"
+        if self.part is not None:
+            return f"{self.job_id}-part{self.part}"
         return f"{self.job_id}-final" if self.final else \
             f"{self.job_id}-c{self.candidate}-f{self.fold}"
 
@@ -176,6 +221,11 @@ def refits_early(candidates: int, folds: int) -> bool:
 def refit_key(job_id: str) -> str:
     """Where a refit task keeps its fitted pipeline in storage until the job registers it."""
     return f"training-jobs/{job_id}/refit.joblib"
+
+
+def part_key(job_id: str, part: int) -> str:
+    """Where a part task keeps its fitted pipeline in storage until the join task joins it."""
+    return f"training-jobs/{job_id}/part-{part}.joblib"
 
 
 def fold_tasks(job_id: str, model: str, candidates: int, folds: int,

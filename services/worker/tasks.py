@@ -179,7 +179,8 @@ class TrainingFoldTask(BatchedTask):
         return TrainingRunner(_redis(self.settings), self.settings.model_store,
                               storage_from_settings(self.settings),
                               self.settings.job_retention_seconds, self.queue,
-                              None if conf.task_soft_time_limit else conf.task_time_limit)
+                              None if conf.task_soft_time_limit else conf.task_time_limit,
+                              self.settings.training_fit_parts)
 
     def cost_key(self, kwargs: dict[str, Any]) -> str:
         return f"training:{kwargs.get('model')}"

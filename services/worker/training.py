@@ -9,7 +9,10 @@ cross-validation, whose fold metrics are then the estimate), registers the versi
 the alias, announces the change and ends the job (see ``services.common.training_jobs``).
 A single candidate cross-validated is fitted on every row by a refit task beside its folds,
 counted as one of them, which keeps the pipeline in storage: the final task then only
-registers it, and a task that finds the job ended deletes it.
+registers it, and a task that finds the job ended deletes it. After a search, a forest's
+fit on every row is split by trees into part tasks (``fit_parts`` at most), so that every
+training worker takes some of it: each keeps its part in storage, and the join task joins
+them into the forest one fit would grow and registers it.
 
 Each fit runs in a process of its own (``services.worker.training_fit``), which dies with
 the task's process. While it runs, the task reads the job's status a few times a second
@@ -46,7 +49,7 @@ from services.common import keys, model_events
 from services.common import training_jobs as tj
 from services.common.catalog import Lineage, ModelStore, model_storage
 from services.common.jobs import FINISH_SCRIPT, START_SCRIPT
-from services.common.messages import TRAINING_FINAL_TASK, build_message
+from services.common.messages import TRAINING_FINAL_TASK, TRAINING_FOLD_TASK, build_message
 from services.common.metrics import JOB_SECONDS, JOBS_FINISHED, series
 from services.common.records import decoded
 from services.common.storage import Storage, StorageError
@@ -88,10 +91,12 @@ class TrainingRunner:
     """Runs training tasks in one worker process: its Redis client and model store."""
 
     def __init__(self, client: redis.Redis, store: ModelStore, storage: Storage, ttl: int,
-                 queue: str, hard_time_limit: float | None = None) -> None:
+                 queue: str, hard_time_limit: float | None = None, fit_parts: int = 1) -> None:
         """``hard_time_limit``: the pool's hard limit when it has no soft limit before it,
-        which the runner then keeps itself (``hard_limit_margin``)."""
+        which the runner then keeps itself (``hard_limit_margin``). ``fit_parts``: how many
+        part tasks a forest's fit on every row is split into at most (1: not split)."""
         self._client = client
+        self._fit_parts = fit_parts
         self._hard_limit = hard_time_limit
         #: When the running task's fit is killed (``time.monotonic``); None: never.
         self._deadline: float | None = None
@@ -101,7 +106,8 @@ class TrainingRunner:
         self._queue = queue
         self._scripts = ScriptPipeline(client, START_SCRIPT, FINISH_SCRIPT,
                                        tj.PROGRESS_SCRIPT, tj.FOLD_DONE_SCRIPT,
-                                       tj.REGISTER_SCRIPT, tj.SUCCEED_SCRIPT)
+                                       tj.REGISTER_SCRIPT, tj.SUCCEED_SCRIPT,
+                                       tj.SPLIT_SCRIPT)
 
     def run(self, task: FitTask, tag: str, headers: Mapping[str, Any]) -> None:
         """Run ``task`` unless its job ended; acknowledge its message once its outcome is
@@ -113,7 +119,7 @@ class TrainingRunner:
         if status != "running":
             log.info("training task skipped", extra={"job_id": task.job_id, "task": task.name,
                                                       "status": status})
-            self._discard_refit(task.job_id)
+            self._discard_kept(task.job_id)
             self._ack(tag)
             return
         if attempts > task_errors.MAX_ATTEMPTS:
@@ -123,15 +129,19 @@ class TrainingRunner:
         spec = training.TrainingSpec.from_json(orjson.loads(record["spec"]))
         try:
             if task.final:
-                self._final(task, record, spec, tag)
+                self._final(task, record, spec, tag, headers)
+            elif task.join:
+                self._join(task, record, spec, tag)
             elif task.refit:
                 self._refit(task, record, spec, tag, headers)
+            elif task.part is not None:
+                self._part(task, record, spec, tag, headers)
             else:
                 self._fold(task, record, spec, tag, headers)
         except Cancelled:
             log.info("training task stopped: its job ended",
                      extra={"job_id": task.job_id, "task": task.name})
-            self._discard_refit(task.job_id)
+            self._discard_kept(task.job_id)
             self._ack(tag)
         except FitFailed as exc:
             log.warning("training fit failed; its job fails",
@@ -175,35 +185,68 @@ class TrainingRunner:
                tag: str, headers: Mapping[str, Any]) -> None:
         """Fit the single candidate on every row beside its folds, keep the pipeline in
         storage for the final task, and count the fit as one of the folds."""
+        seconds = self._fit_kept(task, record, {
+            "spec": spec.to_json(), "dataset_id": record["dataset_id"],
+            "params": training.candidates(spec)[0], "mode": "all", "fold": 0},
+            "fitting", tj.refit_key(task.job_id))
+        result = {"refit": True, "hostname": socket.gethostname(), "worker": _worker_name(),
+                  "seconds": round(seconds, 3)}
+        if self._count(task, result, tag, headers) != "running":
+            self._discard_kept(task.job_id)
+
+    def _part(self, task: FitTask, record: dict[str, str], spec: training.TrainingSpec,
+              tag: str, headers: Mapping[str, Any]) -> None:
+        """Fit some of the best candidate's trees on every row, keep the pipeline in
+        storage for the join task, and count the part; the last part pushes the join."""
+        assert task.part is not None and task.trees is not None
+        start, stop = task.trees
+        seconds = self._fit_kept(task, record, {
+            "spec": spec.to_json(), "dataset_id": record["dataset_id"],
+            "params": training.candidates(spec)[int(record["best"])], "mode": "trees",
+            "trees": [start, stop]},
+            f"fitting on every row, part {task.part + 1} of {record['parts']}",
+            tj.part_key(task.job_id, task.part))
+        result = {"part": task.part, "trees": [start, stop], "hostname": socket.gethostname(),
+                  "worker": _worker_name(), "seconds": round(seconds, 3)}
+        join = FitTask(task.job_id, task.model, task.submitted_at, join=True)
+        if self._count(task, result, tag, headers, join) != "running":
+            self._discard_kept(task.job_id)
+
+    def _fit_kept(self, task: FitTask, record: dict[str, str], request: dict[str, Any],
+                  fitting: str, key: str) -> float:
+        """Run a fit that keeps its pipeline, and keep it in storage under ``key``; the
+        fit's seconds."""
         handle, path = tempfile.mkstemp(prefix="inferq-fit-", suffix=".joblib")
         os.close(handle)
         try:
             started = time.time()
-            self._run_fit(task, record, {
-                "spec": spec.to_json(), "dataset_id": record["dataset_id"],
-                "params": training.candidates(spec)[0], "mode": "all", "fold": 0,
-                "artifact": path}, "fitting")
+            self._run_fit(task, record, {**request, "artifact": path}, fitting)
             seconds = time.time() - started
-            with open(path, "rb") as fitted, \
-                    self._storage.writer(tj.refit_key(task.job_id)) as kept:
-                while chunk := fitted.read(1 << 20):
-                    kept.write(chunk)
+            with open(path, "rb") as fitted, self._storage.writer(key) as kept:
+                shutil.copyfileobj(fitted, kept, 1 << 20)
         finally:
             os.unlink(path)
-        result = {"refit": True, "hostname": socket.gethostname(), "worker": _worker_name(),
-                  "seconds": round(seconds, 3)}
-        if self._count(task, result, tag, headers) != "running":
-            self._discard_refit(task.job_id)
+        return seconds
+
+    def _load_kept(self, key: str) -> Any:
+        """The pipeline a refit or part task kept in storage under ``key``."""
+        handle, path = tempfile.mkstemp(prefix="inferq-fit-", suffix=".joblib")
+        os.close(handle)
+        try:
+            with self._storage.open(key) as kept, open(path, "wb") as copy:
+                shutil.copyfileobj(kept, copy, 1 << 20)
+            return joblib.load(path)
+        finally:
+            os.unlink(path)
 
     def _count(self, task: FitTask, result: dict[str, Any], tag: str,
-               headers: Mapping[str, Any]) -> str:
-        """Store and count a fold's (or the refit's) result and acknowledge its message in
-        one round trip; the call that counts the last pushes the final task. The job's
-        status."""
-        final = FitTask(task.job_id, task.model, task.submitted_at)
-        message = build_message(TRAINING_FINAL_TASK, final.task_id, self._queue,
-                                final.message_kwargs(),
-                                {k: headers[k] for k in TRACE_HEADERS if k in headers})
+               headers: Mapping[str, Any], then: FitTask | None = None) -> str:
+        """Store and count a fold's (or the refit's, or a part's) result and acknowledge its
+        message in one round trip; the call that counts the last pushes ``then`` (the final
+        task by default). The job's status."""
+        then = then or FitTask(task.job_id, task.model, task.submitted_at)
+        message = build_message(TRAINING_FINAL_TASK, then.task_id, self._queue,
+                                then.message_kwargs(), _trace_headers(headers))
 
         def build(pipe: Pipeline) -> None:
             self._scripts.call(
@@ -221,17 +264,27 @@ class TrainingRunner:
 
     # -- The final task.
 
-    def _final(self, task: FitTask, record: dict[str, str], spec: training.TrainingSpec,
-               tag: str) -> None:
-        candidates = training.candidates(spec)
+    def _results(self, job_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The job's refit result (None without one) and its folds' results, in order."""
         results = [orjson.loads(v) for v in
-                   self._client.hvals(keys.training_folds_key(task.job_id))]
+                   self._client.hvals(keys.training_folds_key(job_id))]
         refit = next((r for r in results if r.get("refit")), None)
-        trials = sorted((r for r in results if not r.get("refit")),
+        trials = sorted((r for r in results if "candidate" in r),
                         key=lambda r: (r["candidate"], r["fold"]))
+        return refit, trials
+
+    def _final(self, task: FitTask, record: dict[str, str], spec: training.TrainingSpec,
+               tag: str, headers: Mapping[str, Any]) -> None:
+        candidates = training.candidates(spec)
+        refit, trials = self._results(task.job_id)
         best, fold_metrics = pick_best(spec, candidates, trials)
         params = candidates[best]
         holdout = "holdout" in spec.validation
+        if refit is None and not holdout:
+            parts = training.tree_parts(spec, params, self._fit_parts)
+            if parts:
+                self._split(task, best, parts, tag, headers)
+                return
         handle, path = tempfile.mkstemp(prefix="inferq-fit-", suffix=".joblib")
         os.close(handle)
         try:
@@ -252,17 +305,54 @@ class TrainingRunner:
                     pipe, tj.REGISTER_SCRIPT, [keys.job_key(task.job_id)],
                     [repr(time.time())]))[0]) != "running":
                 raise Cancelled()
-            if refit is not None:
-                with self._storage.open(tj.refit_key(task.job_id)) as kept, \
-                        open(path, "wb") as copy:
-                    shutil.copyfileobj(kept, copy, 1 << 20)
-            estimator = joblib.load(path)
+            estimator = joblib.load(path) if refit is None else \
+                self._load_kept(tj.refit_key(task.job_id))
         finally:
             os.unlink(path)
         self._register(task, record, spec, estimator, params, metrics, fold_metrics, trials,
                        time.time() - started, tag)
         if refit is not None:
-            self._discard_refit(task.job_id)
+            self._discard_kept(task.job_id)
+
+    def _split(self, task: FitTask, best: int, parts: list[tuple[int, int]], tag: str,
+               headers: Mapping[str, Any]) -> None:
+        """Push one part task for each range of the best candidate's trees and acknowledge
+        the final task, in one round trip."""
+        messages = []
+        for index, trees in enumerate(parts):
+            part = FitTask(task.job_id, task.model, task.submitted_at, part=index, trees=trees)
+            messages.append(build_message(TRAINING_FOLD_TASK, part.task_id, self._queue,
+                                          part.message_kwargs(), _trace_headers(headers)))
+
+        def build(pipe: Pipeline) -> None:
+            self._scripts.call(
+                pipe, tj.SPLIT_SCRIPT, [keys.job_key(task.job_id), keys.queue_key(self._queue)],
+                [repr(time.time()), len(parts), best,
+                 f"fitting on every row in {len(parts)} parts", *messages])
+            acknowledge_in(pipe, self._queue, [tag])
+
+        status = decoded(self._scripts.execute(build)[0])
+        log.info("training job's fit on every row split into parts", extra={
+            "job_id": task.job_id, "parts": len(parts), "candidate": best, "status": status})
+
+    def _join(self, task: FitTask, record: dict[str, str], spec: training.TrainingSpec,
+              tag: str) -> None:
+        """Join the parts' pipelines into one forest and register it."""
+        candidates = training.candidates(spec)
+        _, trials = self._results(task.job_id)
+        best, fold_metrics = pick_best(spec, candidates, trials)
+        self._progress(task, "evaluating", 0.9)
+        if decoded(self._scripts.execute(lambda pipe: self._scripts.call(
+                pipe, tj.REGISTER_SCRIPT, [keys.job_key(task.job_id)],
+                [repr(time.time())]))[0]) != "running":
+            raise Cancelled()
+        estimator = training.join_trees(spec, [
+            self._load_kept(tj.part_key(task.job_id, part))
+            for part in range(int(record["parts"]))])
+        self._register(task, record, spec, estimator, candidates[best],
+                       training.summarize(fold_metrics), fold_metrics, trials,
+                       time.time() - float(record["parts_started_at"]), tag)
+        self._discard_kept(task.job_id)
 
     def _register(self, task: FitTask, record: dict[str, str], spec: training.TrainingSpec,
                   estimator: Any, params: dict[str, Any], metrics: dict[str, float],
@@ -381,18 +471,20 @@ class TrainingRunner:
         outcome, ended = self._scripts.execute(build)[0]
         if int(ended):
             self._observe_end(task, decoded(outcome))
-        self._discard_refit(task.job_id)
+        self._discard_kept(task.job_id)
 
-    def _discard_refit(self, job_id: str) -> None:
-        """Delete the pipeline a refit task kept for the job, if the job has one: the job
-        succeeded or ended without it. A storage error leaves it, logged."""
-        if not self._client.hget(keys.job_key(job_id), "refit"):
-            return
-        try:
-            self._storage.delete(tj.refit_key(job_id))
-        except StorageError as exc:
-            log.warning("the refit's pipeline could not be deleted",
-                        extra={"job_id": job_id, "error": str(exc)})
+    def _discard_kept(self, job_id: str) -> None:
+        """Delete the pipelines a refit task or part tasks kept for the job, if it has any:
+        the job succeeded or ended without them. A storage error leaves them, logged."""
+        refit, parts = self._client.hmget(keys.job_key(job_id), "refit", "parts")
+        kept = ([tj.refit_key(job_id)] if refit else []) + \
+            [tj.part_key(job_id, part) for part in range(int(parts or 0))]
+        for key in kept:
+            try:
+                self._storage.delete(key)
+            except StorageError as exc:
+                log.warning("a kept pipeline could not be deleted",
+                            extra={"job_id": job_id, "key": key, "error": str(exc)})
 
     def _ack(self, tag: str) -> None:
         pipe = self._client.pipeline(transaction=False)
@@ -465,6 +557,11 @@ def _read_answer(process: subprocess.Popen[bytes], on_line: Callable[[dict[str, 
             if ended():
                 process.send_signal(signal.SIGKILL)
                 raise Cancelled()
+
+
+def _trace_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """The trace context of a task's message, for the messages it pushes."""
+    return {k: headers[k] for k in TRACE_HEADERS if k in headers}
 
 
 def _worker_name() -> str:

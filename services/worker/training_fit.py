@@ -7,8 +7,9 @@ one JSON object on stdin:
     {"spec": TrainingSpec.to_json(), "dataset_id", "params": {...}, "mode", "fold", "artifact"}
 
 ``mode`` is ``fold`` (fit on fold ``fold``'s train rows, score on its test rows), ``holdout``
-(the same on the single split, keeping the fitted pipeline) or ``all`` (fit on every row,
-keeping it). A kept pipeline is written with joblib to ``artifact``. It writes one JSON
+(the same on the single split, keeping the fitted pipeline), ``all`` (fit on every row,
+keeping it) or ``trees`` (the same with only the forest's trees ``trees``, [start, stop]).
+A kept pipeline is written with joblib to ``artifact``. It writes one JSON
 object a line on stdout: ``{"event": "loaded"}`` once the data is read, then
 ``{"metrics": {...}}`` (and ``"artifact"``) or ``{"error": {"type", "message"}}`` (and exits 1).
 """
@@ -53,8 +54,9 @@ def fit(request: dict[str, Any]) -> dict[str, Any]:
     _say({"event": "loaded", "rows": len(y)})
     params = request["params"]
     mode = request["mode"]
-    if mode == "all":
-        pipeline = training.fit_all(spec, params, X, y)
+    if mode in ("all", "trees"):
+        pipeline = training.fit_all(spec, params, X, y) if mode == "all" else \
+            training.fit_trees(spec, params, X, y, *request["trees"])
         joblib.dump(pipeline, request["artifact"])
         return {"metrics": {}, "artifact": request["artifact"]}
     train, test = training.splits(spec, y)[int(request.get("fold") or 0)]

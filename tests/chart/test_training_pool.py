@@ -124,3 +124,23 @@ def test_the_default_training_limit_is_what_the_docs_promise() -> None:
     margin = chart().values["workers"]["terminationGraceMarginSeconds"]
     assert (hard, margin) == (10800, 30)
     assert _grace(worker_deployments(objects(render()))["training"]) == (10830, 10800)
+
+
+@pytest.mark.parametrize(("values", "parts"), [
+    pytest.param({}, 4, id="keda-default-max-4-pods"),
+    pytest.param({"workers": {"pools": {"training": {
+        "concurrency": 2, "autoscaling": {"maxReplicas": 6}}}}}, 12, id="keda-6-pods-of-2"),
+    pytest.param({"keda": {"enabled": False}, "workers": {"pools": {"training": {
+        "replicas": 3}}}}, 3, id="no-keda-3-replicas"),
+    pytest.param({"workers": {"pools": {"training": {
+        "concurrency": 4, "autoscaling": {"maxReplicas": 40}}}}}, 64, id="at-most-64"),
+])
+def test_training_workers_split_a_forests_final_fit_for_every_process_the_pool_runs(
+    values: dict[str, Any], parts: int
+) -> None:
+    deployments = worker_deployments(objects(render(values)))
+    (trainer,) = deployments["training"]["spec"]["template"]["spec"]["containers"]
+    assert env(trainer)["INFERQ_TRAINING_FIT_PARTS"]["value"] == str(parts)
+    for pool in ("inference", "batch"):
+        (container,) = deployments[pool]["spec"]["template"]["spec"]["containers"]
+        assert "INFERQ_TRAINING_FIT_PARTS" not in env(container)

@@ -28,13 +28,15 @@ def test_defaults_are_the_documented_run(bench: ModuleType) -> None:
     assert args.workers == [1, 2]
     assert args.jobs == ["cv", "grid"]
     assert args.baseline_jobs == 2 and not args.skip_baseline
+    assert args.fit_parts is None  # As many as training workers, as the chart sets it.
 
 
 def test_options_are_read(bench: ModuleType) -> None:
     args = bench.parse_args(["--rows", "5000", "--workers", "2,1,3", "--grid-cv", "2",
-                             "--candidates", "6", "--jobs", "grid", "--skip-baseline"])
+                             "--candidates", "6", "--jobs", "grid", "--skip-baseline",
+                             "--fit-parts", "3"])
     assert (args.rows, args.workers, args.grid_cv, args.candidates) == (5000, [2, 1, 3], 2, 6)
-    assert args.jobs == ["grid"] and args.skip_baseline
+    assert args.jobs == ["grid"] and args.skip_baseline and args.fit_parts == 3
 
 
 @pytest.mark.parametrize(("argv", "message"), [

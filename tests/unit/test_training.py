@@ -21,13 +21,16 @@ from ml.training import (
     check_target,
     fit_all,
     fit_and_score,
+    fit_trees,
     higher_is_better,
+    join_trees,
     library_versions,
     load_data,
     read_target,
     score,
     splits,
     summarize,
+    tree_parts,
 )
 from services.common.catalog import Feature
 from services.common.dataset_formats import CsvValidator
@@ -323,6 +326,47 @@ def test_fit_and_score_on_iris_and_on_a_regression_set() -> None:
     assert metrics["r2"] > 0.3 and 30 < metrics["mae"] < metrics["rmse"] < 70
     again = fit_and_score(regression, {"alpha": 0.1}, X, y, train, test)[1]
     assert again == metrics  # Seeded: the same request scores the same.
+
+
+@pytest.mark.parametrize("estimator", ["RandomForestClassifier", "ExtraTreesClassifier"])
+def test_a_forest_fitted_in_parts_is_the_forest_one_fit_grows(estimator: str) -> None:
+    spec = spec_for(estimator=estimator, seed=7)
+    X, y = mixed_rows(300)
+    params = {"n_estimators": 32, "max_features": 0.5}
+    parts = tree_parts(spec, params, 3)
+    assert parts == [(0, 10), (10, 21), (21, 32)]
+    joined = join_trees(spec, [fit_trees(spec, params, X, y, a, b) for a, b in parts])
+    whole = fit_all(spec, params, X, y)
+    forest = joined.named_steps["estimator"]
+    assert forest.n_estimators == 32 and forest.random_state == 7
+    assert [t.random_state for t in forest.estimators_] == \
+        [t.random_state for t in whole.named_steps["estimator"].estimators_]
+    np.testing.assert_array_equal(joined.predict_proba(X), whole.predict_proba(X))
+
+
+def test_a_regression_forest_joins_too() -> None:
+    X, y = load_diabetes(return_X_y=True)
+    columns = [Column(f"x{j}", "float64") for j in range(10)] + [Column("y", "float64")]
+    spec = check_spec({"estimator": "RandomForestRegressor", "target_column": "y"}, columns)
+    params = {"n_estimators": 20}
+    joined = join_trees(spec, [fit_trees(spec, params, X, y, a, b)
+                               for a, b in tree_parts(spec, params, 2)])
+    np.testing.assert_array_equal(joined.predict(X), fit_all(spec, params, X, y).predict(X))
+
+
+@pytest.mark.parametrize(("estimator", "params", "parts", "expected"), [
+    ("RandomForestClassifier", {}, 4, [(0, 25), (25, 50), (50, 75), (75, 100)]),
+    ("RandomForestClassifier", {"n_estimators": 30}, 8, [(0, 10), (10, 20), (20, 30)]),
+    ("RandomForestClassifier", {"n_estimators": 19}, 4, []),
+    ("RandomForestClassifier", {}, 1, []),
+    ("RandomForestClassifier", {"oob_score": True}, 4, []),
+    ("RandomForestClassifier", {"warm_start": True}, 4, []),
+    ("GradientBoostingClassifier", {}, 4, []),
+    ("LogisticRegression", {}, 4, []),
+])
+def test_which_fits_are_split_into_parts(estimator: str, params: dict[str, Any], parts: int,
+                                         expected: list[tuple[int, int]]) -> None:
+    assert tree_parts(spec_for(estimator=estimator), params, parts) == expected
 
 
 def csv_dataset(storage: Storage, text: str) -> Dataset:

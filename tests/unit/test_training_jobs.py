@@ -42,11 +42,11 @@ def start(client: redis.Redis, task: tj.FitTask) -> list[Any]:
                             keys.job_attempts_key(JOB), "1001.0", task.name))
 
 
-def fold_done(client: redis.Redis, task: tj.FitTask) -> list[int]:
+def fold_done(client: redis.Redis, task: tj.FitTask, then: str = "final") -> list[int]:
     status, added, completed = client.eval(
         tj.FOLD_DONE_SCRIPT, 4, keys.job_key(JOB), keys.job_done_key(JOB),
         keys.training_folds_key(JOB), "training", task.name,
-        orjson.dumps({"candidate": task.candidate, "fold": task.fold}), "1002.0", "final")
+        orjson.dumps({"candidate": task.candidate, "fold": task.fold}), "1002.0", then)
     assert status == b"running"
     return [int(added), int(completed)]
 
@@ -205,3 +205,58 @@ print(loaded)
     assert run.stdout.splitlines() == [
         "hyperparameters.max_depth hyperparameters.max_depth: must be an int in the range "
         "[1, inf) or None; got 0", "[]"]
+
+
+def split(client: redis.Redis, parts: list[tuple[int, int]]) -> str:
+    messages = [tj.FitTask(JOB, "churn", 1000.0, part=k, trees=t).task_id
+                for k, t in enumerate(parts)]
+    return str(client.eval(tj.SPLIT_SCRIPT, 2, keys.job_key(JOB), "training", "1003.0",
+                           len(parts), 1, "fitting on every row in 2 parts", *messages),
+               "ascii")
+
+
+def test_a_split_pushes_its_parts_once_and_the_last_part_pushes_the_join(
+    client: redis.Redis,
+) -> None:
+    tasks = submit(client, 2, 2)
+    client.delete("training")
+    start(client, tasks[0])
+    for task in tasks:
+        fold_done(client, task)
+    assert client.lrange("training", 0, -1) == [b"final"]
+    client.delete("training")
+    assert split(client, [(0, 50), (50, 100)]) == "running"
+    assert split(client, [(0, 50), (50, 100)]) == "running"  # The final task ran again.
+    assert client.lrange("training", 0, -1) == [f"{JOB}-part1".encode(), f"{JOB}-part0".encode()]
+    record = tj.strings(client.hgetall(keys.job_key(JOB)))
+    assert (record["parts"], record["best"], record["tasks_total"]) == ("2", "1", "6")
+    assert record["phase"] == "fitting on every row in 2 parts"
+    client.delete("training")
+    parts = [tj.FitTask(JOB, "churn", 1000.0, part=k, trees=t)
+             for k, t in enumerate([(0, 50), (50, 100)])]
+    join = tj.FitTask(JOB, "churn", 1000.0, join=True)
+
+    def part_done(task: tj.FitTask) -> list[int]:
+        return fold_done(client, task, join.task_id)
+
+    assert part_done(parts[0]) == [1, 0]
+    # Two more tasks than the folds: progress stays where the folds left it.
+    assert float(client.hget(keys.job_key(JOB), "progress") or 0) == pytest.approx(0.85)
+    assert part_done(parts[0]) == [0, 0]
+    assert part_done(parts[1]) == [1, 1]
+    assert client.lrange("training", 0, -1) == [f"{JOB}-join".encode()]
+    # The job's final task found a cancelled job: a split then pushes nothing.
+    client.hset(keys.job_key(JOB), "status", "cancelled")
+    client.hdel(keys.job_key(JOB), "parts")
+    assert split(client, [(0, 50), (50, 100)]) == "cancelled"
+    assert client.llen("training") == 1
+
+
+def test_part_and_join_tasks_round_trip_through_their_messages() -> None:
+    part = tj.FitTask(JOB, "churn", 1000.0, part=1, trees=(50, 100))
+    join = tj.FitTask(JOB, "churn", 1000.0, join=True)
+    assert (part.name, part.task_id, part.final) == ("part:1", f"{JOB}-part1", False)
+    assert (join.name, join.task_id, join.final) == ("join", f"{JOB}-join", False)
+    for task in (part, join):
+        assert tj.FitTask.from_message(orjson.loads(orjson.dumps(task.message_kwargs()))) \
+            == task
